@@ -1,0 +1,105 @@
+"""Argument and input checks shared by every public entry point.
+
+Each check raises a ``ValueError`` or ``TypeError`` that names the argument, says what was
+expected and shows what was received (``Received: width=0``), so a bad call fails at
+construction or on entry instead of producing NaNs later.
+"""
+
+import numbers
+
+import tensorflow as tf
+
+
+def check_int(name, value, *, minimum):
+    """Returns ``value`` as an ``int`` after checking it is an integer ``>= minimum``.
+
+    Raises:
+        TypeError: if ``value`` is not an integer (``bool`` is refused too).
+        ValueError: if ``value < minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_positive_float(name, value):
+    """Returns ``value`` as a ``float`` after checking it is a finite number ``> 0``.
+
+    Raises:
+        TypeError: if ``value`` is not a real number.
+        ValueError: if ``value`` is not finite and positive.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+    value = float(value)
+    if not value > 0.0 or value == float("inf"):
+        raise ValueError(f"`{name}` must be finite and positive. Received: {name}={value!r}")
+    return value
+
+
+def check_float_dtype(name, dtype):
+    """Returns ``dtype`` as a floating ``tf.DType`` (float32 or float64).
+
+    Raises:
+        TypeError: if ``dtype`` is not ``float32`` or ``float64``.
+    """
+    try:
+        tf_dtype = tf.as_dtype(dtype)
+    except TypeError:
+        tf_dtype = None
+    if tf_dtype not in (tf.float32, tf.float64):
+        raise TypeError(f"`{name}` must be float32 or float64. Received: {name}={dtype!r}")
+    return tf_dtype
+
+
+def convert_points(name, value, *, dtype, event_size):
+    """Converts ``value`` to a floating tensor of shape ``[..., event_size]``.
+
+    Args:
+        name: the argument's name, used in error messages.
+        value: array-like of real numbers, shape ``[..., event_size]``.
+        dtype: the floating dtype to convert to.
+        event_size: the required size of the last axis, or ``None`` to accept any.
+
+    Returns:
+        A ``tf.Tensor`` of ``dtype``.
+
+    Raises:
+        TypeError: if ``value`` holds non-floating numbers (integers, booleans, strings).
+        ValueError: if ``value`` has rank 0 or a last axis of the wrong size.
+    """
+    if isinstance(value, (tf.Tensor, tf.Variable)) or hasattr(value, "dtype"):
+        value_dtype = tf.as_dtype(value.dtype)
+        if not value_dtype.is_floating:
+            raise TypeError(
+                f"`{name}` must hold floating-point numbers. Received: {name}.dtype={value_dtype.name}"
+            )
+    value = tf.convert_to_tensor(value)
+    if not value.dtype.is_floating:
+        raise TypeError(
+            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={value.dtype.name}"
+        )
+    value = tf.cast(value, dtype)
+    rank = value.shape.rank
+    if rank == 0:
+        raise ValueError(f"`{name}` must have shape [..., d]. Received: a scalar {name}")
+    if event_size is not None and rank is not None:
+        size = value.shape[-1]
+        if size is not None and size != event_size:
+            raise ValueError(
+                f"`{name}` must have shape [..., {event_size}]. "
+                f"Received: {name}.shape={value.shape.as_list()}"
+            )
+    return value
+
+
+def assert_finite(name, value, *, validate_args):
+    """Returns ``value``, with a runtime check that it holds no NaN or Inf when ``validate_args``.
+
+    The check also runs inside ``tf.function`` and XLA-compiled code (as an assertion op).
+    """
+    if not validate_args:
+        return value
+    return tf.debugging.assert_all_finite(value, f"`{name}` must be finite (no NaN or Inf)")
