@@ -1,5 +1,7 @@
 """The OT-Flow potential Φ(x, t) as a Keras layer, with its gradient and exact Hessian trace."""
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 
@@ -11,6 +13,77 @@ def log_cosh(a):
     """σ(a) = log(2 cosh a) = |a| + log(1 + exp(−2|a|)), the antiderivative of tanh, stably."""
     magnitude = tf.abs(a)
     return magnitude + tf.math.softplus(-2.0 * magnitude)
+
+
+def recomputed_in_backward(function):
+    """Wraps ``function(*tensors) -> tuple of tensors`` so that backprop keeps only its inputs.
+
+    The backward pass runs ``function`` again under a tape. It starts only once every upstream
+    gradient exists (a control dependency), so one RK4 stage's intermediates are rebuilt only
+    when the backward sweep reaches that stage, and graph optimizers cannot merge the
+    recomputation with the forward pass.
+    """
+
+    @tf.custom_gradient
+    def wrapped(*args):
+        def backward(*upstream):
+            upstream = [
+                tf.zeros_like(output) if u is None else u for u, output in zip(upstream, outputs)
+            ]
+            with tf.control_dependencies(upstream):
+                inputs = [tf.identity(arg) for arg in args]
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                recomputed = function(*inputs)
+            return tape.gradient(recomputed, inputs, output_gradients=upstream)
+
+        outputs = function(*args)
+        return outputs, backward
+
+    return wrapped
+
+
+def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels):
+    """h Σ_{i=1..M} t_i, the residual layers' part of tr ∇²ₓΦ, by the Jacobian recurrence.
+
+    ```none
+    J_0ᵀ = K0_x diag σ'(a_0)                        [n, d, m]
+    t_i = Σ_j c_{i,j} ‖(J_{i−1}ᵀ K_i)_{:, j}‖²,     J_iᵀ = J_{i−1}ᵀ + h (J_{i−1}ᵀ K_i) diag σ'(a_i)
+    ```
+
+    Args:
+        h: the ResNet step.
+        K0_x: the x rows of the opening kernel, [d, m].
+        tanh: σ'(a_i) for i = 0..M−1, each [n, m].
+        curvature: c_i = σ''(a_i) ⊙ z_{i+1} for i = 1..M, each [n, m].
+        kernels: K_1..K_M, each [m, m].
+
+    Returns:
+        [n]. One [n·d, m] × [m, m] product per layer: ≈ 2·n·M·m²·d flops in all.
+    """
+    d, m = K0_x.shape
+    J = K0_x[tf.newaxis] * tanh[0][:, tf.newaxis, :]
+    total = 0.0
+    for i, (c_i, K_i) in enumerate(zip(curvature, kernels), start=1):
+        KJ = tf.reshape(tf.reshape(J, [-1, m]) @ K_i, [-1, d, m])
+        total = total + h * tf.reduce_sum(c_i * tf.reduce_sum(tf.square(KJ), axis=1), axis=-1)
+        if i < len(kernels):  # the last Jacobian is not needed
+            J = J + h * tanh[i][:, tf.newaxis, :] * KJ
+    return total
+
+
+PotentialWeights = collections.namedtuple(
+    "PotentialWeights",
+    ["A", "b", "c", "w", "kernels", "biases", "opening_norms", "quadratic_trace"],
+)
+PotentialWeights.__doc__ = """The weights of a :class:`Potential` read as tensors.
+
+Attributes:
+    A: [r, d+1]. b: [d+1]. c: []. w: [m].
+    kernels: (K_0 [d+1, m], K_1 [m, m], …). biases: (b_0 [m], b_1 [m], …).
+    opening_norms: ‖(K_0)_{1:d, j}‖² for each unit j, [m].
+    quadratic_trace: tr((AᵀA)_{1:d, 1:d}) = ‖A_{:, 1:d}‖²_F, [].
+"""
 
 
 @keras.saving.register_keras_serializable(package="tfotflow")
@@ -107,21 +180,23 @@ class Potential(keras.layers.Layer):
     def call(self, x, t=0.0):
         """Φ(x, t) for points ``x`` of shape [..., d] at time ``t`` (a scalar); shape [...]."""
         s, restore = self._space_time(x, t)
-        u = log_cosh(s @ self.kernels[0] + self.biases[0])
-        for K, bias in zip(self.kernels[1:], self.biases[1:]):
+        W = self.read_weights()
+        u = log_cosh(s @ W.kernels[0] + W.biases[0])
+        for K, bias in zip(W.kernels[1:], W.biases[1:]):
             u = u + self.step_size * log_cosh(u @ K + bias)
-        quadratic = 0.5 * tf.reduce_sum(tf.square(s @ tf.transpose(self.A)), axis=-1)
-        phi = tf.linalg.matvec(u, self.w) + quadratic + tf.linalg.matvec(s, self.b) + self.c
+        quadratic = 0.5 * tf.reduce_sum(tf.square(s @ tf.transpose(W.A)), axis=-1)
+        phi = tf.linalg.matvec(u, W.w) + quadratic + tf.linalg.matvec(s, W.b) + W.c
         return restore(phi, [])
 
     def gradient(self, x, t=0.0):
         """(∇ₓΦ, ∂ₜΦ) by the backward recurrence; shapes [..., d] and [...]."""
         s, restore = self._space_time(x, t)
-        grad, _ = self._backward(s, [tf.tanh(a) for a in self._pre_activations(s)])
+        W = self.read_weights()
+        grad, _ = self._backward(W, s, [tf.tanh(a) for a in self._pre_activations(W, s)])
         return restore(grad[:, :-1], [self.dim]), restore(grad[:, -1], [])
 
     def gradient_and_trace(self, x, t=0.0):
-        """(∇ₛΦ, tr ∇²ₓΦ): the full space-time gradient [..., d+1] and the exact trace of the
+        """(∇ₛΦ, tr ∇²ₓΦ): the space-time gradient [..., d+1] and the exact trace of the
         Hessian's x-block [...], from one forward, one backward and one Jacobian pass.
 
         ```none
@@ -135,44 +210,74 @@ class Potential(keras.layers.Layer):
         [n·d, m] × [m, m] matrix product.
         """
         s, restore = self._space_time(x, t)
-        grad, trace = self._gradient_and_trace(s)
+        grad, trace = self.space_time_gradient_and_trace(s)
         return restore(grad, [self.dim + 1]), restore(trace, [])
+
+    def read_weights(self):
+        """The current weights as tensors, read once (an ODE solve reads them once per solve).
+
+        Returns:
+            :class:`PotentialWeights`, with the x-block constants of the trace precomputed.
+        """
+        d = self.dim
+        A = tf.convert_to_tensor(self.A)
+        kernels = tuple(tf.convert_to_tensor(K) for K in self.kernels)
+        return PotentialWeights(
+            A=A,
+            b=tf.convert_to_tensor(self.b),
+            c=tf.convert_to_tensor(self.c),
+            w=tf.convert_to_tensor(self.w),
+            kernels=kernels,
+            biases=tuple(tf.convert_to_tensor(bias) for bias in self.biases),
+            opening_norms=tf.reduce_sum(tf.square(kernels[0][:d]), axis=0),
+            quadratic_trace=tf.reduce_sum(tf.square(A[:, :d])),
+        )
+
+    def space_time_gradient_and_trace(self, s, weights=None):
+        """:meth:`gradient_and_trace` on space-time points ``s = [x, t]`` of shape [n, d+1].
+
+        Args:
+            s: a [n, d+1] tensor of the layer's dtype (no conversion or checks: the hot path).
+            weights: :class:`PotentialWeights` from :meth:`read_weights`. Defaults to reading
+                them now.
+        """
+        W = self.read_weights() if weights is None else weights
+        structure = (s, W)
+
+        def evaluate(*flat):
+            return self._gradient_and_trace(*tf.nest.pack_sequence_as(structure, flat))
+
+        # Backprop through an RK4 solve would otherwise keep the [n, d, m] Jacobians of every
+        # stage; recomputing a stage costs about one more evaluation and bounds the memory.
+        return recomputed_in_backward(evaluate)(*tf.nest.flatten(structure))
+
+    def _gradient_and_trace(self, s, W):
+        """The recurrences behind :meth:`space_time_gradient_and_trace`."""
+        d, h = self.dim, self.step_size
+        tanh = [tf.tanh(a) for a in self._pre_activations(W, s)]  # σ'(a_i), each [n, m]
+        grad, z = self._backward(W, s, tanh)
+        # σ''(a_i) ⊙ z_{i+1}: the weight of each unit's squared Jacobian column in t_i.
+        curvature = [(1.0 - tf.square(tanh_i)) * z_i for tanh_i, z_i in zip(tanh, z)]
+        trace = tf.linalg.matvec(curvature[0], W.opening_norms) + jacobian_trace_terms(
+            h, W.kernels[0][:d], tanh[:-1], curvature[1:], W.kernels[1:]
+        )
+        return grad, trace + W.quadratic_trace  # tr(A_xᵀA_x) = ‖A_x‖²_F
 
     # ----------------------------------------------------------------------------- recurrences
 
-    def _gradient_and_trace(self, s):
-        """Core of :meth:`gradient_and_trace` on space-time points ``s`` of shape [n, d+1]."""
-        d, m, h = self.dim, self.width, self.step_size
-        tanh = [tf.tanh(a) for a in self._pre_activations(s)]  # σ'(a_i), each [n, m]
-        grad, z = self._backward(s, tanh)
-        # σ''(a_i) ⊙ z_{i+1}: the weight of each unit's squared Jacobian column in t_i.
-        curvature = [(1.0 - tf.square(tanh_i)) * z_i for tanh_i, z_i in zip(tanh, z)]
-
-        K0_x = self.kernels[0][:d]  # [d, m]
-        trace = tf.linalg.matvec(curvature[0], tf.reduce_sum(tf.square(K0_x), axis=0))
-        J = K0_x[tf.newaxis] * tanh[0][:, tf.newaxis, :]  # J_0ᵀ: [n, d, m]
-        for i in range(1, self.num_layers):
-            KJ = tf.reshape(tf.reshape(J, [-1, m]) @ self.kernels[i], [-1, d, m])
-            t_i = tf.reduce_sum(curvature[i] * tf.reduce_sum(tf.square(KJ), axis=1), axis=-1)
-            trace = trace + h * t_i
-            if i + 1 < self.num_layers:  # the last Jacobian is not needed
-                J = J + h * tanh[i][:, tf.newaxis, :] * KJ
-        A_x = self.A[:, :d]
-        return grad, trace + tf.reduce_sum(tf.square(A_x))  # tr(A_xᵀA_x) = ‖A_x‖²_F
-
-    def _pre_activations(self, s):
+    def _pre_activations(self, W, s):
         """a_0 = s K_0 + b_0 and a_i = u_{i−1} K_i + b_i for i = 1..M, each [n, m]."""
-        a = s @ self.kernels[0] + self.biases[0]
+        a = s @ W.kernels[0] + W.biases[0]
         activations = [a]
         u = log_cosh(a)
         for i in range(1, self.num_layers):
-            a = u @ self.kernels[i] + self.biases[i]
+            a = u @ W.kernels[i] + W.biases[i]
             activations.append(a)
             if i + 1 < self.num_layers:  # u_M feeds only Φ itself
                 u = u + self.step_size * log_cosh(a)
         return activations
 
-    def _backward(self, s, tanh):
+    def _backward(self, W, s, tanh):
         """∇ₛΦ [n, d+1] and the adjoints [z_1, …, z_{M+1}] of the backward recurrence.
 
         ```none
@@ -182,12 +287,12 @@ class Potential(keras.layers.Layer):
 
         ``tanh`` holds σ'(a_i) = tanh(a_i) for i = 0..M; z_{M+1} = w is returned as a [m] vector.
         """
-        z = [tf.convert_to_tensor(self.w)]
+        z = [W.w]
         for i in range(self.num_layers - 1, 0, -1):
-            z.insert(0, z[0] + self.step_size * (tanh[i] * z[0]) @ tf.transpose(self.kernels[i]))
-        network = (tanh[0] * z[0]) @ tf.transpose(self.kernels[0])
-        quadratic = (s @ tf.transpose(self.A)) @ self.A
-        return network + quadratic + self.b, z
+            z.insert(0, z[0] + self.step_size * (tanh[i] * z[0]) @ tf.transpose(W.kernels[i]))
+        network = (tanh[0] * z[0]) @ tf.transpose(W.kernels[0])
+        quadratic = (s @ tf.transpose(W.A)) @ W.A
+        return network + quadratic + W.b, z
 
     def _space_time(self, x, t):
         """s = [x, t] as [n, d+1], and a function restoring the leading axes of ``x``."""

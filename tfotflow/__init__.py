@@ -1,0 +1,29 @@
+"""tfotflow: OT-Flow continuous normalizing flows for TensorFlow, Keras 3 and TFP.
+
+The public names are imported on first use, so ``import tfotflow`` (and the command line's
+``--help``) does not start TensorFlow.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Potential": "tfotflow.potential",
+    "OTFlow": "tfotflow.bijector",
+    "integrate": "tfotflow.ode",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfotflow' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
