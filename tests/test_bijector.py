@@ -28,9 +28,7 @@ def normal(d):
 def test_round_trip_error_shrinks_like_h4(rng):
     flow = OTFlow(random_potential(3, scale=0.5), jit_compile=True)
     x = rng.normal(size=(16, 3))
-    errors = [
-        testing.check_round_trip(flow, x, tolerance=1.0, num_steps=n) for n in (4, 8, 16)
-    ]
+    errors = [testing.check_round_trip(flow, x, tolerance=1.0, num_steps=n) for n in (4, 8, 16)]
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all(ratios > 10.0), (errors, ratios)
     assert errors[-1] < 1e-4
@@ -77,8 +75,12 @@ def test_num_steps_per_call(rng):
     x = rng.normal(size=(4, 2))
     coarse = distribution.log_prob(x)
     fine = distribution.log_prob(x, bijector_kwargs={"num_steps": 6})
-    np.testing.assert_allclose(fine, OTFlow(flow.potential, num_steps=6).inverse_log_det_jacobian(
-        x, 1) + normal(2).log_prob(OTFlow(flow.potential, num_steps=6).inverse(x)), rtol=1e-12)
+    np.testing.assert_allclose(
+        fine,
+        OTFlow(flow.potential, num_steps=6).inverse_log_det_jacobian(x, 1)
+        + normal(2).log_prob(OTFlow(flow.potential, num_steps=6).inverse(x)),
+        rtol=1e-12,
+    )
     assert np.max(np.abs(coarse - fine)) > 1e-9  # the per-call step count took effect
 
 

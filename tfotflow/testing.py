@@ -7,7 +7,7 @@ the measured value(s) otherwise, so it can sit in any test runner.
 >>> potential = tfotflow.Potential(width=4, dtype="float64")
 >>> flow = tfotflow.OTFlow(potential, num_steps=16)
 >>> x = np.random.default_rng(0).normal(size=(5, 2))
->>> check_round_trip(flow, x, tolerance=1e-6) < 1e-6
+>>> check_round_trip(flow, x, tolerance=1e-3) < 1e-3
 True
 """
 
