@@ -53,9 +53,7 @@ class Registry:
         self.group = group
         self.kind = kind
         self._check = check or _require_callable
-        self._entry_points = entry_points or (
-            lambda: importlib.metadata.entry_points(group=group)
-        )
+        self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=group))
         self._load = functools.cache(self._load_uncached)
         self._declared = functools.cache(self._declared_uncached)
 
@@ -127,28 +125,21 @@ class Registry:
         try:
             plugin = entry_point.load()
         except Exception as error:  # any import-time failure of third-party code
-            warnings.warn(
-                f"{self.kind} plugin {name!r} from {_describe(entry_point)} failed to load: "
-                f"{type(error).__name__}: {error}",
-                PluginWarning,
-                stacklevel=3,
-            )
-            raise PluginError(
-                f"{self.kind} {name!r} from {_describe(entry_point)} failed to load: "
-                f"{type(error).__name__}: {error}"
-            ) from error
+            raise self._broken(name, entry_point, "failed to load", error) from error
         problem = self._check(plugin)
         if problem:
             error = TypeError(problem)
-            warnings.warn(
-                f"{self.kind} plugin {name!r} from {_describe(entry_point)} is unusable: {problem}",
-                PluginWarning,
-                stacklevel=3,
-            )
-            raise PluginError(
-                f"{self.kind} {name!r} from {_describe(entry_point)} is unusable: {problem}"
-            ) from error
+            raise self._broken(name, entry_point, "is unusable", error) from error
         return plugin
+
+    def _broken(self, name, entry_point, what, error):
+        """Warns that a plugin is broken; returns the error to raise for it."""
+        message = (
+            f"{self.kind} {name!r} from {_describe(entry_point)} {what}: "
+            f"{type(error).__name__}: {error}"
+        )
+        warnings.warn(message, PluginWarning, stacklevel=4)
+        return PluginError(message)
 
 
 def _require_callable(plugin):
@@ -168,3 +159,7 @@ def _describe(entry_point):
     package, version = _distribution(entry_point)
     where = f"package {package} {version}" if package else "an unnamed package"
     return f"{where} ({entry_point.value})"
+
+
+DATASETS = Registry("tfotflow.datasets", "dataset")
+REGULARIZERS = Registry("tfotflow.regularizers", "regularizer")

@@ -1,0 +1,83 @@
+"""The loaders behind tfotflow's own entry points in ``tfotflow.datasets``.
+
+Each is ``loader(*, seed, data_dir, **options) -> Dataset``, the same contract a third-party
+plugin follows.
+"""
+
+import functools
+
+import numpy as np
+
+from tfotflow.datasets import tabular, toy
+from tfotflow.datasets.core import Dataset, DatasetError, Metadata
+
+TOY_CITATION = (
+    "Toy distributions of FFJORD (Grathwohl et al., ICLR 2019) as used by OT-Flow "
+    "(Onken et al., AAAI 2021); generated, no licence needed."
+)
+# The paper's 2-D settings: width 32, float64, α = (1, 30, 1), 8 steps, batch 5000, lr 0.1.
+TOY_HYPERPARAMETERS = dict(
+    width=32,
+    num_layers=2,
+    alpha=(1.0, 30.0, 1.0),
+    num_steps=8,
+    eval_num_steps=8,
+    batch_size=5000,
+    lr=0.1,
+    dtype="float64",
+)
+
+
+@functools.cache
+def _toy_entropy(name):
+    if name == "checkerboard":
+        return float(np.log(32.0))  # uniform on 8 squares of area 4
+    return toy.entropy(toy.LOG_PROBS[name])
+
+
+def _toy_loader(
+    name,
+    *,
+    seed=0,
+    data_dir=None,
+    num_train=100_000,
+    num_val=10_000,
+    num_test=20_000,
+    dtype="float64",
+):
+    del data_dir
+    sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
+    for option, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DatasetError(f"`{option}` must be a positive integer. Received: {value!r}")
+    splits = []
+    for index, n in enumerate(sizes.values()):
+        rng = np.random.RandomState([seed, index])  # independent streams per split
+        splits.append(np.asarray(toy.GENERATORS[name](rng, n), dtype=dtype))
+    log_prob = toy.LOG_PROBS.get(name)
+    metadata = Metadata(
+        name=name,
+        dim=2,
+        description=toy.DESCRIPTIONS[name],
+        citation=TOY_CITATION,
+        hyperparameters=dict(TOY_HYPERPARAMETERS),
+        log_prob=log_prob,
+        entropy=_toy_entropy(name) if log_prob is not None else None,
+    )
+    return Dataset(*splits, metadata=metadata)
+
+
+eight_gaussians = functools.partial(_toy_loader, "8gaussians")
+checkerboard = functools.partial(_toy_loader, "checkerboard")
+swissroll = functools.partial(_toy_loader, "swissroll")
+circles = functools.partial(_toy_loader, "circles")
+moons = functools.partial(_toy_loader, "moons")
+pinwheel = functools.partial(_toy_loader, "pinwheel")
+two_spirals = functools.partial(_toy_loader, "2spirals")
+rings = functools.partial(_toy_loader, "rings")
+
+power = functools.partial(tabular.load_tabular, "power")
+gas = functools.partial(tabular.load_tabular, "gas")
+hepmass = functools.partial(tabular.load_tabular, "hepmass")
+miniboone = functools.partial(tabular.load_tabular, "miniboone")
+bsds300 = functools.partial(tabular.load_tabular, "bsds300")

@@ -1,0 +1,166 @@
+"""The dataset contract, its checks, and the registry of dataset plugins.
+
+A dataset plugin is a callable declared in the entry-point group ``tfotflow.datasets``:
+
+```none
+loader(*, seed: int, data_dir: pathlib.Path, **options) -> Dataset
+```
+
+It returns train / validation / test splits (numpy, float32 or float64, shape [n, d]) and
+:class:`Metadata`. :func:`load` checks every split and names the plugin in any error.
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+
+from tfotflow.registry import DATASETS as REGISTRY
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset plugin returned data that breaks the contract, or its files are missing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """What a dataset says about itself.
+
+    Attributes:
+        name: the registry name.
+        dim: the dimension d of every point.
+        description: one line on what the data is.
+        citation: the licence and how to cite the source.
+        hyperparameters: recommended settings (``width``, ``num_layers``, ``alpha``,
+            ``num_steps``, ``eval_num_steps``, ``batch_size``, ``lr``…). Defaults to none.
+        log_prob: the true log-density ``callable([n, d] array) -> [n] array``, when known.
+        entropy: the true differential entropy in nats (the best achievable test NLL), when known.
+    """
+
+    name: str
+    dim: int
+    description: str
+    citation: str
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
+    log_prob: object = None
+    entropy: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train, validation and test splits, each [n, d], with their :class:`Metadata`."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    metadata: Metadata
+
+    @property
+    def dim(self):
+        return self.metadata.dim
+
+
+def default_data_dir():
+    """``$TFOTFLOW_DATA``, else ``$XDG_CACHE_HOME/tfotflow`` (``~/.cache/tfotflow``)."""
+    if os.environ.get("TFOTFLOW_DATA"):
+        return pathlib.Path(os.environ["TFOTFLOW_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(cache) / "tfotflow"
+
+
+def names():
+    """Sorted names of every installed dataset (read from package metadata, nothing imported).
+
+    >>> {"8gaussians", "checkerboard", "miniboone"} <= set(names())
+    True
+    """
+    return REGISTRY.names()
+
+
+def load(name, *, seed=0, data_dir=None, **options):
+    """Loads and checks the dataset ``name``.
+
+    Args:
+        name: a name from :func:`names`.
+        seed: the seed of any sampling or shuffling the dataset does. Defaults to 0.
+        data_dir: where file-based datasets live. Defaults to :func:`default_data_dir`.
+        **options: passed to the dataset's loader (e.g. ``num_train`` for toy sets).
+
+    Returns:
+        A checked :class:`Dataset`.
+
+    Raises:
+        tfotflow.registry.PluginError: for an unknown or broken plugin.
+        DatasetError: for data that breaks the contract, or missing files (with how to get them).
+
+    >>> data = load("8gaussians", num_train=100, num_val=10, num_test=10)
+    >>> data.train.shape, data.metadata.dim
+    ((100, 2), 2)
+    """
+    loader = REGISTRY.load(name)
+    data_dir = pathlib.Path(data_dir) if data_dir is not None else default_data_dir()
+    result = loader(seed=seed, data_dir=data_dir, **options)
+    return check_dataset(result, plugin=name)
+
+
+def check_dataset(result, *, plugin):
+    """Checks a loader's result against the contract; returns it as a :class:`Dataset`.
+
+    Raises:
+        DatasetError: naming ``plugin``, the split and what is wrong.
+    """
+    if not isinstance(result, Dataset):
+        raise DatasetError(
+            f"dataset plugin {plugin!r} must return a tfotflow.datasets.Dataset. "
+            f"Received: {type(result).__name__}"
+        )
+    metadata = result.metadata
+    if not isinstance(metadata, Metadata):
+        raise DatasetError(
+            f"dataset plugin {plugin!r}: metadata must be a tfotflow.datasets.Metadata. "
+            f"Received: {type(metadata).__name__}"
+        )
+    for split in SPLITS:
+        array = getattr(result, split)
+        where = f"dataset plugin {plugin!r}, split {split!r}"
+        if not isinstance(array, np.ndarray) or array.dtype not in (np.float32, np.float64):
+            kind = getattr(array, "dtype", type(array).__name__)
+            raise DatasetError(
+                f"{where}: expected a float32 or float64 numpy array. Received: {kind}"
+            )
+        if array.ndim != 2 or array.shape[1] != metadata.dim or array.shape[0] == 0:
+            raise DatasetError(
+                f"{where}: expected shape [n, {metadata.dim}] with n > 0. "
+                f"Received: shape {array.shape}"
+            )
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row = int(np.argwhere(bad)[0, 0])
+            raise DatasetError(
+                f"{where}: {int(bad.sum())} NaN or Inf value(s), the first in row {row}."
+            )
+    return result
+
+
+def as_tf_data(array, *, batch_size, shuffle=True, seed=0, repeat=False, drop_remainder=False):
+    """A shuffled, batched, prefetched ``tf.data.Dataset`` over the rows of ``array``.
+
+    Args:
+        array: [n, d] numpy array.
+        batch_size: rows per batch.
+        shuffle: reshuffle every epoch (a full-size buffer: an exact shuffle). Defaults to True.
+        seed: the shuffle seed. Defaults to 0.
+        repeat: repeat forever. Defaults to False.
+        drop_remainder: drop a last, smaller batch. Defaults to False.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(array)
+    if shuffle:
+        dataset = dataset.shuffle(len(array), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
