@@ -100,7 +100,8 @@ class Registry:
                 self.load(name)
                 state = "ok"
             except PluginError as error:
-                state = str(error.__cause__ or error)
+                cause = error.__cause__ or error
+                state = f"{type(cause).__name__}: {cause}"
             rows.append({"name": name, "package": package, "version": version, "status": state})
         return rows
 

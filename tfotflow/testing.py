@@ -109,3 +109,59 @@ def check_config_round_trip(layer, *args, **kwargs):
     if not np.array_equal(np.asarray(expected), np.asarray(received)):
         raise AssertionError("a layer rebuilt from its config computes other outputs")
     return clone
+
+
+KNOWN_HYPERPARAMETERS = {
+    "width",
+    "num_layers",
+    "rank",
+    "alpha",
+    "num_steps",
+    "eval_num_steps",
+    "batch_size",
+    "lr",
+    "dtype",
+    "iterations",
+}
+
+
+def check_dataset_plugin(name, **options):
+    """Checks that the installed dataset plugin ``name`` honours the tfotflow dataset contract.
+
+    For plugin authors: call it in your own tests after ``pip install``-ing your package.
+    It checks that ``name`` is found through the ``tfotflow.datasets`` entry points, that
+    :func:`tfotflow.datasets.load` accepts what the plugin returns (float arrays [n, d], no
+    NaN/Inf, three splits), that the metadata is complete (description, citation, known
+    hyperparameter names) and that loading twice with one seed gives identical splits.
+
+    Args:
+        name: the entry-point name.
+        **options: passed to the loader.
+
+    Returns:
+        The loaded :class:`tfotflow.datasets.Dataset`.
+    """
+    from tfotflow import datasets
+
+    if name not in datasets.names():
+        raise AssertionError(
+            f"{name!r} is not declared in the 'tfotflow.datasets' entry-point group; "
+            f"installed: {datasets.names()}"
+        )
+    first = datasets.load(name, seed=0, **options)
+    metadata = first.metadata
+    if metadata.name != name:
+        raise AssertionError(f"metadata.name is {metadata.name!r}, expected {name!r}")
+    if not metadata.description or not metadata.citation:
+        raise AssertionError("metadata needs a description and a licence/citation")
+    unknown = set(metadata.hyperparameters) - KNOWN_HYPERPARAMETERS
+    if unknown:
+        raise AssertionError(
+            f"unknown hyperparameter names {sorted(unknown)}; "
+            f"known: {sorted(KNOWN_HYPERPARAMETERS)}"
+        )
+    second = datasets.load(name, seed=0, **options)
+    for split in ("train", "val", "test"):
+        if not np.array_equal(getattr(first, split), getattr(second, split)):
+            raise AssertionError(f"split {split!r} differs between two loads with seed 0")
+    return first

@@ -37,10 +37,12 @@ preprocessed, as several public repositories distribute them) is read as it is.
 
 import collections
 import pathlib
+import urllib.request
 
 import numpy as np
 
 from tfotflow.datasets.core import Dataset, DatasetError, Metadata
+from tfotflow.datasets.download import download, extract_tar
 
 MAF_ARCHIVE_URL = "https://zenodo.org/record/1161203/files/data.tar.gz"
 MAF_CITATION = (
@@ -292,3 +294,32 @@ def load_tabular(name, *, seed=0, data_dir, verify=True, train_split="train", dt
     )
     cast = [np.ascontiguousarray(split, dtype=dtype) for split in (train, val, test)]
     return Dataset(*cast, metadata=metadata)
+
+
+def fetch(name, data_dir, *, progress=None, url=MAF_ARCHIVE_URL, opener=urllib.request.urlopen):
+    """Downloads the MAF archive, unpacks it into ``data_dir`` and checks the data set ``name``.
+
+    The archive download resumes where a previous attempt stopped and is renamed into place
+    only when complete; unpacking replaces each data set folder with one rename; the archive is
+    deleted once ``name`` loads with the documented split sizes.
+
+    Args:
+        name: one of the five MAF data sets.
+        data_dir: where the MAF layout goes.
+        progress: ``callable(done_bytes, total_bytes)`` for a progress bar.
+        url: the archive's address. Defaults to the MAF Zenodo record.
+        opener: ``callable(request) -> response``. Defaults to ``urllib.request.urlopen``.
+
+    Returns:
+        The loaded, verified :class:`Dataset`.
+    """
+    if name not in FILES:
+        raise DatasetError(f"`name` must be one of {sorted(FILES)}. Received: {name!r}")
+    data_dir = pathlib.Path(data_dir)
+    archive = data_dir / "maf-data.tar.gz"
+    if not archive.exists():
+        download(url, archive, progress=progress, opener=opener)
+    extract_tar(archive, data_dir, members_under="data")
+    dataset = load_tabular(name, data_dir=data_dir)
+    archive.unlink()
+    return dataset

@@ -1,0 +1,270 @@
+"""Datasets: toy generators and densities, the contract checks, MAF preprocessing, downloads."""
+
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from tfotflow import datasets
+from tfotflow.datasets import Dataset, DatasetError, Metadata, tabular, toy
+from tfotflow.datasets.download import DownloadError, download
+
+from .conftest import shared_file
+
+TOYS = [
+    "8gaussians",
+    "checkerboard",
+    "swissroll",
+    "circles",
+    "moons",
+    "pinwheel",
+    "2spirals",
+    "rings",
+]
+
+
+@pytest.mark.parametrize("name", TOYS)
+def test_toy_sets_have_shape_and_are_deterministic(name):
+    sizes = dict(num_train=503, num_val=31, num_test=47)
+    first = datasets.load(name, seed=3, **sizes)
+    again = datasets.load(name, seed=3, **sizes)
+    other = datasets.load(name, seed=4, **sizes)
+    assert [s.shape for s in (first.train, first.val, first.test)] == [(503, 2), (31, 2), (47, 2)]
+    np.testing.assert_array_equal(first.train, again.train)
+    assert not np.array_equal(first.train, other.train)
+    assert not np.array_equal(first.train[:31], first.val)
+    assert first.metadata.dim == 2 and first.metadata.hyperparameters["width"] == 32
+    assert np.abs(first.train).max() < 10
+
+
+def test_toy_scales_match_the_reference_generators():
+    """Moments the FFJORD generators are known for: 8gaussians on radius 4/1.414, etc."""
+    data = datasets.load("8gaussians", num_train=20000, num_val=1, num_test=1).train
+    radius = np.linalg.norm(data, axis=1)
+    assert abs(np.median(radius) - 4 / 1.414) < 0.05
+    board = datasets.load("checkerboard", num_train=20000, num_val=1, num_test=1).train
+    assert np.all(np.isfinite(toy.checkerboard_log_prob(board)))  # every sample on the support
+    assert board.min() >= -4 and board.max() < 4
+
+
+@pytest.mark.parametrize("name", ["8gaussians", "checkerboard"])
+def test_exact_log_density_integrates_to_one(name):
+    grid = np.linspace(-6, 6, 1201)
+    step = grid[1] - grid[0]
+    xx, yy = np.meshgrid(grid, grid)
+    density = np.exp(toy.LOG_PROBS[name](np.stack([xx.ravel(), yy.ravel()], 1)))
+    assert abs(density.sum() * step**2 - 1.0) < 5e-3
+
+
+def test_exact_log_density_matches_samples():
+    """Samples' mean log-density estimates −entropy (Monte Carlo, 100k samples)."""
+    data = datasets.load("8gaussians", num_train=100_000, num_val=1, num_test=1)
+    estimate = -np.mean(data.metadata.log_prob(data.train))
+    assert abs(estimate - data.metadata.entropy) < 0.01
+    assert abs(data.metadata.entropy - 2.8319) < 1e-3
+    board = datasets.load("checkerboard", num_train=10, num_val=1, num_test=1)
+    assert board.metadata.entropy == pytest.approx(np.log(32))
+
+
+def test_contract_violations_name_the_plugin():
+    meta = Metadata("demo", 2, "demo", "none")
+    good = np.zeros((4, 2))
+    cases = [
+        (Dataset(good, good, np.zeros((4, 3)), meta), r"'demo', split 'test'.*\[n, 2\].*\(4, 3\)"),
+        (Dataset(good, good.astype(int), good, meta), r"split 'val'.*float32 or float64.*int"),
+        (Dataset(np.array([[0.0, np.nan]]), good, good, meta), r"'train'.*1 NaN or Inf.*row 0"),
+        ({"train": good}, r"must return a tfotflow.datasets.Dataset. Received: dict"),
+    ]
+    for result, message in cases:
+        with pytest.raises(DatasetError, match=message):
+            datasets.check_dataset(result, plugin="demo")
+
+
+def test_bad_toy_options():
+    with pytest.raises(DatasetError, match="num_train"):
+        datasets.load("moons", num_train=0)
+
+
+def test_as_tf_data_batches_and_shuffles():
+    array = np.arange(20, dtype=np.float64).reshape(10, 2)
+    batches = list(datasets.as_tf_data(array, batch_size=4, seed=1))
+    assert [b.shape[0] for b in batches] == [4, 4, 2]
+    rows = np.concatenate([b.numpy() for b in batches])
+    assert sorted(rows[:, 0]) == sorted(array[:, 0]) and not np.array_equal(rows, array)
+
+
+# ----------------------------------------------------------------------------- MAF tabular
+
+
+def test_split_rule_gives_the_documented_sizes():
+    """The 10% / 10% rule applied to the raw row counts of the MAF files."""
+    raw_rows = {"power": 2_049_280, "gas": 1_052_065, "miniboone": 36_488}
+    for name, rows in raw_rows.items():
+        sizes = tuple(len(s) for s in tabular.split_last(np.empty((rows, 0))))
+        assert sizes == tabular.SPLIT_SIZES[name]
+    n = 350_136  # HEPMASS signal rows of 1000_train.csv: only validation is split off
+    assert (n - int(0.1 * n), int(0.1 * n)) == tabular.SPLIT_SIZES["hepmass"][:2]
+
+
+def test_power_preprocessing_on_a_synthetic_file(tmp_path, rng):
+    raw = rng.normal(size=(1000, 8)) * 5 + 3
+    (tmp_path / "power").mkdir()
+    np.save(tmp_path / "power" / "data.npy", raw)
+    data = datasets.load("power", data_dir=tmp_path, verify=False)
+    assert [len(s) for s in (data.train, data.val, data.test)] == [810, 90, 100]
+    assert data.metadata.dim == 6
+    both = np.vstack([data.train, data.val])
+    np.testing.assert_allclose(both.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(both.std(0), 1, atol=1e-12)
+    again = datasets.load("power", data_dir=tmp_path, verify=False)
+    np.testing.assert_array_equal(data.test, again.test)  # the MAF seed 42 is fixed
+    with pytest.raises(DatasetError, match=r"\(810, 90, 100\).*expected.*download"):
+        datasets.load("power", data_dir=tmp_path)
+
+
+def test_gas_drops_correlated_columns(tmp_path, rng):
+    pandas = pytest.importorskip("pandas")
+    base = rng.normal(size=(500, 9))
+    columns = {f"s{i}": base[:, i] for i in range(9)}
+    columns["s_copy"] = base[:, 2] * 2 + 1e-4 * rng.normal(size=500)  # correlated with s2
+    frame = pandas.DataFrame({"Meth": 1.0, "Eth": 2.0, "Time": np.arange(500.0), **columns})
+    (tmp_path / "gas").mkdir()
+    frame.to_pickle(tmp_path / "gas" / "ethylene_CO.pickle")
+    data = datasets.load("gas", data_dir=tmp_path, verify=False)
+    assert data.metadata.dim == 9  # Meth, Eth, Time and one of the correlated pair dropped
+    assert [len(s) for s in (data.train, data.val, data.test)] == [405, 45, 50]
+    whole = np.vstack([data.train, data.val, data.test])
+    np.testing.assert_allclose(whole.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(whole.std(0, ddof=1), 1, atol=1e-12)
+
+
+def test_hepmass_keeps_signal_and_drops_discrete_features(tmp_path, rng):
+    pandas = pytest.importorskip("pandas")
+
+    def table(n, extra_column):
+        features = rng.normal(size=(n, 4))
+        features[:, 3] = rng.integers(0, 3, size=n)  # over-discrete: its smallest value repeats
+        label = rng.integers(0, 2, size=n).astype(float)
+        frame = pandas.DataFrame(np.column_stack([label, features]), columns=["# label", *"abcd"])
+        if extra_column:
+            frame["mass"] = 1000.0
+        return frame
+
+    (tmp_path / "hepmass").mkdir()
+    train, test = table(2000, False), table(600, True)
+    train.to_csv(tmp_path / "hepmass" / "1000_train.csv", index=False)
+    test.to_csv(tmp_path / "hepmass" / "1000_test.csv", index=False)
+    data = datasets.load("hepmass", data_dir=tmp_path, verify=False)
+    signal = int((train["# label"] == 1).sum())
+    assert len(data.train) + len(data.val) == signal and len(data.val) == int(0.1 * signal)
+    assert len(data.test) == int((test["# label"] == 1).sum())
+    assert data.metadata.dim == 3
+
+
+def test_missing_files_say_how_to_get_them(tmp_path):
+    with pytest.raises(DatasetError, match=r"BSDS300.hdf5.*tfotflow datasets download bsds300"):
+        datasets.load("bsds300", data_dir=tmp_path)
+
+
+def test_miniboone_real_validation_and_test_splits():
+    folder = shared_file("data/miniboone/val.npy").parent
+    digests = {
+        "val.npy": "104f35c387c982cd550e5d6142e8b4075d746001508e65c1a90efcb83301839d",
+        "test.npy": "01b3fc605f334e951fed477a09a7fcd69cdc440d9204111ca253ecdf0e7590de",
+    }
+    for file, digest in digests.items():
+        assert hashlib.sha256((folder / file).read_bytes()).hexdigest() == digest
+    with pytest.raises(DatasetError, match="train_split='val'"):
+        datasets.load("miniboone", data_dir=folder.parent)
+    data = datasets.load("miniboone", data_dir=folder.parent, train_split="val")
+    assert data.val.shape == (3284, 43) and data.test.shape == (3648, 43)
+    assert data.train is not None and np.array_equal(data.train, data.val)
+    assert data.metadata.hyperparameters["width"] == 256
+    # Standardised with the train+validation statistics: near, not exactly, zero mean.
+    assert np.abs(data.val.mean(0)).max() < 0.3 and np.abs(data.test.std(0) - 1).max() < 0.5
+
+
+def test_miniboone_split_and_standardisation_from_raw(tmp_path, rng):
+    (tmp_path / "miniboone").mkdir()
+    np.save(tmp_path / "miniboone" / "data.npy", rng.normal(size=(36_488, 43)) * 3 + 1)
+    data = datasets.load("miniboone", data_dir=tmp_path)  # verified sizes
+    assert (len(data.train), len(data.val), len(data.test)) == (29_556, 3_284, 3_648)
+    np.testing.assert_allclose(np.vstack([data.train, data.val]).mean(0), 0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- downloads
+
+
+class FakeServer:
+    """Serves ``payload``, honouring Range requests; can cut the connection after N bytes."""
+
+    def __init__(self, payload, cut_after=None):
+        self.payload, self.cut_after, self.ranges = payload, cut_after, []
+
+    def __call__(self, request):
+        header = request.headers.get("Range")
+        start = int(header.split("=")[1].rstrip("-")) if header else 0
+        self.ranges.append(start)
+        body = self.payload[start:]
+        sent = body if self.cut_after is None else body[: self.cut_after]
+        self.cut_after = None  # only the first connection is cut
+        response = io.BytesIO(sent)
+        response.status = 206 if header else 200
+        response.headers = {"Content-Length": str(len(body))}
+        response.__enter__ = lambda: response
+        return _Context(response)
+
+
+class _Context:
+    def __init__(self, response):
+        self.response = response
+
+    def __enter__(self):
+        return self.response
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_truncated_download_is_kept_partial_then_resumed(tmp_path):
+    payload = bytes(range(256)) * 100
+    server = FakeServer(payload, cut_after=1000)
+    target = tmp_path / "file.bin"
+    digest = hashlib.sha256(payload).hexdigest()
+    with pytest.raises(DownloadError, match="received 1000 of 25600"):
+        download("http://x/file", target, checksum=digest, opener=server)
+    assert not target.exists() and (tmp_path / "file.bin.part").stat().st_size == 1000
+    seen = []
+    download(
+        "http://x/file",
+        target,
+        checksum=digest,
+        opener=server,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert target.read_bytes() == payload and server.ranges == [0, 1000]
+    assert seen[-1] == (25600, 25600) and not (tmp_path / "file.bin.part").exists()
+
+
+def test_corrupted_download_is_deleted_not_used(tmp_path):
+    server = FakeServer(b"corrupted bytes")
+    with pytest.raises(DownloadError, match="corrupted"):
+        download("http://x/f", tmp_path / "f", checksum="0" * 64, opener=server)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "f.part").exists()
+
+
+def test_fetch_downloads_unpacks_and_verifies(tmp_path, rng):
+    raw = rng.normal(size=(36_488, 43))
+    buffer = io.BytesIO()
+    np.save(buffer, raw)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("data/miniboone/data.npy")
+        info.size = len(buffer.getvalue())
+        tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    data = tabular.fetch("miniboone", tmp_path, opener=FakeServer(archive.getvalue()))
+    assert data.test.shape == (3648, 43)
+    assert (tmp_path / "miniboone" / "data.npy").exists()
+    assert not (tmp_path / "maf-data.tar.gz").exists()
