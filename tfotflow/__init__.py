@@ -12,6 +12,7 @@ _EXPORTS = {
     "Potential": "tfotflow.potential",
     "OTFlow": "tfotflow.bijector",
     "integrate": "tfotflow.ode",
+    "OTFlowModel": "tfotflow.model",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

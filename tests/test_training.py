@@ -1,0 +1,159 @@
+"""Checkpoints, the recipe's callbacks, resumable training and the stop on NaN."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfotflow import checkpoint, datasets, training
+from tfotflow._keras import keras
+from tfotflow.callbacks import ClipWeights, NonFiniteLossError, reference_recipe
+from tfotflow.model import OTFlowModel
+
+
+def toy_data():
+    return datasets.load("moons", seed=1, num_train=512, num_val=64, num_test=64)
+
+
+def fresh_model():
+    keras.utils.set_random_seed(7)
+    model = OTFlowModel(2, width=6, num_steps=2, dtype="float64", alpha=(1.0, 10.0, 1.0))
+    model.compile(optimizer=keras.optimizers.Adam(0.02))
+    return model
+
+
+def weights_of(model):
+    return [np.asarray(v) for v in model.weights]
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Simulates a kill right after the checkpoint of epoch ``epochs``."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    data = toy_data()
+    settings = dict(iterations=12, batch_size=64, validate_every=3, seed=5)
+
+    straight = fresh_model()
+    training.train(straight, data, run_dir=tmp_path / "straight", **settings)
+
+    interrupted = fresh_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            interrupted, data, run_dir=tmp_path / "resumed", callbacks=[StopAfter(2)], **settings
+        )
+    state = checkpoint.read(tmp_path / "resumed" / "last.npz")[1]["state"]
+    assert state["epoch"] == 2
+
+    resumed = fresh_model()  # a new process would start from scratch like this
+    training.train(resumed, data, run_dir=tmp_path / "resumed", resume=True, **settings)
+    assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 12
+    for a, b in zip(weights_of(straight), weights_of(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(straight.optimizer.variables, resumed.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    model = fresh_model()
+    model.fit(np.random.default_rng(0).normal(size=(32, 2)), batch_size=16, verbose=0)
+    path = tmp_path / "last.npz"
+    checkpoint.save(path, model, state={"epoch": 3})
+    good = path.read_bytes()
+
+    other = fresh_model()
+    assert checkpoint.restore(path, other) == {"epoch": 3}
+    for a, b in zip(weights_of(model), weights_of(other)):
+        np.testing.assert_array_equal(a, b)
+    assert int(other.optimizer.iterations) == int(model.optimizer.iterations) == 2
+
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupted"):
+        checkpoint.restore(path, fresh_model())
+    flipped = bytearray(good)
+    offset = good.find(np.asarray(model.potential.kernels[0]).tobytes())
+    assert offset > 0
+    flipped[offset + 5] ^= 0xFF  # corrupted inside an array's bytes
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(checkpoint.CheckpointError, match="corrupted"):
+        checkpoint.restore(path, fresh_model())
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        checkpoint.restore(tmp_path / "absent.npz", fresh_model())
+
+
+def test_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = fresh_model()
+    path = tmp_path / "last.npz"
+    checkpoint.save(path, model, state={"epoch": 1})
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, model, state={"epoch": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.npz"]  # no temporary left behind
+
+
+def test_checkpoint_from_another_model_is_refused(tmp_path):
+    checkpoint.save(tmp_path / "c.npz", OTFlowModel(3, width=4))
+    with pytest.raises(checkpoint.CheckpointError, match="shapes"):
+        checkpoint.restore(tmp_path / "c.npz", fresh_model())
+
+
+class PoisonAt(keras.callbacks.Callback):
+    """Sets a weight to NaN before step ``step`` (1-based)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) + 1 == self.step:
+            self.model.potential.w.assign(np.full(self.model.potential.width, np.nan))
+
+
+def test_nan_stops_training_naming_term_and_step_and_keeps_the_last_checkpoint(tmp_path):
+    model = fresh_model()
+    data = toy_data()
+    with pytest.raises(NonFiniteLossError, match=r"step 5: non-finite .*nll=nan.*last.npz"):
+        training.train(
+            model,
+            data,
+            iterations=12,
+            batch_size=64,
+            validate_every=2,
+            run_dir=tmp_path,
+            callbacks=[PoisonAt(5)],
+        )
+    state = checkpoint.restore(tmp_path / "last.npz", fresh_model())
+    assert state["epoch"] == 2 and all(np.isfinite(list(state["logs"].values())))
+
+
+def test_clip_weights_alone_on_any_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    model.layers[0].kernel.assign(np.full((2, 3), 5.0))
+    model.fit(np.zeros((4, 2)), np.zeros((4, 3)), verbose=0, callbacks=[ClipWeights(1.5)])
+    assert np.max(np.abs(model.layers[0].kernel.numpy())) == 1.5
+
+
+def test_reference_recipe_contents(tmp_path):
+    names = [type(c).__name__ for c in reference_recipe(checkpoint_directory=str(tmp_path))]
+    assert names == [
+        "ClipWeights",
+        "StopOnNonFinite",
+        "ReduceLROnPlateau",
+        "EarlyStopping",
+        "Checkpoint",
+    ]

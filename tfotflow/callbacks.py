@@ -1,0 +1,192 @@
+"""Keras callbacks of the OT-Flow training recipe; each also works alone with any Keras model.
+
+The recipe of Onken et al. (2021): Adam, parameters clipped to [−1.5, 1.5] before every step,
+the learning rate divided by 10 when the validation NLL stops improving, early stopping with
+the best weights kept — plus a stop on the first non-finite loss and atomic checkpoints.
+"""
+
+import math
+
+import numpy as np
+
+from tfotflow import checkpoint
+from tfotflow._keras import keras
+
+
+class ClipWeights(keras.callbacks.Callback):
+    """Clips every trainable weight to [−limit, limit] before each training step.
+
+    Args:
+        limit: the bound. Defaults to 1.5, the OT-Flow reference's value.
+    """
+
+    def __init__(self, limit=1.5):
+        super().__init__()
+        self.limit = float(limit)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for variable in self.model.trainable_variables:
+            variable.assign(keras.ops.clip(variable, -self.limit, self.limit))
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or Inf; the message names the term and the step."""
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first step whose loss or any reported term is NaN or Inf.
+
+    Raises :class:`NonFiniteLossError` out of ``fit`` naming the bad term(s), the step, and
+    (when given) the last good checkpoint, which is left untouched.
+
+    Args:
+        checkpoint_path: the checkpoint to mention in the message. Defaults to None.
+    """
+
+    def __init__(self, checkpoint_path=None):
+        super().__init__()
+        self.checkpoint_path = checkpoint_path
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        bad = {name: value for name, value in logs.items() if not math.isfinite(float(value))}
+        if not bad:
+            return
+        step = int(self.model.optimizer.iterations) if self.model.optimizer else batch + 1
+        terms = ", ".join(f"{name}={float(value)}" for name, value in bad.items())
+        others = ", ".join(
+            f"{name}={float(value):.4g}" for name, value in logs.items() if name not in bad
+        )
+        message = f"training stopped at step {step}: non-finite {terms}"
+        if others:
+            message += f" (finite: {others})"
+        if self.checkpoint_path is not None:
+            message += f"; the last good checkpoint is {self.checkpoint_path}"
+        self.model.stop_training = True
+        raise NonFiniteLossError(message)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Writes ``last.npz`` after every epoch and ``best.npz`` when ``monitor`` improves.
+
+    Both are atomic (see :mod:`tfotflow.checkpoint`) and hold the optimizer state, so training
+    resumes exactly. Nothing is written for an epoch whose logs hold a NaN or Inf.
+
+    Args:
+        directory: where the files go.
+        monitor: the log to minimise for ``best.npz``. Defaults to "val_nll" (falls back to
+            "nll" without validation).
+        tracked: callbacks whose counters (``wait``, ``best``, ``cooldown_counter``) are saved
+            too, e.g. ``ReduceLROnPlateau`` and ``EarlyStopping``. Defaults to none.
+        state: extra JSON state to store (e.g. the data seed). Defaults to none.
+        resume_state: the state of the checkpoint training resumes from; the tracked counters
+            are put back when training begins (after the callbacks reset themselves).
+    """
+
+    COUNTERS = ("wait", "best", "cooldown_counter", "best_epoch")
+
+    def __init__(self, directory, *, monitor="val_nll", tracked=(), state=None, resume_state=None):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.tracked = list(tracked)
+        self.extra_state = dict(state or {})
+        self.resume_state = resume_state
+        self.best = math.inf
+
+    def on_train_begin(self, logs=None):
+        if self.resume_state:
+            self.best = self.resume_state.get("best", math.inf)
+            for callback, counters in zip(self.tracked, self.resume_state.get("tracked", [])):
+                for key, value in counters.items():
+                    setattr(callback, key, value)
+
+    @property
+    def last_path(self):
+        return f"{self.directory}/last.npz"
+
+    @property
+    def best_path(self):
+        return f"{self.directory}/best.npz"
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        if not all(math.isfinite(value) for value in logs.values()):
+            return
+        value = logs.get(self.monitor, logs.get("nll", math.inf))
+        improved = value < self.best
+        if improved:
+            self.best = value
+        state = {
+            **self.extra_state,
+            "epoch": epoch + 1,
+            "best": self.best,
+            "logs": logs,
+            "tracked": [
+                {
+                    key: _plain(getattr(callback, key))
+                    for key in self.COUNTERS
+                    if hasattr(callback, key)
+                }
+                for callback in self.tracked
+            ],
+        }
+        checkpoint.save(self.last_path, self.model, state=state)
+        if improved:
+            checkpoint.save(self.best_path, self.model, state=state)
+
+
+def _plain(value):
+    return float(value) if isinstance(value, (np.floating, float)) else value
+
+
+def reference_recipe(
+    *,
+    clip=1.5,
+    patience=10,
+    stop_patience=None,
+    checkpoint_directory=None,
+    monitor="val_nll",
+    state=None,
+    resume_state=None,
+):
+    """The OT-Flow training recipe as a list of callbacks for ``fit``.
+
+    Args:
+        clip: weight bound before each step (None to disable). Defaults to 1.5.
+        patience: epochs without improvement of ``monitor`` before the learning rate is divided
+            by 10. Defaults to 10.
+        stop_patience: epochs without improvement before stopping, restoring the best weights.
+            Defaults to ``3 * patience``.
+        checkpoint_directory: where :class:`Checkpoint` writes, or None for no checkpoints.
+        monitor: the validation log to watch. Defaults to "val_nll".
+        state: extra JSON state for the checkpoints.
+        resume_state: the state of the checkpoint being resumed (see :class:`Checkpoint`).
+
+    Returns:
+        ``[ClipWeights, StopOnNonFinite, ReduceLROnPlateau, EarlyStopping, Checkpoint]``
+        (without those disabled).
+    """
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode="min", factor=0.1, patience=patience
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=monitor,
+        mode="min",
+        patience=stop_patience or 3 * patience,
+        restore_best_weights=True,
+    )
+    callbacks = [] if clip is None else [ClipWeights(clip)]
+    last = None if checkpoint_directory is None else f"{checkpoint_directory}/last.npz"
+    callbacks += [StopOnNonFinite(last), plateau, stopper]
+    if checkpoint_directory is not None:
+        callbacks.append(
+            Checkpoint(
+                checkpoint_directory,
+                monitor=monitor,
+                tracked=[plateau, stopper],
+                state=state,
+                resume_state=resume_state,
+            )
+        )
+    return callbacks

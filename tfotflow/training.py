@@ -1,0 +1,96 @@
+"""Training a model on a dataset with the reference recipe, checkpointed and resumable."""
+
+import math
+import pathlib
+
+import tensorflow as tf
+
+from tfotflow import checkpoint
+from tfotflow._keras import keras
+from tfotflow.callbacks import reference_recipe
+from tfotflow.validation import check_int
+
+
+def batch_stream(array, *, batch_size, seed, skip=0):
+    """An endless stream of shuffled batches of ``array``'s rows, fixed by ``seed``.
+
+    Every pass over the data is a fresh permutation; the stream is the same on every call, so
+    ``skip`` batches reproduce exactly where an interrupted run stopped.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(array)
+    dataset = dataset.shuffle(len(array), seed=seed, reshuffle_each_iteration=True).repeat()
+    return dataset.batch(batch_size, drop_remainder=True).skip(skip).prefetch(tf.data.AUTOTUNE)
+
+
+def train(
+    model,
+    data,
+    *,
+    iterations,
+    batch_size,
+    run_dir,
+    learning_rate=0.01,
+    validate_every=50,
+    patience=10,
+    seed=0,
+    resume=False,
+    callbacks=(),
+    verbose=0,
+):
+    """Trains ``model`` on ``data.train``, validating on ``data.val`` every few iterations.
+
+    One Keras "epoch" is ``validate_every`` iterations. ``run_dir`` receives ``last.npz``
+    after every epoch and ``best.npz`` at each validation improvement; at the end the best
+    weights are restored.
+
+    Args:
+        model: an :class:`tfotflow.OTFlowModel` (compiled here with Adam if it is not).
+        data: a :class:`tfotflow.datasets.Dataset`.
+        iterations: total optimizer steps.
+        batch_size: points per step.
+        run_dir: the checkpoint folder.
+        learning_rate: Adam's initial rate when compiling here. Defaults to 0.01.
+        validate_every: iterations between validations and checkpoints. Defaults to 50.
+        patience: validations without improvement before the rate drops tenfold (and three
+            times that before stopping). Defaults to 10.
+        seed: the data-order seed. Defaults to 0.
+        resume: continue from ``run_dir/last.npz`` (weights, optimizer, counters, data order).
+        callbacks: more Keras callbacks (a progress display, …).
+        verbose: Keras' verbosity. Defaults to 0.
+
+    Returns:
+        The Keras ``History``.
+    """
+    iterations = check_int("iterations", iterations, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    validate_every = check_int("validate_every", min(validate_every, iterations), minimum=1)
+    run_dir = pathlib.Path(run_dir)
+    if getattr(model, "optimizer", None) is None:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=model.dim < 16)
+    resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
+    initial_epoch = resume_state["epoch"] if resume_state else 0
+    epochs = math.ceil(iterations / validate_every)
+    batch_size = min(batch_size, len(data.train))
+    stream = batch_stream(
+        data.train, batch_size=batch_size, seed=seed, skip=initial_epoch * validate_every
+    )
+    validation = tf.data.Dataset.from_tensor_slices(data.val).batch(batch_size)
+    recipe = reference_recipe(
+        patience=patience,
+        checkpoint_directory=str(run_dir),
+        state={"seed": seed, "iterations": iterations, "batch_size": batch_size},
+        resume_state=resume_state,
+    )
+    history = model.fit(
+        stream,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=validate_every,
+        validation_data=validation,
+        callbacks=[*recipe, *callbacks],
+        shuffle=False,  # the stream is shuffled, reproducibly, by batch_stream
+        verbose=verbose,
+    )
+    if (run_dir / "best.npz").exists():
+        checkpoint.restore(run_dir / "best.npz", model)
+    return history
