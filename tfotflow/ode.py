@@ -164,6 +164,7 @@ def integrate(
     running_costs=(),
     method="rk4",
     jit_compile=False,
+    time_span=None,
 ):
     """Transports points along the OT-Flow and accumulates the log-det and running costs.
 
@@ -178,6 +179,8 @@ def integrate(
         method: "rk4" or "euler". Defaults to "rk4".
         jit_compile: compile the solve with XLA (as a ``tf.while_loop``); otherwise run it as
             an unrolled TensorFlow graph, which is faster on CPU. Defaults to False.
+        time_span: ``(t0, t1)`` to integrate only part of the unit interval (for trajectories);
+            overrides ``reverse``. Defaults to None.
 
     Returns:
         :class:`FlowState` ``(x(t1), ℓ(t1), R(t1))``.
@@ -187,6 +190,8 @@ def integrate(
     num_steps = check_int("num_steps", num_steps, minimum=1)
     alpha_transport = check_positive_float("alpha_transport", alpha_transport)
     t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
+    if time_span is not None:
+        t0, t1 = (float(t) for t in time_span)
     return _COMPILED[bool(jit_compile)](
         potential,
         x,

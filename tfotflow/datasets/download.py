@@ -35,7 +35,7 @@ def download(
     checksum=None,
     algorithm="sha256",
     progress=None,
-    opener=urllib.request.urlopen,
+    opener=None,
     chunk_size=1 << 20,
 ):
     """Downloads ``url`` to ``destination``, resuming a partial download, verified and atomic.
@@ -47,7 +47,7 @@ def download(
         checksum: the expected hex digest, or None when unknown.
         algorithm: the checksum's hash algorithm. Defaults to "sha256".
         progress: ``callable(done_bytes, total_bytes_or_None)`` called as bytes arrive.
-        opener: ``callable(request) -> response`` (tests pass a fake server).
+        opener: ``callable(request) -> response``. Defaults to ``urllib.request.urlopen``.
         chunk_size: bytes per read. Defaults to 1 MiB.
 
     Returns:
@@ -57,6 +57,7 @@ def download(
         DownloadError: if the bytes received do not match the expected size or checksum. A
             wrong checksum also deletes the partial file, so the next attempt starts over.
     """
+    opener = opener or urllib.request.urlopen
     destination = pathlib.Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = destination.with_name(destination.name + ".part")

@@ -37,7 +37,6 @@ preprocessed, as several public repositories distribute them) is read as it is.
 
 import collections
 import pathlib
-import urllib.request
 
 import numpy as np
 
@@ -296,7 +295,7 @@ def load_tabular(name, *, seed=0, data_dir, verify=True, train_split="train", dt
     return Dataset(*cast, metadata=metadata)
 
 
-def fetch(name, data_dir, *, progress=None, url=MAF_ARCHIVE_URL, opener=urllib.request.urlopen):
+def fetch(name, data_dir, *, progress=None, url=MAF_ARCHIVE_URL, opener=None):
     """Downloads the MAF archive, unpacks it into ``data_dir`` and checks the data set ``name``.
 
     The archive download resumes where a previous attempt stopped and is renamed into place

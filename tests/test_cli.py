@@ -1,0 +1,188 @@
+"""The ``tfotflow`` command line: every command's exit codes, output and files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfotflow import cli, runs
+
+FAST = [
+    "--iterations",
+    "4",
+    "--validate-every",
+    "2",
+    "--num-train",
+    "400",
+    "--batch-size",
+    "100",
+    "--width",
+    "6",
+    "--num-steps",
+    "2",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "moons"
+    result = CliRunner().invoke(
+        cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    return run_dir, json.loads(result.stdout)
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from tfotflow.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "for name in ['train', 'datasets', 'plugins']:\n"
+        "    try:\n        main([name, '--help'])\n    except SystemExit:\n        pass\n"
+        "print('TF_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TF')"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip().endswith("NO_TF")
+
+
+def test_version_names_the_stack():
+    result = CliRunner().invoke(cli.main, ["--version"])
+    assert result.exit_code == 0
+    for name in ["tfotflow", "TensorFlow", "Keras", "TensorFlow Probability"]:
+        assert name in result.output
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    run_dir, summary = trained
+    for name in [
+        "config.json",
+        "metrics.csv",
+        "last.npz",
+        "best.npz",
+        "model.keras",
+        "density.png",
+        "samples.png",
+        "trajectories.png",
+    ]:
+        assert (run_dir / name).exists(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["width"] == 6 and config["train"]["iterations"] == 4
+    assert config["model"]["alpha"] == [1.0, 30.0, 1.0]  # the toy preset, not overridden
+    rows = runs.read_csv(run_dir / "metrics.csv")
+    assert [row["step"] for row in rows] == [2.0, 4.0]
+    assert {"nll", "transport", "hjb", "val_nll", "learning_rate"} <= set(rows[0])
+    assert np.isfinite(summary["test_nll"]) and summary["num_parameters"] > 0
+
+
+def test_evaluate_sample_plot_round_trip(trained, tmp_path):
+    run_dir, summary = trained
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["evaluate", str(run_dir), "--json", "--num-steps", "4"])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.stdout)
+    assert evaluation["num_steps"] == 4 and evaluation["round_trip_error"] < 1e-2
+    assert set(evaluation) >= {"test_nll", "round_trip_error", "num_parameters", "seconds"}
+
+    out = tmp_path / "samples.npy"
+    result = runner.invoke(cli.main, ["sample", str(run_dir), "-n", "25", "-o", str(out)])
+    assert result.exit_code == 0 and np.load(out).shape == (25, 2)
+
+    (run_dir / "density.png").unlink()
+    result = runner.invoke(cli.main, ["plot", str(run_dir)])
+    assert result.exit_code == 0 and (run_dir / "density.png").exists()
+
+
+def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    original = runs.MetricsWriter.on_epoch_end
+
+    def interrupt_after_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", interrupt_after_first)
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--no-plot"])
+    assert result.exit_code == 130
+    assert f"tfotflow train --resume {run_dir}" in result.output
+    assert not (run_dir / "model.keras").exists() and (run_dir / "last.npz").exists()
+
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", original)
+    result = runner.invoke(cli.main, ["train", "--resume", str(run_dir), "--no-plot", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["step"] for row in runs.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
+    assert (run_dir / "model.keras").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, fragment",
+    [
+        (["train", "--alpha", "1,2"], "--alpha"),
+        (["train", "--width", "0"], "--width"),
+        (["train", "nonexistent"], "unknown dataset 'nonexistent'"),
+        (["train", "--precision", "float16"], "--precision"),
+        (["sample", ".", "-o", "out.txt"], "expected a .npy path"),
+        (["datasets", "info", "nope"], "unknown dataset 'nope'"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_option(arguments, fragment):
+    result = CliRunner().invoke(cli.main, arguments)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+
+
+def test_runtime_failures_exit_1_with_one_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "RunError" in result.output and "not a run directory" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli.main, ["datasets", "info", "power", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "tfotflow datasets download power" in result.output
+    result = runner.invoke(cli.main, ["--debug", "evaluate", str(tmp_path)])
+    assert result.exit_code == 1 and isinstance(result.exception, runs.RunError)
+
+
+def test_datasets_and_plugins_listings():
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(cli.main, ["datasets", "list", "--json"]).stdout)
+    assert {"name": "8gaussians", "package": "tfotflow"}.items() <= listed[1].items() or any(
+        row["name"] == "8gaussians" and row["package"] == "tfotflow" for row in listed
+    )
+    info = json.loads(
+        runner.invoke(cli.main, ["datasets", "info", "checkerboard", "--json"]).stdout
+    )
+    assert info["dim"] == 2 and abs(info["entropy"] - np.log(32)) < 1e-12
+    rows = json.loads(runner.invoke(cli.main, ["plugins", "--json"]).stdout)
+    kinds = {(row["kind"], row["name"]): row["status"] for row in rows}
+    assert kinds[("regularizer", "hjb")] == "ok" and kinds[("dataset", "moons")] == "ok"
+    table = runner.invoke(cli.main, ["plugins"]).stdout
+    assert "kinetic_jacobian" in table and "tfotflow" in table
+
+
+def test_datasets_download_through_the_cli(tmp_path, monkeypatch, rng):
+    import io
+    import tarfile
+
+    from tests.test_datasets import FakeServer
+
+    buffer = io.BytesIO()
+    np.save(buffer, rng.normal(size=(36_488, 43)))
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("data/miniboone/data.npy")
+        info.size = len(buffer.getvalue())
+        tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    monkeypatch.setattr("urllib.request.urlopen", FakeServer(archive.getvalue()))
+    result = CliRunner().invoke(
+        cli.main, ["datasets", "download", "miniboone", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "29556 / 3284 / 3648" in result.stdout

@@ -1,0 +1,397 @@
+"""The ``tfotflow`` command: train, evaluate, sample, plot, datasets, plugins, bench.
+
+A thin click group over the library. Progress and tables go to stderr (rich); results go to
+stdout (``--json`` where a program reads them). TensorFlow is imported only inside the
+commands that need it, so ``--help`` stays fast. Bad arguments exit 2 naming the option;
+runtime failures exit 1 with one line and a hint (``--debug`` shows the traceback).
+"""
+
+import functools
+import importlib.metadata
+import json
+import os
+import pathlib
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tfotflow import __version__
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+console = Console(stderr=True, soft_wrap=True)
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def _versions():
+    names = ["tensorflow", "keras", "tensorflow-probability"]
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return (
+        f"tfotflow {__version__} (TensorFlow {found['tensorflow']}, Keras {found['keras']}, "
+        f"TensorFlow Probability {found['tensorflow-probability']})"
+    )
+
+
+def _runtime_errors(function):
+    """Turns library failures into one clear line and exit 1 (a traceback with --debug)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        context = click.get_current_context()
+        try:
+            return function(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if context.find_root().params.get("debug"):
+                raise
+            raise click.ClickException(f"{type(error).__name__}: {error}") from error
+
+    return wrapper
+
+
+def _emit(result, as_json):
+    """Prints a result dict: JSON on stdout, or ``key: value`` lines."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", message=_versions())
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def main(debug):
+    """OT-Flow continuous normalizing flows: train, evaluate, sample and plot density models."""
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _alpha(context, parameter, value):
+    if value is None:
+        return None
+    try:
+        alpha = [float(part) for part in value.split(",")]
+    except ValueError:
+        alpha = []
+    if len(alpha) != 3 or alpha[0] <= 0 or min(alpha) < 0:
+        raise click.BadParameter(
+            f"expected three numbers α_L,α_C,α_R with α_L > 0, e.g. 1,30,1. Received: {value!r}"
+        )
+    return alpha
+
+
+def _read_toml(path):
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(pathlib.Path(path).read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise click.BadParameter(
+            f"{path} is not valid TOML: {error}", param_hint="--config"
+        ) from error
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("dataset", default="8gaussians")
+@click.option("--iterations", type=click.IntRange(min=1), help="Optimizer steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Points per step.")
+@click.option("--width", type=click.IntRange(min=1), help="Potential width m.")
+@click.option("--num-layers", type=click.IntRange(min=2), help="ResNet layers of Φ.")
+@click.option("--rank", type=click.IntRange(min=1), help="Rank of Φ's quadratic term.")
+@click.option("--alpha", callback=_alpha, help="α_L,α_C,α_R (transport, NLL, HJB weights).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps in training.")
+@click.option("--eval-num-steps", type=click.IntRange(min=1), help="RK4 steps in validation.")
+@click.option("--validate-every", type=click.IntRange(min=1), help="Steps between validations.")
+@click.option("--patience", type=click.IntRange(min=1), help="Validations before lr / 10.")
+@click.option("--precision", type=click.Choice(["float32", "float64"]), help="Float type.")
+@click.option("--seed", type=int, default=0, help="Seed of data, init and order.")
+@click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    help="Run directory. Defaults to runs/DATASET.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML file of these settings (flags override it).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    help="Continue the run in this directory after an interruption.",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data sets live.")
+@click.option("--num-train", type=click.IntRange(min=1), help="Toy sets: training points.")
+@click.option("--no-plot", is_flag=True, help="Skip the plots at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_runtime_errors
+def train(
+    dataset,
+    run_dir,
+    config_file,
+    resume_dir,
+    data_dir,
+    num_train,
+    no_plot,
+    as_json,
+    seed,
+    precision,
+    **flags,
+):
+    """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
+    from tfotflow import datasets, runs
+
+    if resume_dir is not None:
+        run_dir = resume_dir
+        config = runs.read_config(run_dir)
+    else:
+        file_settings = _read_toml(config_file) if config_file else {}
+        if "dataset" in file_settings:
+            dataset = file_settings.pop("dataset")
+        if dataset not in datasets.names():
+            raise click.BadParameter(
+                f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}",
+                param_hint="DATASET",
+            )
+        overrides = {**file_settings, **{k: v for k, v in flags.items() if v is not None}}
+        if precision:
+            overrides["dtype"] = precision
+        options = {"num_train": num_train} if num_train else {}
+        probe = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
+        config = runs.build_config(
+            dataset,
+            metadata_hyperparameters=probe.metadata.hyperparameters,
+            overrides=overrides,
+            seed=seed,
+            data_dir=data_dir,
+            options=options,
+        )
+        run_dir = run_dir or pathlib.Path("runs") / dataset
+    console.print(f"[bold]tfotflow train[/] {config['dataset']} → {run_dir}")
+    console.print(f"model {config['model']}  train {config['train']}")
+    from tfotflow.progress import ProgressBar
+
+    bar = ProgressBar(config["train"]["iterations"], console)
+    try:
+        model, data = runs.train_run(
+            run_dir, config, resume=resume_dir is not None, callbacks=[bar]
+        )
+    except KeyboardInterrupt:
+        bar.stop()
+        last = pathlib.Path(run_dir) / "last.npz"
+        hint = (
+            f"resume with: tfotflow train --resume {run_dir}"
+            if last.exists()
+            else "no checkpoint was written yet; start again"
+        )
+        console.print(f"[yellow]interrupted[/]; {hint}")
+        sys.exit(130)
+    result = runs.evaluate(model, data)
+    result = {"run_dir": str(run_dir), **result}
+    if not no_plot:
+        paths = runs.plot(model, data, run_dir, seed=config["seed"])
+        result["plots"] = [str(p) for p in paths]
+    _emit(result, as_json)
+
+
+# ----------------------------------------------------------------------------- inspect a run
+
+_run_dir = click.argument(
+    "run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path)
+)
+
+
+@main.command(context_settings=CONTEXT)
+@_run_dir
+@click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps (default: the run's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_runtime_errors
+def evaluate(run_dir, num_steps, as_json):
+    """Test NLL (nats), round-trip error, parameter count and time of a trained run."""
+    from tfotflow import runs
+
+    model = runs.load_model(run_dir)
+    data = runs.load_data(runs.read_config(run_dir))
+    _emit(runs.evaluate(model, data, num_steps=num_steps), as_json)
+
+
+@main.command(context_settings=CONTEXT)
+@_run_dir
+@click.option(
+    "-n", "--num-samples", type=click.IntRange(min=1), default=1000, help="How many samples."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    required=True,
+    help="The .npy file to write.",
+)
+@click.option("--seed", type=int, default=0, help="Sampling seed.")
+@click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps (default: the run's).")
+@_runtime_errors
+def sample(run_dir, num_samples, output, seed, num_steps):
+    """Draw samples from a trained run into a .npy file."""
+    from tfotflow import runs
+
+    if output.suffix != ".npy":
+        raise click.BadParameter(f"expected a .npy path. Received: {output}", param_hint="-o")
+    samples = runs.save_samples(
+        runs.load_model(run_dir), num_samples, output, seed=seed, num_steps=num_steps
+    )
+    click.echo(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {output}")
+
+
+@main.command(context_settings=CONTEXT)
+@_run_dir
+@click.option("--dims", help="Comma-separated dimensions for d > 2 (default: the first four).")
+@click.option("--seed", type=int, default=0, help="Sampling seed.")
+@_runtime_errors
+def plot(run_dir, dims, seed):
+    """Plot a run: density, samples and trajectories (2-D), or pairwise marginals."""
+    from tfotflow import runs
+
+    model = runs.load_model(run_dir)
+    data = runs.load_data(runs.read_config(run_dir))
+    chosen = None
+    if dims:
+        try:
+            chosen = [int(d) for d in dims.split(",")]
+        except ValueError:
+            chosen = []
+        if not chosen or not all(0 <= d < data.metadata.dim for d in chosen):
+            raise click.BadParameter(
+                f"expected dimensions in 0..{data.metadata.dim - 1}. Received: {dims!r}",
+                param_hint="--dims",
+            )
+    for path in runs.plot(model, data, run_dir, dims=chosen, seed=seed):
+        click.echo(str(path))
+
+
+# ----------------------------------------------------------------------------- datasets, plugins
+
+
+@main.group(context_settings=CONTEXT)
+def datasets():
+    """List, describe and download data sets."""
+
+
+@datasets.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def datasets_list(as_json):
+    """Every installed data set (read from package metadata; nothing is imported)."""
+    from tfotflow.registry import DATASETS
+
+    rows = [
+        dict(zip(("name", "package", "version"), (name, *DATASETS.package_of(name))))
+        for name in DATASETS.names()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "package", "version")
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    Console().print(table)
+
+
+@datasets.command("info", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data sets live.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_runtime_errors
+def datasets_info(name, data_dir, as_json):
+    """Dimension, description, citation, split sizes and recommended settings of NAME."""
+    from tfotflow import datasets as library
+
+    if name not in library.names():
+        raise click.BadParameter(
+            f"unknown dataset {name!r}; installed: {', '.join(library.names())}",
+            param_hint="NAME",
+        )
+    data = library.load(name, data_dir=data_dir)
+    meta = data.metadata
+    _emit(
+        {
+            "name": meta.name,
+            "dim": meta.dim,
+            "description": meta.description,
+            "citation": meta.citation,
+            "splits": [len(data.train), len(data.val), len(data.test)],
+            "hyperparameters": meta.hyperparameters,
+            "entropy": meta.entropy,
+        },
+        as_json,
+    )
+
+
+@datasets.command("download", context_settings=CONTEXT)
+@click.argument("name", type=click.Choice(["power", "gas", "hepmass", "miniboone", "bsds300"]))
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data sets live.")
+@_runtime_errors
+def datasets_download(name, data_dir):
+    """Download the MAF archive (resumable, verified) and unpack NAME into the data folder."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from tfotflow.datasets import default_data_dir, tabular
+
+    target = pathlib.Path(data_dir) if data_dir else default_data_dir()
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(f"MAF archive → {target}", total=None)
+        data = tabular.fetch(
+            name,
+            target,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    click.echo(f"{name}: {len(data.train)} / {len(data.val)} / {len(data.test)} rows in {target}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def plugins(as_json):
+    """Installed data set and regularizer plugins, with their package and status."""
+    import warnings
+
+    from tfotflow.registry import DATASETS, REGULARIZERS
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # broken plugins are shown in the table instead
+        for kind, registry in (("dataset", DATASETS), ("regularizer", REGULARIZERS)):
+            rows += [{"kind": kind, **row} for row in registry.status()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("kind", "name", "package", "version", "status")
+    for row in rows:
+        style = "green" if row["status"] == "ok" else "red"
+        table.add_row(
+            row["kind"],
+            row["name"],
+            str(row["package"]),
+            str(row["version"]),
+            f"[{style}]{row['status']}[/]",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,127 @@
+"""Figures of a trained flow (PNG, matplotlib's Agg backend; needs the ``plot`` extra).
+
+- 2-D data: the learned density as a heat map, samples next to the data, and trajectories
+  x(t) from data to the normal (the straight OT paths are the point of the method).
+- d > 2: pairwise marginals of chosen dimensions, data against samples.
+"""
+
+import io
+import pathlib
+
+import numpy as np
+
+from tfotflow.checkpoint import atomic_write_bytes
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("plotting needs matplotlib: pip install 'tfotflow[plot]'") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return pathlib.Path(path)
+
+
+def trajectories(model, x, *, num_steps=None, points=9):
+    """x(t) at ``points`` equally spaced times from t = 0 (data) to 1 (normal); [points, n, d]."""
+    from tfotflow import ode
+
+    num_steps = num_steps or model.eval_num_steps
+    path = [np.asarray(x)]
+    current = np.asarray(x)
+    per_segment = max(1, num_steps // (points - 1))
+    for k in range(points - 1):
+        state = ode.integrate(
+            model.potential,
+            current.astype(model.precision),
+            num_steps=per_segment,
+            alpha_transport=model.alpha[0],
+            time_span=(k / (points - 1), (k + 1) / (points - 1)),
+        )
+        current = state.x.numpy()
+        path.append(current)
+    return np.stack(path)
+
+
+def plot_2d(model, data, directory, *, seed=0, grid_size=200, num_samples=4000):
+    """Writes density.png, samples.png and trajectories.png for a 2-D model; returns the paths."""
+    plt = _pyplot()
+    directory = pathlib.Path(directory)
+    low, high = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
+    margin = 0.15 * (high - low)
+    low, high = low - margin, high + margin
+    xs, ys = np.linspace(low[0], high[0], grid_size), np.linspace(low[1], high[1], grid_size)
+    xx, yy = np.meshgrid(xs, ys)
+    grid = np.stack([xx.ravel(), yy.ravel()], 1).astype(model.precision)
+    density = np.exp(np.asarray(model.log_prob(grid))).reshape(grid_size, grid_size)
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.imshow(
+        density,
+        origin="lower",
+        extent=(low[0], high[0], low[1], high[1]),
+        cmap="viridis",
+        aspect="auto",
+    )
+    axis.set_title("learned density")
+    paths = [_save(figure, directory / "density.png")]
+
+    samples = np.asarray(model.sample(num_samples, seed=(seed, 1)))
+    shown = data[:num_samples]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
+    axes[0].scatter(shown[:, 0], shown[:, 1], s=1, alpha=0.5)
+    axes[0].set_title("data")
+    axes[1].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5, color="tab:orange")
+    axes[1].set_title("samples")
+    axes[0].set_xlim(low[0], high[0])
+    axes[0].set_ylim(low[1], high[1])
+    paths.append(_save(figure, directory / "samples.png"))
+
+    path = trajectories(model, shown[:300])
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for i in range(path.shape[1]):
+        axis.plot(path[:, i, 0], path[:, i, 1], lw=0.5, color="gray", alpha=0.6)
+    axis.scatter(path[0, :, 0], path[0, :, 1], s=3, label="x(0): data")
+    axis.scatter(path[-1, :, 0], path[-1, :, 1], s=3, label="x(1): normal")
+    axis.legend(loc="upper right")
+    axis.set_title("trajectories t: 0 → 1")
+    paths.append(_save(figure, directory / "trajectories.png"))
+    return paths
+
+
+def plot_marginals(model, data, directory, *, dims=(0, 1, 2, 3), seed=0, num_samples=2000):
+    """Writes marginals.png: pairwise scatter of ``dims``, data (blue) vs samples (orange)."""
+    plt = _pyplot()
+    dims = list(dims)
+    samples = np.asarray(model.sample(num_samples, seed=(seed, 1)))
+    shown = data[:num_samples]
+    k = len(dims)
+    figure, axes = plt.subplots(k, k, figsize=(2.2 * k, 2.2 * k), squeeze=False)
+    for row, i in enumerate(dims):
+        for col, j in enumerate(dims):
+            axis = axes[row][col]
+            if i == j:
+                bins = np.linspace(*np.percentile(shown[:, i], [0.5, 99.5]), 40)
+                axis.hist(shown[:, i], bins=bins, alpha=0.5, density=True)
+                axis.hist(samples[:, i], bins=bins, alpha=0.5, density=True)
+            else:
+                axis.scatter(shown[:, j], shown[:, i], s=0.5, alpha=0.4)
+                axis.scatter(samples[:, j], samples[:, i], s=0.5, alpha=0.4)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == k - 1:
+                axis.set_xlabel(f"x{j}")
+            if col == 0:
+                axis.set_ylabel(f"x{i}")
+    figure.suptitle("data (blue) vs samples (orange)")
+    return [_save(figure, pathlib.Path(directory) / "marginals.png")]

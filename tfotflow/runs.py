@@ -1,0 +1,224 @@
+"""Run directories: one training run's configuration, metrics, checkpoints, model and plots.
+
+```none
+RUN_DIR/config.json    every setting (data set, seed, model, training), written first
+RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, lr
+RUN_DIR/last.npz       checkpoint after every validation (resume from here)
+RUN_DIR/best.npz       checkpoint at the best validation NLL
+RUN_DIR/model.keras    the final model (best weights), loadable with keras.models.load_model
+RUN_DIR/*.png          plots
+```
+
+Every file is written atomically (temporary file, fsync, rename), so a kill never leaves a
+half-written file under its final name.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import pathlib
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfotflow import checkpoint, datasets, plotting, training
+from tfotflow._keras import keras
+from tfotflow.checkpoint import atomic_write_bytes
+from tfotflow.model import OTFlowModel
+
+MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
+TRAIN_KEYS = ("iterations", "batch_size", "lr", "validate_every", "patience")
+DEFAULTS = dict(
+    width=32,
+    num_layers=2,
+    rank=10,
+    alpha=(1.0, 100.0, 15.0),
+    num_steps=8,
+    eval_num_steps=None,
+    dtype="float32",
+    iterations=1000,
+    batch_size=1024,
+    lr=0.01,
+    validate_every=50,
+    patience=10,
+)
+
+
+class RunError(RuntimeError):
+    """A run directory is missing, incomplete or inconsistent."""
+
+
+def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir, options):
+    """The full configuration: defaults < the data set's recommended settings < overrides."""
+    settings = dict(DEFAULTS)
+    settings.update({k: v for k, v in metadata_hyperparameters.items() if k in settings})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if settings["eval_num_steps"] is None:
+        settings["eval_num_steps"] = settings["num_steps"]
+    settings["alpha"] = [float(a) for a in settings["alpha"]]
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "options": dict(options),
+        "model": {key: settings[key] for key in MODEL_KEYS},
+        "train": {key: settings[key] for key in TRAIN_KEYS},
+    }
+
+
+def write_json(path, value):
+    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def read_config(run_dir):
+    path = pathlib.Path(run_dir) / "config.json"
+    if not path.exists():
+        raise RunError(f"{run_dir} is not a run directory: {path.name} is missing")
+    return json.loads(path.read_text())
+
+
+def load_data(config):
+    return datasets.load(
+        config["dataset"], seed=config["seed"], data_dir=config["data_dir"], **config["options"]
+    )
+
+
+def new_model(config, dim):
+    return OTFlowModel(dim, **{**config["model"], "alpha": tuple(config["model"]["alpha"])})
+
+
+def load_model(run_dir):
+    """The run's model: ``model.keras`` if training finished, else the best checkpoint."""
+    run_dir = pathlib.Path(run_dir)
+    if (run_dir / "model.keras").exists():
+        return keras.models.load_model(run_dir / "model.keras")
+    config = read_config(run_dir)
+    for name in ("best.npz", "last.npz"):
+        if (run_dir / name).exists():
+            arrays, _ = checkpoint.read(run_dir / name)
+            model = new_model(config, int(arrays["weight/0"].shape[1]) - 1)  # A: [r, d+1]
+            checkpoint.restore(run_dir / name, model)
+            return model
+    raise RunError(f"{run_dir} holds neither model.keras nor a checkpoint: train it first")
+
+
+class MetricsWriter(keras.callbacks.Callback):
+    """Rewrites ``metrics.csv`` atomically after every validation (one row each)."""
+
+    def __init__(self, path, rows, start):
+        super().__init__()
+        self.path, self.rows, self.start = path, rows, start
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {
+            "step": int(self.model.optimizer.iterations),
+            "seconds": round(time.perf_counter() - self.start, 3),
+        }
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        self.rows.append(row)
+        write_csv(self.path, self.rows)
+
+
+def write_csv(path, rows):
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def read_csv(path):
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def train_run(run_dir, config, *, resume=False, callbacks=(), verbose=0):
+    """Trains the run in ``run_dir``; returns ``(model, data)`` with the best weights."""
+    run_dir = pathlib.Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_json(run_dir / "config.json", config)
+    data = load_data(config)
+    keras.utils.set_random_seed(config["seed"])
+    model = new_model(config, data.metadata.dim)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config["train"]["lr"]), jit_compile=data.metadata.dim < 16
+    )
+    rows = read_csv(run_dir / "metrics.csv") if resume else []
+    if resume and (run_dir / "last.npz").exists():
+        done = checkpoint.read(run_dir / "last.npz")[1]["state"].get("epoch", 0)
+        rows = rows[:done]
+    elif resume:
+        raise RunError(f"{run_dir} has no checkpoint (last.npz) to resume from")
+    start = time.perf_counter()
+    train = config["train"]
+    training.train(
+        model,
+        data,
+        iterations=train["iterations"],
+        batch_size=train["batch_size"],
+        learning_rate=train["lr"],
+        validate_every=train["validate_every"],
+        patience=train["patience"],
+        seed=config["seed"],
+        run_dir=run_dir,
+        resume=resume,
+        callbacks=[MetricsWriter(run_dir / "metrics.csv", rows, start), *callbacks],
+        verbose=verbose,
+    )
+    save_model(model, run_dir / "model.keras")
+    return model, data
+
+
+def save_model(model, path):
+    """``model.save`` to a temporary name in the same folder, then an atomic rename."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def evaluate(model, data, *, num_steps=None, round_trip_points=500):
+    """Test NLL (nats), round-trip error, parameter count and seconds of one evaluation."""
+    num_steps = num_steps or model.eval_num_steps
+    start = time.perf_counter()
+    log_prob = np.asarray(model.log_prob(data.test.astype(model.precision), num_steps=num_steps))
+    seconds = time.perf_counter() - start
+    subset = tf.constant(data.test[:round_trip_points].astype(model.precision))
+    flow = model.bijector
+    z = flow.inverse(subset, num_steps=num_steps)
+    back = flow.forward(tf.identity(z), num_steps=num_steps)
+    return {
+        "test_nll": float(-np.mean(log_prob)),
+        "test_nll_sem": float(np.std(log_prob) / math.sqrt(len(log_prob))),
+        "round_trip_error": float(np.max(np.abs(np.asarray(back) - np.asarray(subset)))),
+        "num_parameters": int(sum(np.prod(v.shape) for v in model.potential.weights)),
+        "num_steps": num_steps,
+        "num_test_points": len(log_prob),
+        "seconds": seconds,
+        "true_entropy": data.metadata.entropy,
+    }
+
+
+def save_samples(model, n, path, *, seed=0, num_steps=None):
+    """Draws ``n`` samples and writes them to ``path`` (.npy) atomically."""
+    samples = np.asarray(model.sample(n, seed=(seed, 0), num_steps=num_steps))
+    buffer = io.BytesIO()
+    np.save(buffer, samples)
+    atomic_write_bytes(path, buffer.getvalue())
+    return samples
+
+
+def plot(model, data, run_dir, *, dims=None, seed=0):
+    """The run's plots (see :mod:`tfotflow.plotting`); returns the paths written."""
+    if data.metadata.dim == 2:
+        return plotting.plot_2d(model, data.test, run_dir, seed=seed)
+    dims = list(dims) if dims else list(range(min(4, data.metadata.dim)))
+    return plotting.plot_marginals(model, data.test, run_dir, dims=dims, seed=seed)
