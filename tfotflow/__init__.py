@@ -15,10 +15,26 @@ _EXPORTS = {
     "OTFlowModel": "tfotflow.model",
 }
 
+_SUBMODULES = {
+    "bench",
+    "callbacks",
+    "checkpoint",
+    "datasets",
+    "ode",
+    "plotting",
+    "registry",
+    "regularizers",
+    "runs",
+    "testing",
+    "training",
+}
+
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tfotflow.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

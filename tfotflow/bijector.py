@@ -46,7 +46,8 @@ class OTFlow(tfb.Bijector):
     ``forward`` maps the base (normal) to the data, so
     ``tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(d)), OTFlow(potential))``
     has ``log_prob(y) = log N(x(1)) + ℓ(1)`` (one ODE solve: the point and its log-det are
-    cached together) and ``sample`` integrates back from the normal.
+    cached together) and ``sample`` integrates back from the normal. Sampling transports the
+    points only, skipping the trace; ``forward_log_det_jacobian`` solves with it.
 
     Args:
         potential: the :class:`tfotflow.Potential` defining the flow.
@@ -132,7 +133,7 @@ class OTFlow(tfb.Bijector):
         """α_L, dividing the velocity."""
         return self._alpha_transport
 
-    def _solve(self, points, *, reverse, num_steps):
+    def _solve(self, points, *, reverse, num_steps, log_det=True):
         """Integrates points of shape [..., d]; returns the end points and the log-det [...]."""
         num_steps = self._num_steps if num_steps is None else num_steps
         event_size = self._potential.dim
@@ -151,6 +152,7 @@ class OTFlow(tfb.Bijector):
             reverse=reverse,
             alpha_transport=self._alpha_transport,
             jit_compile=self._jit_compile,
+            log_det=log_det,
         )
         return (
             tf.reshape(state.x, tf.shape(points)),
@@ -158,8 +160,9 @@ class OTFlow(tfb.Bijector):
         )
 
     def _augmented_forward(self, x, num_steps=None):
-        y, fldj = self._solve(x, reverse=True, num_steps=num_steps)
-        return y, {"fldj": fldj, "ildj": -fldj}
+        # Sampling needs the points only: skip the trace. A later log-det asks for a full solve.
+        y, _ = self._solve(x, reverse=True, num_steps=num_steps, log_det=False)
+        return y, {}
 
     def _augmented_inverse(self, y, num_steps=None):
         x, ildj = self._solve(y, reverse=False, num_steps=num_steps)
@@ -175,9 +178,9 @@ class OTFlow(tfb.Bijector):
 
     def _forward_log_det_jacobian(self, x, **kwargs):
         cached = self._cache.forward_attributes(x, **kwargs)
-        if "fldj" not in cached:  # forward(x) was not called yet: one solve fills both
-            _, attributes = self._augmented_forward(x, **kwargs)
-            cached.update(attributes)
+        if "fldj" not in cached:  # forward solves skip the trace: solve with it now
+            _, fldj = self._solve(x, reverse=True, num_steps=kwargs.get("num_steps"))
+            cached.update({"fldj": fldj, "ildj": -fldj})
         return cached["fldj"]
 
     def _inverse_log_det_jacobian(self, y, **kwargs):

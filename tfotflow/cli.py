@@ -7,7 +7,6 @@ runtime failures exit 1 with one line and a hint (``--debug`` shows the tracebac
 """
 
 import functools
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -18,25 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from tfotflow import __version__
+from tfotflow.about import describe
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 console = Console(stderr=True, soft_wrap=True)
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
-
-
-def _versions():
-    names = ["tensorflow", "keras", "tensorflow-probability"]
-    found = {}
-    for name in names:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return (
-        f"tfotflow {__version__} (TensorFlow {found['tensorflow']}, Keras {found['keras']}, "
-        f"TensorFlow Probability {found['tensorflow-probability']})"
-    )
 
 
 def _runtime_errors(function):
@@ -67,7 +53,7 @@ def _emit(result, as_json):
 
 
 @click.group(context_settings=CONTEXT)
-@click.version_option(__version__, "--version", message=_versions())
+@click.version_option(__version__, "--version", message=describe())
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def main(debug):
     """OT-Flow continuous normalizing flows: train, evaluate, sample and plot density models."""
@@ -391,6 +377,46 @@ def plugins(as_json):
             f"[{style}]{row['status']}[/]",
         )
     Console().print(table)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--quick", is_flag=True, help="Small sizes: a run of about a minute.")
+@click.option(
+    "--suite",
+    "suites",
+    multiple=True,
+    type=click.Choice(["trace", "peers", "training_speed", "quality"]),
+    help="Suites to run (repeatable). Default: trace, peers, training_speed.",
+)
+@click.option(
+    "--miniboone-dir",
+    type=click.Path(file_okay=False),
+    help="For the quality suite: a folder holding miniboone/val.npy and test.npy.",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    help="Also write the results to this JSON file.",
+)
+@_runtime_errors
+def bench(quick, suites, miniboone_dir, json_file):
+    """Measure tfotflow against autodiff, Hutchinson and TFP's FFJORD on this machine."""
+    from tfotflow import bench as benchmarks
+    from tfotflow.bench.report import summary_tables
+    from tfotflow.checkpoint import atomic_write_bytes
+
+    suites = suites or ("trace", "peers", "training_speed")
+    with console.status(f"benchmarking {', '.join(suites)}{' (quick)' if quick else ''}"):
+        results = benchmarks.run(suites, quick=quick, miniboone_dir=miniboone_dir)
+    for table in summary_tables(results):
+        console.print(table)
+    text = json.dumps(results, indent=1)
+    if json_file is not None:
+        atomic_write_bytes(json_file, (text + "\n").encode())
+        console.print(f"wrote {json_file}")
+    else:
+        click.echo(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

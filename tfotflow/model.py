@@ -140,10 +140,7 @@ class OTFlowModel(keras.Model):
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             loss, terms = self.objective(x, jit_compile=bool(self.jit_compile))
-        gradients = tape.gradient(loss, variables)
-        # The constant c of Φ moves no density and no cost: its gradient is zero, not None.
-        gradients = [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables)]
-        self.optimizer.apply(gradients, variables)
+        self.optimizer.apply(zero_missing(tape.gradient(loss, variables), variables), variables)
         return self._update_metrics(loss, terms)
 
     def test_step(self, data):
@@ -224,6 +221,12 @@ def negative_log_likelihood(state):
     d = tf.cast(tf.shape(state.x)[-1], state.x.dtype)
     log_two_pi = tf.constant(1.8378770664093453, state.x.dtype)
     return 0.5 * tf.reduce_sum(tf.square(state.x), axis=-1) + 0.5 * d * log_two_pi - state.log_det
+
+
+def zero_missing(gradients, variables):
+    """Gradients with ``None`` replaced by zeros: the constant c of Φ moves no density and no
+    cost, so its gradient is zero (and optimizers warn about a missing one)."""
+    return [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables)]
 
 
 def _points(data):

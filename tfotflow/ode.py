@@ -104,7 +104,7 @@ def solve(rhs, y0, *, t0, t1, num_steps, method="rk4", unroll=True):
     return y1
 
 
-def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=()):
+def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=(), log_det=True):
     """The right-hand side of the augmented OT-Flow ODE for state ``(x, ℓ, R)``.
 
     Args:
@@ -112,6 +112,9 @@ def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=()):
         alpha_transport: α_L, dividing the velocity and the log-det rate. Defaults to 1.0.
         running_costs: regularizer functions ``cost(FlowFields) -> [n]`` (see
             :mod:`tfotflow.regularizers`), one state column each. Defaults to none.
+        log_det: integrate ℓ. Without it (and without running costs) only the gradient is
+            evaluated, skipping the O(m²d) trace: transport alone, e.g. for sampling, and dℓ/dt
+            is reported as 0. Defaults to True.
 
     Returns:
         ``rhs(t, (x, ℓ, R)) -> (dx/dt [n, d], dℓ/dt [n], dR/dt [n, k])``.
@@ -120,10 +123,15 @@ def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=()):
 
     weights = potential.read_weights()
 
+    with_trace = log_det or bool(running_costs)
+
     def rhs(t, state):
         x = state[0]
         s = tf.concat([x, tf.broadcast_to(t, tf.shape(x[:, :1]))], axis=-1)
-        gradient, trace = potential.space_time_gradient_and_trace(s, weights)
+        if with_trace:
+            gradient, trace = potential.space_time_gradient_and_trace(s, weights)
+        else:
+            gradient, trace = potential.space_time_gradient(s, weights), tf.zeros_like(x[:, 0])
         velocity = -gradient[:, :-1] / alpha_transport
         fields = FlowFields(x, t, gradient, trace, velocity, alpha_transport, potential)
         rates = [cost(fields) for cost in running_costs]
@@ -133,8 +141,12 @@ def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=()):
     return rhs
 
 
-def _integrate(potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, unroll):
-    rhs = flow_dynamics(potential, alpha_transport=alpha_transport, running_costs=running_costs)
+def _integrate(
+    potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, unroll, log_det
+):
+    rhs = flow_dynamics(
+        potential, alpha_transport=alpha_transport, running_costs=running_costs, log_det=log_det
+    )
     log_det = tf.zeros_like(x[:, 0])
     costs = tf.zeros(tf.stack([tf.shape(x)[0], len(running_costs)]), x.dtype)
     y1 = solve(
@@ -165,6 +177,7 @@ def integrate(
     method="rk4",
     jit_compile=False,
     time_span=None,
+    log_det=True,
 ):
     """Transports points along the OT-Flow and accumulates the log-det and running costs.
 
@@ -181,6 +194,8 @@ def integrate(
             an unrolled TensorFlow graph, which is faster on CPU. Defaults to False.
         time_span: ``(t0, t1)`` to integrate only part of the unit interval (for trajectories);
             overrides ``reverse``. Defaults to None.
+        log_det: integrate the log-determinant (the exact trace); False transports points
+            only, several times faster, and returns ℓ = 0. Defaults to True.
 
     Returns:
         :class:`FlowState` ``(x(t1), ℓ(t1), R(t1))``.
@@ -202,4 +217,5 @@ def integrate(
         tuple(running_costs),
         method,
         not jit_compile,
+        bool(log_det),
     )

@@ -191,8 +191,7 @@ class Potential(keras.layers.Layer):
     def gradient(self, x, t=0.0):
         """(∇ₓΦ, ∂ₜΦ) by the backward recurrence; shapes [..., d] and [...]."""
         s, restore = self._space_time(x, t)
-        W = self.read_weights()
-        grad, _ = self._backward(W, s, [tf.tanh(a) for a in self._pre_activations(W, s)])
+        grad = self.space_time_gradient(s)
         return restore(grad[:, :-1], [self.dim]), restore(grad[:, -1], [])
 
     def gradient_and_trace(self, x, t=0.0):
@@ -232,6 +231,12 @@ class Potential(keras.layers.Layer):
             opening_norms=tf.reduce_sum(tf.square(kernels[0][:d]), axis=0),
             quadratic_trace=tf.reduce_sum(tf.square(A[:, :d])),
         )
+
+    def space_time_gradient(self, s, weights=None):
+        """∇ₛΦ [n, d+1] on space-time points ``s`` [n, d+1], without the trace (cheap)."""
+        W = self.read_weights() if weights is None else weights
+        grad, _ = self._backward(W, s, [tf.tanh(a) for a in self._pre_activations(W, s)])
+        return grad
 
     def space_time_gradient_and_trace(self, s, weights=None):
         """:meth:`gradient_and_trace` on space-time points ``s = [x, t]`` of shape [n, d+1].

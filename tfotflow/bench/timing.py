@@ -51,3 +51,17 @@ def matmul_gflops(rows, inner, cols, dtype, *, rounds=5):
     product = tf.function(lambda a, b: a @ b)
     seconds = interleaved_medians({"matmul": lambda: product(a, b)}, rounds=rounds)["matmul"]
     return 2.0 * rows * inner * cols / seconds / 1e9
+
+
+def training_step(loss_fn, variables, optimizer, *, jit_compile=False):
+    """A compiled step: the gradient of ``loss_fn(x)`` applied to ``variables``."""
+    from tfotflow.model import zero_missing
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(x)
+        optimizer.apply(zero_missing(tape.gradient(loss, variables), variables), variables)
+        return loss
+
+    return step

@@ -1,0 +1,117 @@
+"""Rich tables summarising benchmark results (the JSON holds everything)."""
+
+from rich.table import Table
+
+
+def _ratio(value):
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def summary_tables(results):
+    """One table per suite present in ``results``."""
+    tables = []
+    if "trace" in results:
+        table = Table(
+            "d",
+            "m",
+            "n",
+            "exact s",
+            "autodiff s",
+            "hutch-1 s",
+            "vs autodiff",
+            "vs hutch-1",
+            "GFLOP/s",
+            "of matmul",
+            title="exact trace",
+        )
+        for row in results["trace"]["rows"]:
+            s = row["seconds"]
+            table.add_row(
+                str(row["d"]),
+                str(row["width"]),
+                str(row["batch"]),
+                f"{s['closed_form_exact']:.4f}",
+                f"{s['autodiff_exact']:.4f}",
+                f"{s['hutchinson_1']:.4f}",
+                _ratio(row["speedup_vs_autodiff_exact"]),
+                _ratio(row["ratio_to_hutchinson_1"]),
+                f"{row['achieved_gflops']:.1f}",
+                f"{row['fraction_of_matmul']:.0%}",
+            )
+        tables.append(table)
+    if "peers" in results:
+        table = Table(
+            "d",
+            "m",
+            "n",
+            "peer",
+            "train step",
+            "log_prob",
+            "sample",
+            "NFE",
+            title="FFJORD time / OT-Flow time",
+        )
+        for row in results["peers"]["rows"]:
+            for peer in row["peers"]:
+                table.add_row(
+                    str(row["d"]),
+                    str(row["width"]),
+                    str(row["batch"]),
+                    peer,
+                    _ratio(row["speedups"].get(f"{peer}_train_step")),
+                    _ratio(row["speedups"].get(f"{peer}_log_prob")),
+                    _ratio(row["speedups"].get(f"{peer}_sample")),
+                    f"{row['function_evaluations_log_prob'][peer]} vs "
+                    f"{row['function_evaluations_log_prob']['otflow']}",
+                )
+        tables.append(table)
+    if "training_speed" in results:
+        roof = results["training_speed"]["roofline"]
+        table = Table(
+            "config",
+            "graph s",
+            "XLA s",
+            "GFLOP/s",
+            "matmul GFLOP/s",
+            "of matmul",
+            "peak GB",
+            title="training step",
+        )
+        memory = results["training_speed"]["peak_memory_gb"]
+        table.add_row(
+            f"d={roof['d']} m={roof['width']} n={roof['batch']} nt={roof['num_steps']}",
+            f"{roof['seconds_graph']:.3f}",
+            f"{roof['seconds_xla']:.3f}",
+            f"{max(roof['achieved_gflops_graph'], roof['achieved_gflops_xla']):.1f}",
+            f"{roof['matmul_gflops']:.1f}",
+            f"{roof['fraction_of_matmul']:.0%}",
+            f"{memory['graph']:.2f}",
+        )
+        tables.append(table)
+        table = Table("d", "m", "n", "seconds", "time ratio", "flop ratio", title="scaling")
+        for row in results["training_speed"]["scaling"]:
+            table.add_row(
+                str(row["d"]),
+                str(row["width"]),
+                str(row["batch"]),
+                f"{row['seconds']:.4f}",
+                f"{row['time_ratio']:.2f}",
+                f"{row['flop_ratio']:.2f}",
+            )
+        tables.append(table)
+    if "quality" in results:
+        table = Table(
+            "dataset", "test NLL", "truth", "gap", "iterations", "seconds", title="quality"
+        )
+        for row in results["quality"]["rows"]:
+            truth = row["true_entropy"]
+            table.add_row(
+                row["dataset"],
+                f"{row['test_nll']:.4f}",
+                "—" if truth is None else f"{truth:.4f}",
+                "—" if row["gap"] is None else f"{row['gap']:.4f}",
+                str(row["iterations"]),
+                f"{row['wall_seconds']:.0f}",
+            )
+        tables.append(table)
+    return tables
