@@ -18,7 +18,8 @@ from tfotflow.model import OTFlowModel
 TARGETS = {"8gaussians": 0.05, "checkerboard": 0.15}
 
 
-def train_and_score(data, *, iterations, learning_rate, validate_every, seed=0, **settings):
+def train_and_score(data, *, iterations, learning_rate, validate_every, patience=10, seed=0,
+                    **settings):
     """Trains an OTFlowModel with ``settings``; returns the measured row."""
     hyper = {**data.metadata.hyperparameters, **settings}
     model = OTFlowModel(
@@ -49,8 +50,9 @@ def train_and_score(data, *, iterations, learning_rate, validate_every, seed=0, 
         "test_nll": nll,
         "true_entropy": data.metadata.entropy,
         "gap": None if data.metadata.entropy is None else nll - data.metadata.entropy,
-        "iterations": int(model.optimizer.iterations),
-        "epochs_run": len(history.history["loss"]),
+        "iterations_run": len(history.history["loss"]) * validate_every,
+        "best_iteration": int(model.optimizer.iterations),  # the best checkpoint is restored
+        "validations": [round(v, 4) for v in history.history["val_nll"]],
         "wall_seconds": seconds,
         "settings": {key: hyper[key] for key in ("width", "alpha", "num_steps", "batch_size")},
         "learning_rate": learning_rate,
