@@ -11,6 +11,7 @@ import numpy as np
 
 from tfotflow import checkpoint
 from tfotflow._keras import keras
+from tfotflow.distribute import is_chief
 
 
 class ClipWeights(keras.callbacks.Callback):
@@ -52,7 +53,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         bad = {name: value for name, value in logs.items() if not math.isfinite(float(value))}
         if not bad:
             return
-        step = int(self.model.optimizer.iterations) if self.model.optimizer else batch + 1
+        step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else batch + 1
         terms = ", ".join(f"{name}={float(value)}" for name, value in bad.items())
         others = ", ".join(
             f"{name}={float(value):.4g}" for name, value in logs.items() if name not in bad
@@ -70,7 +71,8 @@ class Checkpoint(keras.callbacks.Callback):
     """Writes ``last.npz`` after every epoch and ``best.npz`` when ``monitor`` improves.
 
     Both are atomic (see :mod:`tfotflow.checkpoint`) and hold the optimizer state, so training
-    resumes exactly. Nothing is written for an epoch whose logs hold a NaN or Inf.
+    resumes exactly. Nothing is written for an epoch whose logs hold a NaN or Inf, nor by a
+    worker that is not the chief of a ``tf.distribute`` cluster.
 
     Args:
         directory: where the files go.
@@ -111,7 +113,8 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {name: float(value) for name, value in (logs or {}).items()}
-        if not all(math.isfinite(value) for value in logs.values()):
+        chief = is_chief(self.model.distribute_strategy)
+        if not all(math.isfinite(value) for value in logs.values()) or not chief:
             return
         value = logs.get(self.monitor, logs.get("nll", math.inf))
         improved = value < self.best

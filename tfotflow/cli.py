@@ -124,6 +124,12 @@ def _read_toml(path):
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where data sets live.")
 @click.option("--num-train", type=click.IntRange(min=1), help="Toy sets: training points.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored", "multiworker"]),
+    default="default",
+    help="tf.distribute strategy (multiworker reads TF_CONFIG).",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the plots at the end.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_runtime_errors

@@ -8,6 +8,7 @@ import tensorflow_probability as tfp
 from tfotflow import ode
 from tfotflow._keras import keras
 from tfotflow.bijector import OTFlow
+from tfotflow.distribute import spans_workers
 from tfotflow.potential import Potential
 from tfotflow.regularizers import resolve as resolve_regularizers
 from tfotflow.validation import check_float_dtype, check_int, convert_points
@@ -138,9 +139,13 @@ class OTFlowModel(keras.Model):
     def train_step(self, data):
         x = _points(data)
         variables = self.trainable_variables
+        # Under tf.distribute each replica sees a shard and the optimizer sums the replicas'
+        # gradients: dividing by their number makes the sum the gradient of the global mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss, terms = self.objective(x, jit_compile=bool(self.jit_compile))
-        self.optimizer.apply(zero_missing(tape.gradient(loss, variables), variables), variables)
+            scaled = loss / replicas
+        self.optimizer.apply(zero_missing(tape.gradient(scaled, variables), variables), variables)
         return self._update_metrics(loss, terms)
 
     def test_step(self, data):
@@ -153,7 +158,11 @@ class OTFlowModel(keras.Model):
         self._trackers["loss"].update_state(loss)
         for name, value in terms.items():
             self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        results = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if spans_workers():
+            # Keras reduces step outputs across workers along axis 0: give them one.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     @property
     def metrics(self):

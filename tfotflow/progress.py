@@ -38,15 +38,15 @@ class ProgressBar(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.progress.start()
-        done = int(self.model.optimizer.iterations)  # > 0 when resuming
+        done = int(self.model.optimizer.iterations.numpy())  # > 0 when resuming
         self.task = self.progress.add_task("train", total=self.total, completed=done, metrics="")
 
     def on_train_batch_end(self, batch, logs=None):
         shown = " ".join(f"{name}={float(value):.4g}" for name, value in (logs or {}).items())
-        rate = float(self.model.optimizer.learning_rate)
+        rate = float(self.model.optimizer.learning_rate.numpy())
         self.progress.update(
             self.task,
-            completed=int(self.model.optimizer.iterations),
+            completed=int(self.model.optimizer.iterations.numpy()),
             metrics=f"{shown} {self.validation} lr={rate:.2g}",
         )
 

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfotflow import checkpoint, datasets, plotting, training
+from tfotflow import checkpoint, datasets, distribute, plotting, training
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.model import OTFlowModel
@@ -113,8 +113,10 @@ class MetricsWriter(keras.callbacks.Callback):
         self.path, self.rows, self.start = path, rows, start
 
     def on_epoch_end(self, epoch, logs=None):
+        if not distribute.is_chief(self.model.distribute_strategy):
+            return
         row = {
-            "step": int(self.model.optimizer.iterations),
+            "step": int(self.model.optimizer.iterations.numpy()),
             "seconds": round(time.perf_counter() - self.start, 3),
         }
         row.update({key: float(value) for key, value in (logs or {}).items()})
@@ -139,18 +141,25 @@ def read_csv(path):
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
 
 
-def train_run(run_dir, config, *, resume=False, callbacks=(), verbose=0):
-    """Trains the run in ``run_dir``; returns ``(model, data)`` with the best weights."""
+def train_run(run_dir, config, *, resume=False, callbacks=(), verbose=0, strategy="default"):
+    """Trains the run in ``run_dir``; returns ``(model, data)`` with the best weights.
+
+    ``strategy`` names a :mod:`tfotflow.distribute` strategy; only its chief writes files.
+    """
+    strategy = distribute.make_strategy(strategy)  # first: multi-worker needs it before any op
+    chief = distribute.is_chief(strategy)
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and chief:
         write_json(run_dir / "config.json", config)
     data = load_data(config)
     keras.utils.set_random_seed(config["seed"])
-    model = new_model(config, data.metadata.dim)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config["train"]["lr"]), jit_compile=data.metadata.dim < 16
-    )
+    with strategy.scope():
+        model = new_model(config, data.metadata.dim)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config["train"]["lr"]),
+            jit_compile=data.metadata.dim < 16,
+        )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():
         done = checkpoint.read(run_dir / "last.npz")[1]["state"].get("epoch", 0)
@@ -173,7 +182,8 @@ def train_run(run_dir, config, *, resume=False, callbacks=(), verbose=0):
         callbacks=[MetricsWriter(run_dir / "metrics.csv", rows, start), *callbacks],
         verbose=verbose,
     )
-    save_model(model, run_dir / "model.keras")
+    if chief:
+        save_model(model, run_dir / "model.keras")
     return model, data
 
 

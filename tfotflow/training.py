@@ -8,18 +8,30 @@ import tensorflow as tf
 from tfotflow import checkpoint
 from tfotflow._keras import keras
 from tfotflow.callbacks import reference_recipe
+from tfotflow.distribute import shard_by_data
 from tfotflow.validation import check_int
 
 
 def batch_stream(array, *, batch_size, seed, skip=0):
     """An endless stream of shuffled batches of ``array``'s rows, fixed by ``seed``.
 
-    Every pass over the data is a fresh permutation; the stream is the same on every call, so
-    ``skip`` batches reproduce exactly where an interrupted run stopped.
+    Pass e over the data is the stateless permutation seeded by (seed, e), so the stream is
+    the same in every process and under every ``tf.distribute`` strategy, and ``skip``
+    batches reproduce exactly where an interrupted run stopped.
     """
-    dataset = tf.data.Dataset.from_tensor_slices(array)
-    dataset = dataset.shuffle(len(array), seed=seed, reshuffle_each_iteration=True).repeat()
-    return dataset.batch(batch_size, drop_remainder=True).skip(skip).prefetch(tf.data.AUTOTUNE)
+    n = len(array)
+    points = tf.constant(array)
+
+    def permutation(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    indices = tf.data.Dataset.range(2**62).flat_map(permutation)
+    batches = indices.batch(batch_size, drop_remainder=True).skip(skip)
+    batches = batches.map(lambda index: tf.gather(points, index))
+    return shard_by_data(batches.prefetch(tf.data.AUTOTUNE))
 
 
 def train(
@@ -41,7 +53,8 @@ def train(
 
     One Keras "epoch" is ``validate_every`` iterations. ``run_dir`` receives ``last.npz``
     after every epoch and ``best.npz`` at each validation improvement; at the end the best
-    weights are restored.
+    weights are restored. A model created under a ``tf.distribute`` strategy's scope trains
+    under it: ``batch_size`` is then the global batch, split across replicas.
 
     Args:
         model: an :class:`tfotflow.OTFlowModel` (compiled here with Adam if it is not).
@@ -65,16 +78,19 @@ def train(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     validate_every = check_int("validate_every", min(validate_every, iterations), minimum=1)
     run_dir = pathlib.Path(run_dir)
-    if getattr(model, "optimizer", None) is None:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=model.dim < 16)
-    resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
+    with model.distribute_strategy.scope():
+        if getattr(model, "optimizer", None) is None:
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate), jit_compile=model.dim < 16
+            )
+        resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0
     epochs = math.ceil(iterations / validate_every)
     batch_size = min(batch_size, len(data.train))
     stream = batch_stream(
         data.train, batch_size=batch_size, seed=seed, skip=initial_epoch * validate_every
     )
-    validation = tf.data.Dataset.from_tensor_slices(data.val).batch(batch_size)
+    validation = shard_by_data(tf.data.Dataset.from_tensor_slices(data.val).batch(batch_size))
     recipe = reference_recipe(
         patience=patience,
         checkpoint_directory=str(run_dir),
@@ -92,5 +108,6 @@ def train(
         verbose=verbose,
     )
     if (run_dir / "best.npz").exists():
-        checkpoint.restore(run_dir / "best.npz", model)
+        with model.distribute_strategy.scope():
+            checkpoint.restore(run_dir / "best.npz", model)
     return history

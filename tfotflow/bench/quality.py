@@ -18,8 +18,9 @@ from tfotflow.model import OTFlowModel
 TARGETS = {"8gaussians": 0.05, "checkerboard": 0.15}
 
 
-def train_and_score(data, *, iterations, learning_rate, validate_every, patience=10, seed=0,
-                    **settings):
+def train_and_score(
+    data, *, iterations, learning_rate, validate_every, patience=10, seed=0, **settings
+):
     """Trains an OTFlowModel with ``settings``; returns the measured row."""
     hyper = {**data.metadata.hyperparameters, **settings}
     model = OTFlowModel(
@@ -51,7 +52,9 @@ def train_and_score(data, *, iterations, learning_rate, validate_every, patience
         "true_entropy": data.metadata.entropy,
         "gap": None if data.metadata.entropy is None else nll - data.metadata.entropy,
         "iterations_run": len(history.history["loss"]) * validate_every,
-        "best_iteration": int(model.optimizer.iterations),  # the best checkpoint is restored
+        "best_iteration": int(
+            model.optimizer.iterations.numpy()
+        ),  # the best checkpoint is restored
         "validations": [round(v, 4) for v in history.history["val_nll"]],
         "wall_seconds": seconds,
         "settings": {key: hyper[key] for key in ("width", "alpha", "num_steps", "batch_size")},
