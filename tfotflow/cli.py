@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tfotflow import __version__
 from tfotflow.about import describe
+from tfotflow.bench import SUITES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -391,7 +392,7 @@ def plugins(as_json):
     "--suite",
     "suites",
     multiple=True,
-    type=click.Choice(["trace", "peers", "training_speed", "quality"]),
+    type=click.Choice(SUITES),
     help="Suites to run (repeatable). Default: trace, peers, training_speed.",
 )
 @click.option(

@@ -14,6 +14,7 @@ half-written file under its final name.
 """
 
 import csv
+import inspect
 import io
 import json
 import math
@@ -31,20 +32,15 @@ from tfotflow.model import OTFlowModel
 
 MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
 TRAIN_KEYS = ("iterations", "batch_size", "lr", "validate_every", "patience")
-DEFAULTS = dict(
-    width=32,
-    num_layers=2,
-    rank=10,
-    alpha=(1.0, 100.0, 15.0),
-    num_steps=8,
-    eval_num_steps=None,
-    dtype="float32",
-    iterations=1000,
-    batch_size=1024,
-    lr=0.01,
-    validate_every=50,
-    patience=10,
-)
+_MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
+DEFAULTS = {
+    **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
+    "iterations": 1000,
+    "batch_size": 1024,
+    "lr": 0.01,
+    "validate_every": 50,
+    "patience": 10,
+}
 
 
 class RunError(RuntimeError):

@@ -4,7 +4,7 @@ Each benchmark module has ``run(quick=False) -> dict`` returning JSON-ready resu
 scripts in ``benchmarks/`` and the ``tfotflow bench`` command call them.
 """
 
-SUITES = ("trace", "peers", "training_speed", "quality")
+SUITES = ("trace", "peers", "training_speed", "quality", "scaling_out")
 
 
 def run(suites=("trace", "peers", "training_speed"), *, quick=False, miniboone_dir=None):

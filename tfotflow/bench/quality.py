@@ -43,6 +43,7 @@ def train_and_score(
             validate_every=validate_every,
             run_dir=run_dir,
             seed=seed,
+            patience=patience,
         )
     seconds = time.perf_counter() - start
     nll = -float(np.mean(model.log_prob(data.test)))
@@ -52,9 +53,8 @@ def train_and_score(
         "true_entropy": data.metadata.entropy,
         "gap": None if data.metadata.entropy is None else nll - data.metadata.entropy,
         "iterations_run": len(history.history["loss"]) * validate_every,
-        "best_iteration": int(
-            model.optimizer.iterations.numpy()
-        ),  # the best checkpoint is restored
+        # The best checkpoint is restored at the end, optimizer state included.
+        "best_iteration": int(model.optimizer.iterations.numpy()),
         "validations": [round(v, 4) for v in history.history["val_nll"]],
         "wall_seconds": seconds,
         "settings": {key: hyper[key] for key in ("width", "alpha", "num_steps", "batch_size")},
@@ -62,29 +62,33 @@ def train_and_score(
     }
 
 
-def run(quick=False, names=("8gaussians", "checkerboard"), miniboone_dir=None, iterations=None):
+def run(
+    quick=False,
+    names=("8gaussians", "checkerboard"),
+    miniboone_dir=None,
+    iterations=None,
+    patience=5,
+):
     """Trains each toy set (and MINIBOONE when ``miniboone_dir`` holds its splits)."""
-    rows = []
-    for name in names:
-        data = datasets.load(name, num_train=100_000, num_val=10_000, num_test=100_000)
-        rows.append(
-            train_and_score(
-                data,
-                iterations=iterations or (20 if quick else 3000),
-                learning_rate=0.05,
-                validate_every=10 if quick else 100,
-            )
+    jobs = [
+        (
+            datasets.load(name, num_train=100_000, num_val=10_000, num_test=100_000),
+            dict(iterations=6000, learning_rate=0.05, validate_every=100),
         )
-        rows[-1]["target_gap"] = TARGETS.get(name)
+        for name in names
+    ]
     if miniboone_dir is not None:
         data = datasets.load("miniboone", data_dir=miniboone_dir, train_split="val")
-        rows.append(
-            train_and_score(
-                data,
-                iterations=iterations or (4 if quick else 400),
-                learning_rate=0.01,
-                validate_every=2 if quick else 40,
-                dtype="float32",
-            )
+        jobs.append(
+            (data, dict(iterations=400, learning_rate=0.01, validate_every=40, dtype="float32"))
         )
+    rows = []
+    for data, settings in jobs:
+        if quick:
+            settings = {**settings, "iterations": 4, "validate_every": 2}
+        if iterations:
+            settings = {**settings, "iterations": iterations}
+        row = train_and_score(data, patience=patience, **settings)
+        row["target_gap"] = TARGETS.get(data.metadata.name)
+        rows.append(row)
     return {"benchmark": "quality", "quick": quick, "rows": rows}

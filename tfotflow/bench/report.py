@@ -110,8 +110,18 @@ def summary_tables(results):
                 f"{row['test_nll']:.4f}",
                 "—" if truth is None else f"{truth:.4f}",
                 "—" if row["gap"] is None else f"{row['gap']:.4f}",
-                str(row["iterations"]),
+                str(row["iterations_run"]),
                 f"{row['wall_seconds']:.0f}",
+            )
+        tables.append(table)
+    if "scaling_out" in results:
+        table = Table("strategy", "replicas", "samples/s", "relative", title="tf.distribute")
+        for row in results["scaling_out"]["rows"]:
+            table.add_row(
+                row["strategy"],
+                str(row["replicas"]),
+                f"{row['samples_per_second']:.0f}",
+                f"{row['relative_throughput']:.2f}",
             )
         tables.append(table)
     return tables
