@@ -121,6 +121,33 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
     assert (run_dir / "model.keras").exists()
 
 
+def test_config_file_then_flags(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('dataset = "circles"\nwidth = 5\nalpha = [1, 20, 2]\nlr = 0.02\n')
+    run_dir = tmp_path / "run"
+    arguments = [
+        "train",
+        "--config",
+        str(config),
+        *FAST[:8],
+        "--num-steps",
+        "2",
+        "--width",
+        "7",
+        "--out",
+        str(run_dir),
+        "--no-plot",
+    ]
+    result = CliRunner().invoke(cli.main, arguments)
+    assert result.exit_code == 0, result.output
+    written = json.loads((run_dir / "config.json").read_text())
+    assert written["dataset"] == "circles" and written["model"]["width"] == 7  # flag wins
+    assert written["model"]["alpha"] == [1.0, 20.0, 2.0] and written["train"]["lr"] == 0.02
+    config.write_text("widht = 5\n")
+    result = CliRunner().invoke(cli.main, ["train", "--config", str(config)])
+    assert result.exit_code == 2 and "unknown setting(s) widht" in result.output
+
+
 @pytest.mark.parametrize(
     "arguments, fragment",
     [

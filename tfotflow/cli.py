@@ -157,6 +157,16 @@ def train(
         file_settings = _read_toml(config_file) if config_file else {}
         if "dataset" in file_settings:
             dataset = file_settings.pop("dataset")
+        if "precision" in file_settings:
+            file_settings["dtype"] = file_settings.pop("precision")
+        unknown = set(file_settings) - set(runs.MODEL_KEYS) - set(runs.TRAIN_KEYS)
+        if unknown:
+            known = ", ".join(sorted({"dataset", "precision", *runs.MODEL_KEYS, *runs.TRAIN_KEYS}))
+            raise click.BadParameter(
+                f"unknown setting(s) {', '.join(sorted(unknown))} in {config_file}; "
+                f"known: {known}",
+                param_hint="--config",
+            )
         if dataset not in datasets.names():
             raise click.BadParameter(
                 f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}",
