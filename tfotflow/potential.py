@@ -8,6 +8,10 @@ import tensorflow as tf
 from tfotflow._keras import keras
 from tfotflow.validation import check_int, convert_points
 
+# Jacobians [n, d, m] with fewer elements than this are kept for backprop; larger ones (or an
+# unknown batch size) are recomputed stage by stage, trading ~25% more work for memory.
+RECOMPUTE_ABOVE = 2**22
+
 
 def log_cosh(a):
     """σ(a) = log(2 cosh a) = |a| + log(1 + exp(−2|a|)), the antiderivative of tanh, stably."""
@@ -247,6 +251,9 @@ class Potential(keras.layers.Layer):
                 them now.
         """
         W = self.read_weights() if weights is None else weights
+        n = s.shape[0]
+        if n is not None and n * self.dim * self.width < RECOMPUTE_ABOVE:
+            return self._gradient_and_trace(s, W)
         structure = (s, W)
 
         def evaluate(*flat):

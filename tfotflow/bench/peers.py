@@ -99,8 +99,12 @@ def compare(
     ours_parameters = int(sum(math.prod(v.shape) for v in model.potential.weights))
     hidden = matched_hidden_width(d, ours_parameters)
 
+    jit = d < 16  # as tfotflow's training does: XLA where op overhead dominates
     ours_step = training_step(
-        lambda x: model.objective(x)[0], model.trainable_variables, model.optimizer
+        lambda x: model.objective(x, jit_compile=jit)[0],
+        model.trainable_variables,
+        model.optimizer,
+        jit_compile=jit,
     )
     ours_log_prob = tf.function(lambda x: model.distribution.log_prob(x))
     ours_sample = tf.function(lambda: model.distribution.sample(batch, seed=(1, 2)))
