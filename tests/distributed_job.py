@@ -7,51 +7,57 @@ Prints the final weights as JSON on the last line of stdout.
 import argparse
 import json
 
-import numpy as np
-import tensorflow as tf
 
-parser = argparse.ArgumentParser()
-parser.add_argument("strategy")
-parser.add_argument("run_dir")
-parser.add_argument("iterations", type=int)
-parser.add_argument("--logical-cpus", type=int, default=1)
-parser.add_argument("--resume", action="store_true")
-args = parser.parse_args()
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("strategy")
+    parser.add_argument("run_dir")
+    parser.add_argument("iterations", type=int)
+    parser.add_argument("--logical-cpus", type=int, default=1)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
 
-if args.logical_cpus > 1:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
+    import numpy as np
+    import tensorflow as tf
+
+    if args.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
+        )
+
+    from tfotflow import datasets, distribute, training
+    from tfotflow._keras import keras
+    from tfotflow.model import OTFlowModel
+
+    strategy = distribute.make_strategy(args.strategy)
+    data = datasets.load("moons", seed=1, num_train=512, num_val=64, num_test=64)
+    keras.utils.set_random_seed(7)
+    with strategy.scope():
+        model = OTFlowModel(2, width=6, num_steps=2, dtype="float64", alpha=(1.0, 10.0, 1.0))
+        model.compile(optimizer=keras.optimizers.Adam(0.02))
+    history = training.train(
+        model,
+        data,
+        iterations=args.iterations,
+        batch_size=64,
+        validate_every=2,
+        run_dir=args.run_dir,
+        seed=5,
+        resume=args.resume,
+    )
+    print(
+        json.dumps(
+            {
+                "replicas": strategy.num_replicas_in_sync,
+                "chief": distribute.is_chief(strategy),
+                "iterations": int(model.optimizer.iterations.numpy()),
+                "nll": [float(v) for v in history.history["nll"]],
+                "weights": [np.asarray(v).tolist() for v in model.weights],
+            }
+        )
     )
 
-from tfotflow import datasets, distribute, training  # noqa: E402
-from tfotflow._keras import keras  # noqa: E402
-from tfotflow.model import OTFlowModel  # noqa: E402
 
-strategy = distribute.make_strategy(args.strategy)
-data = datasets.load("moons", seed=1, num_train=512, num_val=64, num_test=64)
-keras.utils.set_random_seed(7)
-with strategy.scope():
-    model = OTFlowModel(2, width=6, num_steps=2, dtype="float64", alpha=(1.0, 10.0, 1.0))
-    model.compile(optimizer=keras.optimizers.Adam(0.02))
-history = training.train(
-    model,
-    data,
-    iterations=args.iterations,
-    batch_size=64,
-    validate_every=2,
-    run_dir=args.run_dir,
-    seed=5,
-    resume=args.resume,
-)
-print(
-    json.dumps(
-        {
-            "replicas": strategy.num_replicas_in_sync,
-            "chief": distribute.is_chief(strategy),
-            "iterations": int(model.optimizer.iterations.numpy()),
-            "nll": [float(v) for v in history.history["nll"]],
-            "weights": [np.asarray(v).tolist() for v in model.weights],
-        }
-    )
-)
+if __name__ == "__main__":
+    main()
