@@ -70,14 +70,11 @@ def convert_points(name, value, *, dtype, event_size):
         TypeError: if ``value`` holds non-floating numbers (integers, booleans, strings).
         ValueError: if ``value`` has rank 0 or a last axis of the wrong size.
     """
-    dtype_of_value = getattr(value, "dtype", None)
-    value = tf.convert_to_tensor(value) if dtype_of_value is None else value
-    value_dtype = tf.as_dtype(getattr(value, "dtype", dtype_of_value))
-    if not value_dtype.is_floating:
-        raise TypeError(
-            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={value_dtype.name}"
-        )
     value = tf.convert_to_tensor(value)
+    if not value.dtype.is_floating:
+        raise TypeError(
+            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={value.dtype.name}"
+        )
     value = tf.cast(value, dtype)
     rank = value.shape.rank
     if rank == 0:
