@@ -213,3 +213,31 @@ def test_datasets_download_through_the_cli(tmp_path, monkeypatch, rng):
     )
     assert result.exit_code == 0, result.output
     assert "29556 / 3284 / 3648" in result.stdout
+
+
+def test_strategy_option_reaches_training(monkeypatch, tmp_path):
+    seen = {}
+    real = runs.train_run
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "train_run", spy)
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "train",
+            "moons",
+            *FAST,
+            "--out",
+            str(tmp_path / "r"),
+            "--no-plot",
+            "--strategy",
+            "mirrored",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["strategy"] == "mirrored" and seen["data"] is not None
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert "strategy" not in config["model"] and "strategy" not in config["train"]

@@ -141,6 +141,7 @@ def train(
     resume_dir,
     data_dir,
     num_train,
+    strategy,
     no_plot,
     as_json,
     seed,
@@ -150,6 +151,7 @@ def train(
     """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
     from tfotflow import datasets, runs
 
+    data = None  # loaded here for a new run (its recommended settings), by train_run on resume
     if resume_dir is not None:
         run_dir = resume_dir
         config = runs.read_config(run_dir)
@@ -176,10 +178,10 @@ def train(
         if precision:
             overrides["dtype"] = precision
         options = {"num_train": num_train} if num_train else {}
-        probe = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
+        data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
         config = runs.build_config(
             dataset,
-            metadata_hyperparameters=probe.metadata.hyperparameters,
+            metadata_hyperparameters=data.metadata.hyperparameters,
             overrides=overrides,
             seed=seed,
             data_dir=data_dir,
@@ -193,7 +195,12 @@ def train(
     bar = ProgressBar(config["train"]["iterations"], console)
     try:
         model, data = runs.train_run(
-            run_dir, config, resume=resume_dir is not None, callbacks=[bar]
+            run_dir,
+            config,
+            resume=resume_dir is not None,
+            callbacks=[bar],
+            strategy=strategy,
+            data=data,
         )
     except KeyboardInterrupt:
         bar.stop()

@@ -137,10 +137,14 @@ def read_csv(path):
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
 
 
-def train_run(run_dir, config, *, resume=False, callbacks=(), verbose=0, strategy="default"):
+def train_run(
+    run_dir, config, *, resume=False, callbacks=(), verbose=0, strategy="default", data=None
+):
     """Trains the run in ``run_dir``; returns ``(model, data)`` with the best weights.
 
     ``strategy`` names a :mod:`tfotflow.distribute` strategy; only its chief writes files.
+    ``data`` is the run's dataset when the caller already loaded it (else it is loaded from
+    ``config``).
     """
     strategy = distribute.make_strategy(strategy)  # first: multi-worker needs it before any op
     chief = distribute.is_chief(strategy)
@@ -148,7 +152,7 @@ def train_run(run_dir, config, *, resume=False, callbacks=(), verbose=0, strateg
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and chief:
         write_json(run_dir / "config.json", config)
-    data = load_data(config)
+    data = load_data(config) if data is None else data
     keras.utils.set_random_seed(config["seed"])
     with strategy.scope():
         model = new_model(config, data.metadata.dim)
