@@ -1,8 +1,10 @@
-"""Runs one benchmark suite and writes its JSON to benchmarks/results/SUITE.json.
+"""Runs one benchmark suite and writes its JSON to benchmarks/results/.
 
-Run: python benchmarks/run.py SUITE [--quick] [--miniboone DIR]
-SUITE is one of trace, peers, training_speed, quality, scaling_out (see README.md here);
-DIR (quality only) holds miniboone/val.npy and test.npy, e.g. ../shared/data.
+Run: python benchmarks/run.py SUITE [--quick] [--dataset NAME ...] [--miniboone DIR]
+SUITE is one of trace, peers, training_speed, quality, scaling_out, time_to_quality (see
+README.md here). The training suites (quality, time_to_quality) train on the toy sets named
+with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
+and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json.
 """
 
 import argparse
@@ -16,10 +18,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("suite", choices=bench.SUITES)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dataset", action="append", dest="names")
     parser.add_argument("--miniboone", default=None)
     args = parser.parse_args()
-    result = bench.run([args.suite], quick=args.quick, miniboone_dir=args.miniboone)
+    names = args.names
+    if names is None and args.miniboone is not None:
+        names = []  # MINIBOONE alone
+    result = bench.run([args.suite], quick=args.quick, miniboone_dir=args.miniboone, names=names)
     text = json.dumps(result[args.suite], indent=1)
     print(text)
-    out = pathlib.Path(__file__).parent / "results" / f"{args.suite}.json"
+    parts = [*(names or []), *(["miniboone"] if args.miniboone else [])]
+    stem = "_".join([args.suite, *parts])
+    out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     atomic_write_bytes(out, (text + "\n").encode())

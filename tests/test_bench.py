@@ -55,3 +55,36 @@ def test_bench_quick_writes_complete_finite_json(tmp_path):
     assert len(values) > 50
     bad = [path for path, value in values if not math.isfinite(value)]
     assert not bad, bad
+
+
+def test_time_to_quality_quick_reports_both_races_and_matched_accuracy():
+    from tfotflow.bench import time_to_quality
+
+    result = time_to_quality.run(quick=True)
+    row = result["rows"][0]
+    for name in ("otflow", "ffjord"):
+        race = row["races"][name]
+        assert race["iterations"] > 0 and race["curve"][0][0] == 0
+        assert [seconds for _, seconds, _ in race["curve"]] == sorted(
+            seconds for _, seconds, _ in race["curve"]
+        )
+        inference = row["inference"][name]
+        # The chosen setting is within 0.01 nats of the reference, or is the reference.
+        assert (
+            abs(inference["nll"] - inference["reference_nll"]) <= time_to_quality.TOLERANCE_NATS
+            or inference["setting"] == inference["reference_setting"]
+        )
+        assert inference["function_evaluations"] > 0 and inference["log_prob_per_second"] > 0
+    assert row["target_nll"] == max(r["best_nll"] for r in row["races"].values())
+    assert row["inference_speedup"] > 0
+    bad = [path for path, value in numbers(result) if not math.isfinite(value)]
+    assert not bad, bad
+
+
+def test_time_to_quality_schedule_and_crossing():
+    from tfotflow.bench.time_to_quality import geometric_schedule, seconds_to_reach
+
+    assert geometric_schedule(2.0, 10.0, 2.0) == [2.0, 4.0, 8.0, 10.0]
+    curve = [[0, 0.0, 1.0], [10, 3.0, 2.5], [20, 6.0, 1.5], [30, 9.0, 1.2]]
+    assert seconds_to_reach(curve, 1.5) == 6.0
+    assert seconds_to_reach(curve, 1.0) is None  # only the untrained score reached it

@@ -415,7 +415,8 @@ def plugins(as_json):
 @click.option(
     "--miniboone-dir",
     type=click.Path(file_okay=False),
-    help="For the quality suite: a folder holding miniboone/val.npy and test.npy.",
+    help="For the quality and time_to_quality suites: a folder holding miniboone/val.npy "
+    "and test.npy.",
 )
 @click.option(
     "--json",

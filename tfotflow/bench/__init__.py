@@ -4,13 +4,18 @@ Each benchmark module has ``run(quick=False) -> dict`` returning JSON-ready resu
 scripts in ``benchmarks/`` and the ``tfotflow bench`` command call them.
 """
 
-SUITES = ("trace", "peers", "training_speed", "quality", "scaling_out")
+SUITES = ("trace", "peers", "training_speed", "quality", "scaling_out", "time_to_quality")
+TRAINING_SUITES = ("quality", "time_to_quality")
 
 
-def run(suites=("trace", "peers", "training_speed"), *, quick=False, miniboone_dir=None):
+def run(
+    suites=("trace", "peers", "training_speed"), *, quick=False, miniboone_dir=None, names=None
+):
     """Runs the named benchmark suites; returns ``{"quick": …, "versions": …, suite: result}``.
 
-    ``quality`` (training to convergence) is long and runs only when named.
+    ``quality`` and ``time_to_quality`` (training) are long and run only when named; they train
+    on the toy sets ``names`` (default: the suite's own) and on MINIBOONE when
+    ``miniboone_dir`` holds its splits.
     """
     import importlib
     import os
@@ -26,6 +31,10 @@ def run(suites=("trace", "peers", "training_speed"), *, quick=False, miniboone_d
     }
     for suite in suites:
         module = importlib.import_module(f"tfotflow.bench.{suite}")
-        kwargs = {"miniboone_dir": miniboone_dir} if suite == "quality" else {}
+        kwargs = {}
+        if suite in TRAINING_SUITES:
+            kwargs["miniboone_dir"] = miniboone_dir
+            if names is not None:
+                kwargs["names"] = tuple(names)
         results[suite] = module.run(quick=quick, **kwargs)
     return results

@@ -124,4 +124,29 @@ def summary_tables(results):
                 f"{row['relative_throughput']:.2f}",
             )
         tables.append(table)
+    if "time_to_quality" in results:
+        table = Table(
+            "dataset",
+            "target NLL",
+            "OT-Flow s",
+            "FFJORD s",
+            "to quality",
+            "OT-Flow setting",
+            "FFJORD setting",
+            "log_prob",
+            title="time to quality; inference at matched accuracy (FFJORD / OT-Flow)",
+        )
+        for row in results["time_to_quality"]["rows"]:
+            reach, inference = row["seconds_to_target"], row["inference"]
+            table.add_row(
+                row["dataset"],
+                f"{row['target_nll']:.3f}",
+                "—" if reach["otflow"] is None else f"{reach['otflow']:.0f}",
+                "—" if reach["ffjord"] is None else f"{reach['ffjord']:.0f}",
+                _ratio(row["time_to_quality_speedup"]),
+                f"{inference['otflow']['setting']} steps",
+                f"rtol {inference['ffjord']['setting']:g}",
+                _ratio(row["inference_speedup"]),
+            )
+        tables.append(table)
     return tables
