@@ -6,6 +6,7 @@ import math
 from click.testing import CliRunner
 
 from tfotflow import cli
+from tfotflow.bench.report import summary_tables
 
 
 def numbers(value, path=""):
@@ -76,9 +77,11 @@ def test_time_to_quality_quick_reports_both_races_and_matched_accuracy():
         )
         assert inference["function_evaluations"] > 0 and inference["log_prob_per_second"] > 0
     assert row["target_nll"] == max(r["best_nll"] for r in row["races"].values())
-    assert row["inference_speedup"] > 0
+    assert set(row["inference_speedups"]) == {"ffjord"} and row["inference_speedups"]["ffjord"] > 0
     bad = [path for path, value in numbers(result) if not math.isfinite(value)]
     assert not bad, bad
+    (table,) = summary_tables({"time_to_quality": result})
+    assert table.row_count == 1
 
 
 def test_time_to_quality_schedule_and_crossing():

