@@ -49,7 +49,7 @@ def time_steps(configs, *, rounds, dtype="float32"):
 def peak_memory_of_training(d, width, batch, num_steps, steps=2, jit_compile=False):
     """Peak resident memory (GB) of a fresh process running ``steps`` training steps."""
     code = (
-        "import json, resource, tensorflow as tf\n"
+        "import json, tensorflow as tf\n"
         "from tfotflow.bench.training_speed import _step_function\n"
         "from tfotflow.model import OTFlowModel\n"
         "from tfotflow._keras import keras\n"
@@ -58,7 +58,8 @@ def peak_memory_of_training(d, width, batch, num_steps, steps=2, jit_compile=Fal
         f"x = tf.random.normal([{batch}, {d}])\n"
         f"step = _step_function(model, {jit_compile})\n"
         f"for _ in range({steps}):\n    float(step(x))\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9))\n"
+        "from tfotflow.bench.timing import peak_memory_gb\n"
+        "print(json.dumps(peak_memory_gb()))\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
