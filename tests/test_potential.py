@@ -236,11 +236,17 @@ def test_chunked_trace_matches_autodiff_with_the_same_gradients(num_layers, rng,
     whole_trace, whole = trace_and_gradients()
     monkeypatch.setattr(module, "TRACE_CHUNK_ELEMENTS", 2 * d * 5)  # 6 chunks of 2, 2, …, 1 rows
     chunked_trace, chunked = trace_and_gradients()
+    # Recomputed in backprop, with other chunks there (4 chunks of 3, 3, 3, 2 rows).
+    monkeypatch.setattr(module, "RECOMPUTE_ABOVE", 0)
+    monkeypatch.setattr(module, "RECOMPUTE_CHUNK_ELEMENTS", 3 * d * 5)
+    recomputed_trace, recomputed = trace_and_gradients()
     _, expected_trace = autodiff_gradient_and_trace(layer, x, 0.3)
     assert relative_error(chunked_trace.numpy(), expected_trace.numpy()) < 1e-10
     np.testing.assert_allclose(chunked_trace, whole_trace, rtol=1e-13)
-    for a, b in zip(whole, chunked):
+    np.testing.assert_allclose(recomputed_trace, whole_trace, rtol=1e-13)
+    for a, b, c in zip(whole, chunked, recomputed):
         if a is None:
-            assert b is None
+            assert b is None and c is None
         else:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)

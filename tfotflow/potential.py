@@ -1,6 +1,7 @@
 """The OT-Flow potential Φ(x, t) as a Keras layer, with its gradient and exact Hessian trace."""
 
 import collections
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -14,8 +15,10 @@ RECOMPUTE_ABOVE = 2**22
 # The trace recurrence runs over batch chunks of about this many Jacobian elements, so that
 # its [chunk, d, m] intermediates stay in cache between the product and the reductions. At
 # d = 43, m = 256, n = 2000 (float32): one pass 37 ms; chunks of 2**22 / 2**21 / 2**20
-# elements 36 / 34 / 31 ms, with a training step peaking at 1.7 / 1.9 / 2.5 GB.
-TRACE_CHUNK_ELEMENTS = 2**21
+# elements 36 / 34 / 31 ms. Recorded for backprop, many small chunks cost memory (a training
+# step peaks at 1.7 / 1.9 / 2.5 GB), so the backward recomputation uses the larger chunks.
+TRACE_CHUNK_ELEMENTS = 2**20
+RECOMPUTE_CHUNK_ELEMENTS = 2**22
 
 
 def log_cosh(a):
@@ -24,10 +27,11 @@ def log_cosh(a):
     return magnitude + tf.math.softplus(-2.0 * magnitude)
 
 
-def recomputed_in_backward(function):
+def recomputed_in_backward(function, recompute=None):
     """Wraps ``function(*tensors) -> tuple of tensors`` so that backprop keeps only its inputs.
 
-    The backward pass runs ``function`` again under a tape. It starts only once every upstream
+    The backward pass runs ``recompute`` (default: ``function``; it must compute the same
+    values) again under a tape. It starts only once every upstream
     gradient exists (a control dependency), so one RK4 stage's intermediates are rebuilt only
     when the backward sweep reaches that stage, and graph optimizers cannot merge the
     recomputation with the forward pass.
@@ -43,7 +47,7 @@ def recomputed_in_backward(function):
                 inputs = [tf.identity(arg) for arg in args]
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
-                recomputed = function(*inputs)
+                recomputed = (recompute or function)(*inputs)
             return tape.gradient(recomputed, inputs, output_gradients=upstream)
 
         outputs = function(*args)
@@ -52,7 +56,7 @@ def recomputed_in_backward(function):
     return wrapped
 
 
-def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels):
+def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels, chunk_elements=None):
     """h Σ_{i=1..M} t_i, the residual layers' part of tr ∇²ₓΦ, by the Jacobian recurrence.
 
     ```none
@@ -66,14 +70,17 @@ def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels):
         tanh: σ'(a_i) for i = 0..M−1, each [n, m].
         curvature: c_i = σ''(a_i) ⊙ z_{i+1} for i = 1..M, each [n, m].
         kernels: K_1..K_M, each [m, m].
+        chunk_elements: the Jacobian elements per batch chunk. Defaults to
+            ``TRACE_CHUNK_ELEMENTS``.
 
     Returns:
         [n]. One [n·d, m] × [m, m] product per layer: ≈ 2·n·M·m²·d flops in all, done over
-        batch chunks of about ``TRACE_CHUNK_ELEMENTS`` Jacobian elements when n is static.
+        batch chunks of about ``chunk_elements`` Jacobian elements when n is static.
     """
     d, m = K0_x.shape
     n = tanh[0].shape[0]
-    chunks = 1 if n is None else min(n, -(-n * d * m // TRACE_CHUNK_ELEMENTS))
+    chunk_elements = chunk_elements or TRACE_CHUNK_ELEMENTS
+    chunks = 1 if n is None else min(n, -(-n * d * m // chunk_elements))
     if chunks == 1:
         return _jacobian_trace_terms(h, K0_x, tanh, curvature, kernels)
     sizes = [n // chunks + (k < n % chunks) for k in range(chunks)]
@@ -278,14 +285,16 @@ class Potential(keras.layers.Layer):
             return self._gradient_and_trace(s, W)
         structure = (s, W)
 
-        def evaluate(*flat):
-            return self._gradient_and_trace(*tf.nest.pack_sequence_as(structure, flat))
+        def evaluate(*flat, chunk_elements=None):
+            s, W = tf.nest.pack_sequence_as(structure, flat)
+            return self._gradient_and_trace(s, W, chunk_elements=chunk_elements)
 
         # Backprop through an RK4 solve would otherwise keep the [n, d, m] Jacobians of every
         # stage; recomputing a stage costs about one more evaluation and bounds the memory.
-        return recomputed_in_backward(evaluate)(*tf.nest.flatten(structure))
+        recompute = functools.partial(evaluate, chunk_elements=RECOMPUTE_CHUNK_ELEMENTS)
+        return recomputed_in_backward(evaluate, recompute)(*tf.nest.flatten(structure))
 
-    def _gradient_and_trace(self, s, W):
+    def _gradient_and_trace(self, s, W, chunk_elements=None):
         """The recurrences behind :meth:`space_time_gradient_and_trace`."""
         d, h = self.dim, self.step_size
         tanh = [tf.tanh(a) for a in self._pre_activations(W, s)]  # σ'(a_i), each [n, m]
@@ -293,7 +302,7 @@ class Potential(keras.layers.Layer):
         # σ''(a_i) ⊙ z_{i+1}: the weight of each unit's squared Jacobian column in t_i.
         curvature = [(1.0 - tf.square(tanh_i)) * z_i for tanh_i, z_i in zip(tanh, z)]
         trace = tf.linalg.matvec(curvature[0], W.opening_norms) + jacobian_trace_terms(
-            h, W.kernels[0][:d], tanh[:-1], curvature[1:], W.kernels[1:]
+            h, W.kernels[0][:d], tanh[:-1], curvature[1:], W.kernels[1:], chunk_elements
         )
         return grad, trace + W.quadratic_trace  # tr(A_xᵀA_x) = ‖A_x‖²_F
 
