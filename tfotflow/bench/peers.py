@@ -72,13 +72,20 @@ class CountedField(tf.Module):
         return int(sum(math.prod(v.shape) for v in self.network.weights))
 
 
-def ffjord_distribution(field, d, dtype, *, trace="hutchinson", num_steps=None):
-    trace_fn = (
-        tfb.ffjord.trace_jacobian_hutchinson
-        if trace == "hutchinson"
-        else tfb.ffjord.trace_jacobian_exact
-    )
-    solver = None if num_steps is None else fixed_rk4_solver(num_steps)
+def ffjord_distribution(field, d, dtype, *, trace="hutchinson", num_steps=None, solver=None):
+    """``TransformedDistribution(N(0, I), FFJORD(field))``.
+
+    Args:
+        trace: "hutchinson", "exact", or a TFP trace augmentation function.
+        num_steps: fixed RK4 steps (tfotflow's solver); None for TFP's default DormandPrince.
+        solver: an ``ode_solve_fn`` to use instead (overrides ``num_steps``).
+    """
+    trace_fn = {
+        "hutchinson": tfb.ffjord.trace_jacobian_hutchinson,
+        "exact": tfb.ffjord.trace_jacobian_exact,
+    }.get(trace, trace)
+    if solver is None and num_steps is not None:
+        solver = fixed_rk4_solver(num_steps)
     bijector = tfb.FFJORD(
         state_time_derivative_fn=field,
         ode_solve_fn=solver,

@@ -30,17 +30,18 @@ import functools
 import math
 import time
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfotflow import datasets
 from tfotflow._keras import keras
-from tfotflow.bench.peers import matched_hidden_width
+from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
+from tfotflow.callbacks import ClipWeights
 from tfotflow.model import OTFlowModel
+from tfotflow.training import batch_stream
 
-tfb, tfd = tfp.bijectors, tfp.distributions
+tfb = tfp.bijectors
 
 TOLERANCE_NATS = 0.01
 EXACT_TRACE_UP_TO = 10
@@ -104,27 +105,18 @@ def seconds_to_reach(curve, target):
     return next((seconds for step, seconds, nll in curve if step and nll <= target), None)
 
 
-def batch_iterator(array, batch_size, seed):
-    """Endless shuffled minibatches of ``array`` [n, d] (a fresh permutation each epoch)."""
-    rng = np.random.default_rng(seed)
-    while True:
-        order = rng.permutation(len(array))
-        for begin in range(0, len(order) - batch_size + 1, batch_size):
-            yield tf.constant(array[order[begin : begin + batch_size]])
-
-
 # ------------------------------------------------------------------------------- the contenders
 
 
 class OTFlowContender:
-    """OT-Flow with its paper recipe: Adam on J, weights clipped to [−1.5, 1.5]."""
+    """OT-Flow with its paper recipe: Adam on J, weights clipped to [−1.5, 1.5] before each
+    step (:class:`tfotflow.callbacks.ClipWeights`)."""
 
     name = "otflow"
 
     def __init__(self, d, *, width, alpha, num_steps, learning_rate, dtype):
         self.model = OTFlowModel(d, width=width, alpha=alpha, num_steps=num_steps, dtype=dtype)
         self.num_steps = num_steps
-        self.dtype = dtype
         self.optimizer = keras.optimizers.Adam(learning_rate)
         jit = d < 16  # as tfotflow's training does: XLA where op overhead dominates
         variables = self.model.trainable_variables
@@ -135,11 +127,12 @@ class OTFlowContender:
             jit_compile=jit,
         )
 
+        clip = ClipWeights()
+        clip.set_model(self.model)
+
         def step(x):
-            loss = update(x)
-            for variable in variables:
-                variable.assign(tf.clip_by_value(variable, -1.5, 1.5))
-            return loss
+            clip.on_train_batch_begin(None)
+            return update(x)
 
         self.step = step
         self._log_prob = {}
@@ -174,8 +167,6 @@ class FFJORDContender:
     exact_trace = None  # None: exact for d ≤ 10, fixed-probe Hutchinson above
 
     def __init__(self, d, *, hidden, learning_rate, dtype):
-        from tfotflow.bench.peers import CountedField, ffjord_distribution
-
         self.d, self.dtype = d, dtype
         self.field = CountedField(d, hidden, dtype)
         self.optimizer = keras.optimizers.Adam(learning_rate)
@@ -202,7 +193,7 @@ class FFJORDContender:
         if setting not in self._log_prob:
             exact = self.d <= EXACT_TRACE_UP_TO if self.exact_trace is None else self.exact_trace
             if exact:
-                trace = tfb.ffjord.trace_jacobian_exact
+                trace = "exact"
             else:  # the same probes at every setting, so only the solver error changes
                 trace = functools.partial(
                     tfb.ffjord.trace_jacobian_hutchinson,
@@ -211,14 +202,9 @@ class FFJORDContender:
                     ),
                 )
             solver = tfp.math.ode.DormandPrince(rtol=setting, atol=setting * 1e-3)
-            bijector = tfb.FFJORD(
-                state_time_derivative_fn=self.field,
-                ode_solve_fn=solver.solve,
-                trace_augmentation_fn=trace,
-                dtype=self.dtype,
+            distribution = ffjord_distribution(
+                self.field, self.d, self.dtype, trace=trace, solver=solver.solve
             )
-            base = tfd.MultivariateNormalDiag(tf.zeros(self.d, self.dtype))
-            distribution = tfd.TransformedDistribution(base, bijector)
             self._log_prob[setting] = tf.function(distribution.log_prob)
         return self._log_prob[setting]
 
@@ -262,7 +248,7 @@ def matched_accuracy(contenders, test, *, batch, rounds):
             "reference_nll": reference,
             "tried": tried,
             "setting": chosen,
-            "nll": mean_nll(contender, chosen, test),
+            "nll": tried.get(str(chosen), reference),
             "function_evaluations": contender.evaluations(chosen, x),
         }
         timed[contender.name] = functools.partial(contender.log_prob_fn(chosen), x)
@@ -321,7 +307,7 @@ def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed
         races[contender.name] = race(
             contender.step,
             lambda c=contender: mean_nll(c, c.reference_setting(), test),
-            batch_iterator(train, batch, seed),
+            iter(batch_stream(train, batch_size=batch, seed=seed)),
             budget_seconds=budget,
         )
         races[contender.name].update(
