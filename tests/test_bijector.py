@@ -123,16 +123,18 @@ def test_trainable_variables_are_exposed_and_trainable(rng):
     assert flow.trainable_variables == ()  # not built yet: no weights exist
     distribution.log_prob(rng.normal(size=(3, 2)))
     names = {v.name for v in distribution.trainable_variables}
-    assert len(distribution.trainable_variables) == len(potential.weights) == 8
+    assert len(distribution.trainable_variables) == len(potential.trainable_weights) == 7
     short_names = {name.split("/")[-1].split(":")[0] for name in names}
-    assert short_names == {"A", "b", "c", "w", "K_0", "b_0", "K_1", "b_1"}
-    assert {id(v) for v in flow.trainable_variables} == {id(v.value) for v in potential.weights}
+    # The constant c shifts Φ only, no density depends on it: a weight, but not trainable.
+    assert short_names == {"A", "b", "w", "K_0", "b_0", "K_1", "b_1"}
+    assert len(flow.variables) == len(potential.weights) == 8
+    assert {id(v) for v in flow.trainable_variables} == {
+        id(v.value) for v in potential.trainable_weights
+    }
 
     x = tf.constant(rng.normal(size=(6, 2)))
     testing.check_gradients_reach(
-        lambda: -tf.reduce_mean(distribution.log_prob(x)),
-        distribution.trainable_variables,
-        exclude=("c",),  # the constant shifts Φ only: no density depends on it
+        lambda: -tf.reduce_mean(distribution.log_prob(x)), distribution.trainable_variables
     )
 
 
@@ -175,3 +177,34 @@ def test_validate_args_rejects_non_finite_input():
     xla = OTFlow(flow.potential, num_steps=2, validate_args=True, jit_compile=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="finite"):
         xla.forward(np.array([[np.inf, 0.0]]))
+
+
+def test_gradients_under_a_plain_tape_with_and_without_xla(rng):
+    """The solve's gradient (the discrete adjoint) crosses into and out of XLA as plain
+    tensors, so an eager tape differentiates ``OTFlow(jit_compile=True)`` too."""
+    potential = random_potential(2, num_layers=3)
+    x = tf.constant(rng.normal(size=(5, 2)))
+    gradients = []
+    for jit_compile in (False, True):
+        distribution = tfd.TransformedDistribution(
+            normal(2), OTFlow(potential, num_steps=3, jit_compile=jit_compile)
+        )
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = -tf.reduce_mean(distribution.log_prob(x))
+        gradients.append(tape.gradient(loss, [x, *distribution.trainable_variables]))
+    for graph, xla in zip(*gradients):
+        np.testing.assert_allclose(xla, graph, rtol=1e-10)
+
+
+def test_a_new_step_count_does_not_trace_again(rng):
+    from tfotflow import ode
+
+    flow = OTFlow(random_potential(2), num_steps=2)
+    distribution = tfd.TransformedDistribution(normal(2), flow)
+    x = rng.normal(size=(4, 2))
+    distribution.log_prob(x)
+    traces = ode.compiled_integrator(False).experimental_get_tracing_count()
+    for num_steps in (3, 9, 17):
+        distribution.log_prob(x, bijector_kwargs={"num_steps": num_steps})
+    assert ode.compiled_integrator(False).experimental_get_tracing_count() == traces

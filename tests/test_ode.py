@@ -9,26 +9,56 @@ from tfotflow import ode, regularizers
 from tfotflow.potential import Potential
 
 
-def final_error(num_steps, method="rk4", unroll=True):
+def final_error(num_steps, method="rk4"):
     """Error at t = 1 of dy/dt = t·y, y(0) = 1 (exact: e^{1/2}), a nested (tuple) state."""
     y0 = (tf.constant([1.0], tf.float64), tf.constant([2.0], tf.float64))
     y1 = ode.solve(
-        lambda t, y: (t * y[0], -y[1]),
-        y0,
-        t0=0.0,
-        t1=1.0,
-        num_steps=num_steps,
-        method=method,
-        unroll=unroll,
+        lambda t, y: (t * y[0], -y[1]), y0, t0=0.0, t1=1.0, num_steps=num_steps, method=method
     )
     return abs(float(y1[0][0]) - np.exp(0.5)) + abs(float(y1[1][0]) - 2.0 * np.exp(-1.0))
 
 
-@pytest.mark.parametrize("unroll", [True, False])
-def test_rk4_is_fourth_order(unroll):
-    errors = [final_error(n, unroll=unroll) for n in (4, 8, 16, 32)]
+def quadrature_error(num_steps, method="rk4", jit_compile=False):
+    """Error at t = 1 of dx/dt = t·x, dq/dt = x, x(0) = 1, q(0) = 0, solved in a loop.
+
+    Exact: x = e^{t²/2}, q(1) = ∫₀¹ e^{t²/2} dt = √(π/2)·erfi(1/√2) = 1.19495766…
+    """
+
+    @tf.function(jit_compile=jit_compile)
+    def run(steps):
+        def rhs(t, x, params, seed):
+            return t * x, (x[:, 0],)
+
+        x0 = tf.ones([1, 1], tf.float64)
+        return ode.quadrature_solve(
+            rhs,
+            x0,
+            (tf.zeros([1], tf.float64),),
+            (),
+            num_steps=steps,
+            t0=0.0,
+            t1=1.0,
+            method=method,
+        )
+
+    x1, (q1,) = run(tf.constant(num_steps))
+    return abs(float(x1[0, 0]) - np.exp(0.5)) + abs(float(q1[0]) - 1.1949576619102276)
+
+
+def test_rk4_is_fourth_order():
+    errors = [final_error(n) for n in (4, 8, 16, 32)]
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all((ratios > 13.0) & (ratios < 19.0)), ratios
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_loop_solver_is_fourth_order_with_rk4_and_first_with_euler(jit_compile):
+    errors = [quadrature_error(n, jit_compile=jit_compile) for n in (4, 8, 16, 32)]
+    ratios = np.array(errors[:-1]) / np.array(errors[1:])
+    assert np.all((ratios > 13.0) & (ratios < 19.0)), ratios
+    errors = [quadrature_error(n, "euler", jit_compile) for n in (32, 64, 128)]
+    ratios = np.array(errors[:-1]) / np.array(errors[1:])
+    assert np.all((ratios > 1.8) & (ratios < 2.2)), ratios
 
 
 def test_euler_is_first_order():
@@ -109,3 +139,149 @@ def test_xla_and_graph_agree_and_trace_once(rng):
         assert compiled.experimental_get_tracing_count() == before + 2
     np.testing.assert_allclose(results[True].x, results[False].x, rtol=1e-12)
     np.testing.assert_allclose(results[True].log_det, results[False].log_det, rtol=1e-12)
+    # A new step count, direction or time span is a run-time value: no new trace.
+    for jit_compile in (False, True):
+        compiled = ode.compiled_integrator(jit_compile)
+        before = compiled.experimental_get_tracing_count()
+        for num_steps, reverse in [(1, False), (7, False), (18, True)]:
+            ode.integrate(
+                potential, x, num_steps=num_steps, reverse=reverse, jit_compile=jit_compile
+            )
+        ode.integrate(potential, x, num_steps=5, time_span=(0.2, 0.7), jit_compile=jit_compile)
+        assert compiled.experimental_get_tracing_count() == before
+
+
+def random_potential(d, width=5, num_layers=3, seed=0):
+    potential = Potential(width=width, num_layers=num_layers, dtype="float64")
+    potential.build((None, d))
+    rng = np.random.default_rng(seed)
+    for variable in potential.trainable_weights:
+        variable.assign(rng.normal(scale=0.5, size=variable.shape))
+    return potential
+
+
+def unrolled_rk4(rhs, x, weights, *, num_steps, t0, t1, seed=None):
+    """The plain RK4 of the flow, written out stage by stage and differentiated by autodiff."""
+    h = (t1 - t0) / num_steps
+
+    def f(k, i, t, x):
+        stage_seed = (
+            None if seed is None else tf.random.experimental.stateless_fold_in(seed, 4 * k + i)
+        )
+        velocity, (log_det_rate, cost_rates) = rhs(tf.constant(t, x.dtype), x, weights, stage_seed)
+        return velocity, log_det_rate, cost_rates
+
+    state = None
+    for k in range(num_steps):
+        t = t0 + k * h
+        k1 = f(k, 0, t, x)
+        k2 = f(k, 1, t + h / 2, x + h / 2 * k1[0])
+        k3 = f(k, 2, t + h / 2, x + h / 2 * k2[0])
+        k4 = f(k, 3, t + h, x + h * k3[0])
+        increment = [h / 6 * (a + 2 * b + 2 * c + e) for a, b, c, e in zip(k1, k2, k3, k4)]
+        state = increment if state is None else [s + i for s, i in zip(state, increment)]
+        x = x + increment[0]
+    return x, state[1], state[2]
+
+
+def relative_error(received, expected):
+    return float(np.max(np.abs(received - expected)) / np.max(np.abs(expected)))
+
+
+@pytest.fixture(scope="module")
+def shared_potential():
+    return random_potential(2)
+
+
+COSTS = {"none": (), "transport+hjb": (regularizers.transport, regularizers.hjb)}
+
+
+@pytest.mark.parametrize("num_steps", [1, 3, 8])
+@pytest.mark.parametrize("costs", sorted(COSTS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_discrete_adjoint_equals_autodiff_of_the_unrolled_solve(
+    num_steps, costs, reverse, shared_potential, rng
+):
+    """Gradients of a loss of (x(1), ℓ(1), R(1)) w.r.t. x and every weight, float64. The
+    potential is shared, so step counts and directions reuse one compiled solve."""
+    potential = shared_potential
+    x = tf.constant(rng.normal(size=(6, 2)))
+    t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
+    running_costs = COSTS[costs]
+
+    def loss(x1, log_det, cost_values):
+        weights = tf.range(1.0, 1.0 + cost_values.shape[1], dtype=tf.float64)
+        return (
+            tf.reduce_sum(tf.sin(x1))
+            + tf.reduce_sum(log_det**2)
+            + tf.reduce_sum(cost_values * weights)
+        )
+
+    variables = [x, *potential.trainable_weights]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        rhs = ode.flow_dynamics(potential, alpha_transport=1.5, running_costs=running_costs)
+        expected_loss = loss(
+            *unrolled_rk4(rhs, x, potential.read_weights(), num_steps=num_steps, t0=t0, t1=t1)
+        )
+    expected = tape.gradient(expected_loss, variables)
+    for jit_compile in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            state = ode.integrate(
+                potential,
+                x,
+                num_steps=num_steps,
+                reverse=reverse,
+                alpha_transport=1.5,
+                running_costs=running_costs,
+                jit_compile=jit_compile,
+            )
+            received_loss = loss(*state)
+        received = tape.gradient(received_loss, variables)
+        assert relative_error(received_loss.numpy(), expected_loss.numpy()) < 1e-12
+        for variable, a, b in zip(variables, received, expected):
+            assert relative_error(a.numpy(), b.numpy()) < 1e-10, (jit_compile, variable.name)
+
+
+def test_discrete_adjoint_differentiates_the_same_random_probe(rng):
+    """RNODE's one-probe Frobenius estimate (d > 10): the adjoint pass redraws each stage's
+    probe from the stage's seed, so it differentiates the estimate the forward pass made."""
+    d = 11
+    potential = random_potential(d, width=4)
+    x = tf.constant(rng.normal(size=(3, d)))
+    seed = tf.constant([7, 11])
+    rhs = ode.flow_dynamics(potential, running_costs=(regularizers.kinetic_jacobian,))
+    zeros = (tf.zeros([3], tf.float64), tf.zeros([3, 1], tf.float64))
+    variables = [x, *potential.trainable_weights]
+    gradients = []
+    for solve in ("adjoint", "unrolled"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            weights = potential.read_weights()
+            if solve == "adjoint":
+                _, (_, costs) = ode.quadrature_solve(
+                    rhs, x, zeros, weights, num_steps=2, t0=0.0, t1=1.0, seed=seed
+                )
+            else:
+                _, _, costs = unrolled_rk4(rhs, x, weights, num_steps=2, t0=0.0, t1=1.0, seed=seed)
+            total = tf.reduce_sum(costs)
+        gradients.append(tape.gradient(total, variables))
+    for variable, a, b in zip(variables, *gradients):
+        assert relative_error(a.numpy(), b.numpy()) < 1e-10, variable.name
+
+
+def test_second_derivatives_through_the_solve_fail_loudly(rng):
+    """The adjoint loop is not differentiated: a second derivative raises instead of being
+    silently zero."""
+    potential = random_potential(2, width=3, num_layers=2)
+    x = tf.constant(rng.normal(size=(4, 2)))
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            total = tf.reduce_sum(ode.integrate(potential, x, num_steps=1).log_det)
+        gradient = inner.gradient(total, x)
+    assert gradient.shape == (4, 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Second derivatives"):
+        outer.gradient(gradient, x)

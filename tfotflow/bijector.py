@@ -53,11 +53,12 @@ class OTFlow(tfb.Bijector):
         potential: the :class:`tfotflow.Potential` defining the flow.
         num_steps: RK4 steps over the unit time interval. Every method also takes
             ``num_steps=`` per call (e.g. through ``bijector_kwargs``), to train with few steps
-            and evaluate with more. Defaults to 8.
+            and evaluate with more; the step count is a run-time value of one compiled loop,
+            so changing it never traces again. Defaults to 8.
         alpha_transport: α_L, the weight of the transport cost the potential was trained with.
             Defaults to 1.0.
-        jit_compile: compile the ODE solve with XLA; otherwise it runs as an unrolled
-            TensorFlow graph, which is faster on CPU. Defaults to False.
+        jit_compile: compile the ODE solve (and its adjoint) with XLA; otherwise it runs in
+            TensorFlow's graph runtime. Defaults to False.
         validate_args: check at run time that inputs are finite. Defaults to False.
         name: the bijector's name. Defaults to "ot_flow".
 

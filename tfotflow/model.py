@@ -145,7 +145,7 @@ class OTFlowModel(keras.Model):
         with tf.GradientTape() as tape:
             loss, terms = self.objective(x, jit_compile=bool(self.jit_compile))
             scaled = loss / replicas
-        self.optimizer.apply(zero_missing(tape.gradient(scaled, variables), variables), variables)
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._update_metrics(loss, terms)
 
     def test_step(self, data):
@@ -169,8 +169,10 @@ class OTFlowModel(keras.Model):
         return list(self._trackers.values())
 
     def compile(self, optimizer="adam", *, jit_compile=False, **kwargs):
-        """Keras ``compile``; ``jit_compile`` defaults to False (the unrolled graph is faster
-        on CPU); with True, the ODE solve runs as an XLA while loop inside the compiled step."""
+        """Keras ``compile``; ``jit_compile`` defaults to False (TensorFlow's graph runtime,
+        as fast on CPU once the trace's large products dominate); with True the whole step,
+        solve loop and adjoint loop included, is compiled by XLA (faster for small d: see
+        :func:`tfotflow.hardware.use_xla`)."""
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def get_compile_config(self):
@@ -230,12 +232,6 @@ def negative_log_likelihood(state):
     d = tf.cast(tf.shape(state.x)[-1], state.x.dtype)
     log_two_pi = tf.constant(1.8378770664093453, state.x.dtype)
     return 0.5 * tf.reduce_sum(tf.square(state.x), axis=-1) + 0.5 * d * log_two_pi - state.log_det
-
-
-def zero_missing(gradients, variables):
-    """Gradients with ``None`` replaced by zeros: the constant c of Φ moves no density and no
-    cost, so its gradient is zero (and optimizers warn about a missing one)."""
-    return [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables)]
 
 
 def _points(data):

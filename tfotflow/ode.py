@@ -1,4 +1,5 @@
-"""Fixed-step integration of the OT-Flow dynamics, compiled with ``tf.function`` (and XLA).
+"""Fixed-step integration of the OT-Flow dynamics, compiled once, differentiated by the discrete
+adjoint.
 
 ```none
 dx/dt = v = −∇ₓΦ(x, t) / α_L
@@ -9,12 +10,20 @@ dR_k/dt = cost_k(x, t, ∇Φ, tr ∇²Φ, v)       for each running cost (regula
 From x(0) = x, ℓ(0) = R(0) = 0 at t0, ``num_steps`` equal steps reach t1. t0 = 0 → t1 = 1 maps
 data to the normal (density direction); t0 = 1 → t1 = 0 maps back (sampling). ℓ(t1) is
 log |det ∂x(t1)/∂x(t0)| in both directions.
+
+ℓ and R are quadratures: their rates depend on (t, x) only, never on ℓ or R. The solve is one
+``tf.while_loop`` whose body is one Runge–Kutta step and whose trip count is a run-time tensor,
+so the graph does not grow with the steps and a new step count never traces again. Its gradient
+is the exact derivative of the discrete map (:func:`quadrature_solve`): the forward loop keeps
+only the stage points x_{k,i} (O(num_steps · stages · n · d) memory), and the backward loop
+walks the steps in reverse, re-evaluating one stage at a time under a tape.
 """
 
 import collections
 
 import tensorflow as tf
 
+from tfotflow.potential import space_time
 from tfotflow.validation import check_int, check_positive_float
 
 FlowState = collections.namedtuple("FlowState", ["x", "log_det", "costs"])
@@ -26,37 +35,79 @@ Attributes:
     costs: the integrated running costs R_k(t1), [n, k] (k = 0 without running costs).
 """
 
-METHODS = ("rk4", "euler")
+FlowFields = collections.namedtuple(
+    "FlowFields",
+    ["x", "t", "gradient", "trace", "velocity", "alpha_transport", "potential", "weights", "seed"],
+    defaults=(None, None),
+)
+FlowFields.__doc__ = """What the OT-Flow dynamics computed at one Runge–Kutta stage.
+
+Attributes:
+    x: points, [n, d].
+    t: time, a scalar tensor.
+    gradient: ∇ₛΦ = [∇ₓΦ, ∂ₜΦ], [n, d+1].
+    trace: tr ∇²ₓΦ, [n].
+    velocity: v = dx/dt = −∇ₓΦ / α_L, [n, d].
+    alpha_transport: α_L, a Python float.
+    potential: the :class:`tfotflow.Potential`, for regularizers that need more of it.
+    weights: the potential's :class:`tfotflow.potential.PotentialWeights` for this solve; a
+        regularizer evaluating the potential again passes them on
+        (``potential.space_time_gradient(s, fields.weights)``) so its gradient reaches them.
+    seed: a stateless seed, shape [2] int32, distinct for every stage of every step and equal
+        when the backward pass re-evaluates that stage; random probes must be drawn from it
+        (``tf.random.stateless_normal(shape, seed=fields.seed)``).
+"""
+
+Tableau = collections.namedtuple("Tableau", ["a", "b", "c"])
+Tableau.__doc__ = """An explicit Runge–Kutta method: stage i is evaluated at
+x_i = x + h Σ_{j<i} a[i][j] k_j and time t + c[i] h; the step is x + h Σ_i b[i] k_i."""
+
+TABLEAUS = {
+    # k1 = f(t, x), k2 = f(t + h/2, x + h/2 k1), k3 = f(t + h/2, x + h/2 k2),
+    # k4 = f(t + h, x + h k3);  x(t + h) = x + h/6 (k1 + 2 k2 + 2 k3 + k4)
+    "rk4": Tableau(
+        a=((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
+        b=(1 / 6, 1 / 3, 1 / 3, 1 / 6),
+        c=(0.0, 0.5, 0.5, 1.0),
+    ),
+    "euler": Tableau(a=((),), b=(1.0,), c=(0.0,)),
+}
+METHODS = tuple(TABLEAUS)
 
 
-def rk4_step(rhs, t, y, h):
-    """One classical Runge–Kutta step of dy/dt = rhs(t, y) for a nested state ``y``.
+def _check_method(method):
+    if method not in TABLEAUS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    return TABLEAUS[method]
 
-    ```none
-    k1 = f(t, y), k2 = f(t + h/2, y + h/2 k1), k3 = f(t + h/2, y + h/2 k2), k4 = f(t + h, y + h k3)
-    y(t + h) = y + h/6 (k1 + 2 k2 + 2 k3 + k4)
-    ```
-    """
 
-    def shifted(k, scale):
-        return tf.nest.map_structure(lambda y_i, k_i: y_i + scale * k_i, y, k)
-
-    k1 = rhs(t, y)
-    k2 = rhs(t + 0.5 * h, shifted(k1, 0.5 * h))
-    k3 = rhs(t + 0.5 * h, shifted(k2, 0.5 * h))
-    k4 = rhs(t + h, shifted(k3, h))
+def _combine(y, h, coefficients, stages):
+    """y + h Σ_j coefficients[j] · stages[j] over nests, skipping zero coefficients."""
+    terms = [(a, k) for a, k in zip(coefficients, stages) if a != 0.0]
     return tf.nest.map_structure(
-        lambda y_i, a, b, c, e: y_i + (h / 6.0) * (a + 2.0 * (b + c) + e), y, k1, k2, k3, k4
+        lambda y_i, *k_i: y_i + h * sum(a * k for (a, _), k in zip(terms, k_i)),
+        y,
+        *[k for _, k in terms],
     )
 
 
-def euler_step(rhs, t, y, h):
-    """One forward Euler step y(t + h) = y + h f(t, y)."""
-    return tf.nest.map_structure(lambda y_i, k_i: y_i + h * k_i, y, rhs(t, y))
+def runge_kutta_step(rhs, t, y, h, method="rk4"):
+    """One explicit Runge–Kutta step of dy/dt = rhs(t, y) for a nested state ``y``.
+
+    With ``method="rk4"`` the classical stages k1..k4 (see :data:`TABLEAUS`).
+    """
+    tableau = _check_method(method)
+    stages = []
+    for a_i, c_i in zip(tableau.a, tableau.c):
+        stages.append(rhs(t + c_i * h, _combine(y, h, a_i, stages) if stages else y))
+    return _combine(y, h, tableau.b, stages)
 
 
-def solve(rhs, y0, *, t0, t1, num_steps, method="rk4", unroll=True):
-    """Integrates dy/dt = rhs(t, y) from t0 to t1 in ``num_steps`` equal steps.
+def solve(rhs, y0, *, t0, t1, num_steps, method="rk4"):
+    """Integrates dy/dt = rhs(t, y) from t0 to t1 in ``num_steps`` equal steps (unrolled).
+
+    A plain solver for any right-hand side, differentiable by ordinary autodiff; the OT-Flow
+    solve is :func:`integrate`.
 
     Args:
         rhs: ``callable(t, y)`` returning dy/dt with the structure of ``y``.
@@ -64,9 +115,6 @@ def solve(rhs, y0, *, t0, t1, num_steps, method="rk4", unroll=True):
         t0, t1: the start and end times, Python floats (t1 < t0 integrates backwards).
         num_steps: the number of steps, a positive Python int.
         method: "rk4" (4th order) or "euler" (1st order). Defaults to "rk4".
-        unroll: build one copy of the step per step (fastest in TensorFlow graphs, and the
-            form whose gradient TensorFlow's graph runtime executes reliably) instead of a
-            ``tf.while_loop`` (compact, the form XLA compiles quickly). Defaults to True.
 
     Returns:
         The state at t1, with the structure of ``y0``.
@@ -81,31 +129,175 @@ def solve(rhs, y0, *, t0, t1, num_steps, method="rk4", unroll=True):
     2.7183
     """
     num_steps = check_int("num_steps", num_steps, minimum=1)
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
-    step = rk4_step if method == "rk4" else euler_step
+    _check_method(method)
     dtype = tf.nest.flatten(y0)[0].dtype
     h = tf.constant((t1 - t0) / num_steps, dtype)
+    y = y0
+    for k in range(num_steps):
+        y = runge_kutta_step(rhs, tf.constant(t0, dtype) + k * h, y, h, method)
+    return y
 
-    def time_of(k):
-        return tf.constant(t0, dtype) + tf.cast(k, dtype) * h
 
-    if unroll:
-        y = y0
-        for k in range(num_steps):
-            y = step(rhs, time_of(k), y, h)
-        return y
-    _, y1 = tf.while_loop(
-        lambda k, y: k < num_steps,
-        lambda k, y: (k + 1, step(rhs, time_of(k), y, h)),
-        (tf.constant(0), y0),
-        maximum_iterations=num_steps,
-    )
-    return y1
+def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", seed=None):
+    """Integrates dx/dt = f(t, x), dq/dt = g(t, x) with a loop, differentiated by the discrete
+    adjoint.
+
+    The rates of the quadratures q depend on (t, x) only, so only x drives the stages:
+
+    ```none
+    forward:  for k = 0..N−1:  x_{k,i} = x_k + h Σ_{j<i} a_ij f_{k,j},  f_{k,i}, g_{k,i} at x_{k,i}
+              x_{k+1} = x_k + h Σ_i b_i f_{k,i},   q_{k+1} = q_k + h Σ_i b_i g_{k,i}
+              keep x_{k,i} only                                     [N, stages, n, d]
+    backward: q̄ is constant; x̄_N = ∂J/∂x_N;  for k = N−1..0, i = stages..1:
+              f̄_{k,i} = h b_i x̄_{k+1} + h Σ_{j>i} a_ji x̄_{k,j},   ḡ_{k,i} = h b_i q̄
+              (x̄_{k,i}, θ̄_{k,i}) = VJP of (f, g)(x_{k,i}; θ) with (f̄_{k,i}, ḡ_{k,i})
+              x̄_k = x̄_{k+1} + Σ_i x̄_{k,i},   θ̄ += Σ_i θ̄_{k,i}
+    ```
+
+    This is exact backprop of the discrete Runge–Kutta map (not the continuous adjoint ODE):
+    gradients equal those of the unrolled graph to rounding, while only one stage's
+    intermediates are alive at a time.
+
+    Args:
+        rhs: ``callable(t, x, params, seed) -> (f, g)``: dx/dt [n, d] and a tuple of quadrature
+            rates, each shaped like its entry of ``q0``. ``seed`` is a stateless seed [2] for
+            the stage (or None when ``seed`` is None); the backward pass re-evaluates each
+            stage with the seed the forward pass used.
+        x0: the initial points, [n, d].
+        q0: a tuple of initial quadrature values.
+        params: a nest of tensors ``rhs`` depends on; their gradients come from the adjoint.
+        num_steps: the number of steps, an int32 scalar (a tensor: no retracing per value).
+        t0, t1: start and end times, scalars of x's dtype.
+        method: "rk4" or "euler". Defaults to "rk4".
+        seed: a stateless seed [2] int32 from which every stage's seed is derived, or None.
+            Defaults to None.
+
+    Returns:
+        (x(t1), q(t1)).
+    """
+    tableau = _check_method(method)
+    num_stages = len(tableau.b)
+    dtype = x0.dtype
+    num_steps = tf.convert_to_tensor(num_steps, tf.int32)
+    t0, t1 = tf.cast(t0, dtype), tf.cast(t1, dtype)
+    h = (t1 - t0) / tf.cast(num_steps, dtype)
+    flat_params = tf.nest.flatten(params)
+    num_q = len(q0)
+
+    def evaluate(k, i, x, flat, t0, h):
+        """f and g (as one flat list) of stage i of step k at x."""
+        t = t0 + (tf.cast(k, dtype) + tableau.c[i]) * h
+        stage_seed = (
+            None
+            if seed is None
+            else tf.random.experimental.stateless_fold_in(seed, k * num_stages + i)
+        )
+        f, g = rhs(t, x, tf.nest.pack_sequence_as(params, flat), stage_seed)
+        return [f, *g]
+
+    @tf.custom_gradient
+    def solve_loop(x, *args):
+        # The loops are cut from the tapes (the gradient is `backward`'s alone), so a tape that
+        # records for second derivatives (persistent or nested) does not wrap and
+        # differentiate them while they are built: that costs minutes of graph building.
+        x, *args = tf.nest.map_structure(tf.stop_gradient, (x, *args))
+        q, flat = list(args[:num_q]), list(args[num_q:])
+
+        def step(k, x, q, stages):
+            points, rates = [], []
+            for i in range(num_stages):
+                points.append(_combine(x, h, tableau.a[i], [r[0] for r in rates]) if i else x)
+                rates.append(evaluate(k, i, points[i], flat, t0, h))
+            x = _combine(x, h, tableau.b, [r[0] for r in rates])
+            q = [_combine(q_j, h, tableau.b, [r[1 + j] for r in rates]) for j, q_j in enumerate(q)]
+            return k + 1, x, q, stages.write(k, tf.stack(points))
+
+        stages = tf.TensorArray(
+            dtype, size=num_steps, element_shape=tf.TensorShape([num_stages]).concatenate(x.shape)
+        )
+        _, x1, q1, stages = tf.while_loop(
+            lambda k, *_: k < num_steps, step, (tf.constant(0), x, q, stages), name="steps"
+        )
+        # [N, stages, n, d], stacked to a plain tensor for XLA's sake, and what the backward
+        # pass reads of the forward one: cut from the tapes as well.
+        stages = tf.stop_gradient(stages.stack())
+
+        def backward(x_bar, *q_bar):
+            x_bar = tf.zeros_like(x) if x_bar is None else x_bar
+            q_bar = [tf.zeros_like(v) if g is None else g for g, v in zip(q_bar, q)]
+            upstream = [x_bar, *q_bar]
+            # Differentiable once: the adjoint loop is cut from the tapes too (its own
+            # derivatives would not be the solve's second derivatives).
+            x_bar, q_bar, flat_, t0_, h_ = tf.nest.map_structure(
+                tf.stop_gradient, (x_bar, q_bar, flat, t0, h)
+            )
+
+            def adjoint_step(k, x_bar, p_bar):
+                points = tf.gather(stages, k)
+                point_bars = [None] * num_stages
+                for i in reversed(range(num_stages)):
+                    later = [
+                        (tableau.a[j][i], point_bars[j])
+                        for j in range(i + 1, num_stages)
+                        if tableau.a[j][i] != 0.0
+                    ]
+                    f_bar = h_ * tableau.b[i] * x_bar + sum(h_ * a * bar for a, bar in later)
+                    point = points[i]  # one tensor: each indexing would make a new one
+                    with tf.GradientTape() as tape:
+                        tape.watch([point, *flat_])
+                        rates = evaluate(k, i, point, flat_, t0_, h_)
+                    bars = tape.gradient(
+                        rates,
+                        [point, *flat_],
+                        output_gradients=[f_bar, *(h_ * tableau.b[i] * g for g in q_bar)],
+                        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                    )
+                    point_bars[i] = bars[0]
+                    p_bar = [p + g for p, g in zip(p_bar, bars[1:])]
+                return k - 1, x_bar + sum(point_bars), p_bar
+
+            _, x0_bar, p_bar = tf.while_loop(
+                lambda k, *_: k >= 0,
+                adjoint_step,
+                (num_steps - 1, x_bar, [tf.zeros_like(p) for p in flat_]),
+                name="adjoint_steps",
+            )
+            return _first_order_only([x0_bar, *q_bar, *p_bar], upstream + flat)
+
+        return [x1, *q1], backward
+
+    outputs = solve_loop(x0, *q0, *flat_params)
+    return outputs[0], tuple(outputs[1:])
+
+
+def _first_order_only(outputs, sources):
+    """``outputs`` unchanged, with a derivative that fails when run: they are a gradient
+    computed by :func:`quadrature_solve`'s adjoint loop, which is not itself differentiated.
+
+    ``sources`` (what the gradient depends on) tie the failure to every path a second
+    derivative would take, so it fails instead of silently returning zeros.
+    """
+
+    @tf.custom_gradient
+    def identity(*tensors):
+        def no_second_derivative(*upstream):
+            check = tf.debugging.Assert(
+                False,
+                [
+                    "Second derivatives through the OT-Flow solve are not available: its "
+                    "gradient (the discrete adjoint) is computed once, not differentiated."
+                ],
+            )
+            with tf.control_dependencies([check]):
+                return [tf.zeros_like(tensor) for tensor in tensors]
+
+        return list(tensors[: len(outputs)]), no_second_derivative
+
+    return identity(*outputs, *sources)
 
 
 def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=(), log_det=True):
-    """The right-hand side of the augmented OT-Flow ODE for state ``(x, ℓ, R)``.
+    """The right-hand side of the augmented OT-Flow ODE, for :func:`quadrature_solve`.
 
     Args:
         potential: a built :class:`tfotflow.Potential`.
@@ -117,42 +309,50 @@ def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=(), log_det=T
             is reported as 0. Defaults to True.
 
     Returns:
-        ``rhs(t, (x, ℓ, R)) -> (dx/dt [n, d], dℓ/dt [n], dR/dt [n, k])``.
+        ``rhs(t, x, weights, seed) -> (dx/dt [n, d], (dℓ/dt [n], dR/dt [n, k]))`` with
+        ``weights`` the potential's :class:`tfotflow.potential.PotentialWeights`.
     """
-    from tfotflow.regularizers import FlowFields
-
-    weights = potential.read_weights()
-
     with_trace = log_det or bool(running_costs)
 
-    def rhs(t, state):
-        x = state[0]
-        s = tf.concat([x, tf.broadcast_to(t, tf.shape(x[:, :1]))], axis=-1)
+    def rhs(t, x, weights, seed):
+        s = space_time(x, t)
         if with_trace:
             gradient, trace = potential.space_time_gradient_and_trace(s, weights)
         else:
             gradient, trace = potential.space_time_gradient(s, weights), tf.zeros_like(x[:, 0])
         velocity = -gradient[:, :-1] / alpha_transport
-        fields = FlowFields(x, t, gradient, trace, velocity, alpha_transport, potential)
+        fields = FlowFields(
+            x, t, gradient, trace, velocity, alpha_transport, potential, weights, seed
+        )
         rates = [cost(fields) for cost in running_costs]
         costs = tf.stack(rates, axis=-1) if rates else tf.zeros_like(x[:, :0])
-        return velocity, -trace / alpha_transport, costs
+        return velocity, (-trace / alpha_transport, costs)
 
     return rhs
 
 
-def _integrate(
-    potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, unroll, log_det
-):
+def _integrate(potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, log_det):
     rhs = flow_dynamics(
         potential, alpha_transport=alpha_transport, running_costs=running_costs, log_det=log_det
     )
-    log_det = tf.zeros_like(x[:, 0])
-    costs = tf.zeros(tf.stack([tf.shape(x)[0], len(running_costs)]), x.dtype)
-    y1 = solve(
-        rhs, (x, log_det, costs), t0=t0, t1=t1, num_steps=num_steps, method=method, unroll=unroll
+    # One seed per solve, from which each stage's probe seed is folded (running costs only).
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32) if running_costs else None
+    quadratures = (
+        tf.zeros_like(x[:, 0]),
+        tf.zeros(tf.stack([tf.shape(x)[0], len(running_costs)]), x.dtype),
     )
-    return FlowState(*y1)
+    x1, (log_det, costs) = quadrature_solve(
+        rhs,
+        x,
+        quadratures,
+        potential.read_weights(),
+        num_steps=num_steps,
+        t0=t0,
+        t1=t1,
+        method=method,
+        seed=seed,
+    )
+    return FlowState(x1, log_det, costs)
 
 
 _COMPILED = {
@@ -190,32 +390,34 @@ def integrate(
         alpha_transport: α_L. Defaults to 1.0.
         running_costs: a tuple of regularizer functions. Defaults to none.
         method: "rk4" or "euler". Defaults to "rk4".
-        jit_compile: compile the solve with XLA (as a ``tf.while_loop``); otherwise run it as
-            an unrolled TensorFlow graph, which is faster on CPU. Defaults to False.
+        jit_compile: compile the solve with XLA. Defaults to False.
         time_span: ``(t0, t1)`` to integrate only part of the unit interval (for trajectories);
             overrides ``reverse``. Defaults to None.
         log_det: integrate the log-determinant (the exact trace); False transports points
             only, several times faster, and returns ℓ = 0. Defaults to True.
 
     Returns:
-        :class:`FlowState` ``(x(t1), ℓ(t1), R(t1))``.
+        :class:`FlowState` ``(x(t1), ℓ(t1), R(t1))``, differentiable (by the discrete adjoint)
+        with respect to ``x`` and the potential's weights.
 
-    The compiled function is traced once per input shape, dtype, potential and setting.
+    The compiled function is traced once per input shape, dtype, potential and setting; the
+    step count, direction and time span are run-time values and never cause a new trace.
     """
     num_steps = check_int("num_steps", num_steps, minimum=1)
     alpha_transport = check_positive_float("alpha_transport", alpha_transport)
+    _check_method(method)
     t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
     if time_span is not None:
         t0, t1 = (float(t) for t in time_span)
+    dtype = x.dtype
     return _COMPILED[bool(jit_compile)](
         potential,
         x,
-        num_steps,
-        t0,
-        t1,
+        tf.constant(num_steps, tf.int32),
+        tf.constant(t0, dtype),
+        tf.constant(t1, dtype),
         alpha_transport,
         tuple(running_costs),
         method,
-        not jit_compile,
         bool(log_det),
     )

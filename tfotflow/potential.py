@@ -1,59 +1,24 @@
 """The OT-Flow potential Φ(x, t) as a Keras layer, with its gradient and exact Hessian trace."""
 
 import collections
-import functools
 
 import numpy as np
 import tensorflow as tf
 
+from tfotflow import hardware
 from tfotflow._keras import keras
 from tfotflow.validation import check_int, convert_points
 
-# Jacobians [n, d, m] with fewer elements than this are kept for backprop; larger ones (or an
-# unknown batch size) are recomputed stage by stage, trading ~25% more work for memory.
-RECOMPUTE_ABOVE = 2**22
-# The trace recurrence runs over batch chunks of about this many Jacobian elements, so that
-# its [chunk, d, m] intermediates stay in cache between the product and the reductions. At
-# d = 43, m = 256, n = 2000 (float32): one pass 37 ms; chunks of 2**22 / 2**21 / 2**20
-# elements 36 / 34 / 31 ms. Recorded for backprop, many small chunks cost memory (a training
-# step peaks at 1.7 / 1.9 / 2.5 GB), so the backward recomputation uses the larger chunks.
-TRACE_CHUNK_ELEMENTS = 2**20
-RECOMPUTE_CHUNK_ELEMENTS = 2**22
+
+def space_time(x, t):
+    """s = [x, t] of shape [n, d+1], for points ``x`` [n, d] and a scalar time ``t``."""
+    return tf.concat([x, tf.broadcast_to(tf.cast(t, x.dtype), tf.shape(x[:, :1]))], axis=-1)
 
 
 def log_cosh(a):
     """σ(a) = log(2 cosh a) = |a| + log(1 + exp(−2|a|)), the antiderivative of tanh, stably."""
     magnitude = tf.abs(a)
     return magnitude + tf.math.softplus(-2.0 * magnitude)
-
-
-def recomputed_in_backward(function, recompute=None):
-    """Wraps ``function(*tensors) -> tuple of tensors`` so that backprop keeps only its inputs.
-
-    The backward pass runs ``recompute`` (default: ``function``; it must compute the same
-    values) again under a tape. It starts only once every upstream
-    gradient exists (a control dependency), so one RK4 stage's intermediates are rebuilt only
-    when the backward sweep reaches that stage, and graph optimizers cannot merge the
-    recomputation with the forward pass.
-    """
-
-    @tf.custom_gradient
-    def wrapped(*args):
-        def backward(*upstream):
-            upstream = [
-                tf.zeros_like(output) if u is None else u for u, output in zip(upstream, outputs)
-            ]
-            with tf.control_dependencies(upstream):
-                inputs = [tf.identity(arg) for arg in args]
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
-                recomputed = (recompute or function)(*inputs)
-            return tape.gradient(recomputed, inputs, output_gradients=upstream)
-
-        outputs = function(*args)
-        return outputs, backward
-
-    return wrapped
 
 
 def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels, chunk_elements=None):
@@ -70,8 +35,8 @@ def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels, chunk_elements=None)
         tanh: σ'(a_i) for i = 0..M−1, each [n, m].
         curvature: c_i = σ''(a_i) ⊙ z_{i+1} for i = 1..M, each [n, m].
         kernels: K_1..K_M, each [m, m].
-        chunk_elements: the Jacobian elements per batch chunk. Defaults to
-            ``TRACE_CHUNK_ELEMENTS``.
+        chunk_elements: the Jacobian elements per batch chunk (see
+            :func:`tfotflow.hardware.trace_chunk_elements`), or None for one pass.
 
     Returns:
         [n]. One [n·d, m] × [m, m] product per layer: ≈ 2·n·M·m²·d flops in all, done over
@@ -79,8 +44,7 @@ def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels, chunk_elements=None)
     """
     d, m = K0_x.shape
     n = tanh[0].shape[0]
-    chunk_elements = chunk_elements or TRACE_CHUNK_ELEMENTS
-    chunks = 1 if n is None else min(n, -(-n * d * m // chunk_elements))
+    chunks = 1 if n is None or chunk_elements is None else min(n, -(-n * d * m // chunk_elements))
     if chunks == 1:
         return _jacobian_trace_terms(h, K0_x, tanh, curvature, kernels)
     sizes = [n // chunks + (k < n % chunks) for k in range(chunks)]
@@ -183,7 +147,9 @@ class Potential(keras.layers.Layer):
         m, rank = self.width, min(self.rank, dim + 1)
         self.A = self.add_weight(shape=(rank, dim + 1), initializer="glorot_uniform", name="A")
         self.b = self.add_weight(shape=(dim + 1,), initializer="zeros", name="b")
-        self.c = self.add_weight(shape=(), initializer="zeros", name="c")
+        # c shifts Φ but moves no point and no density: kept for the reference's checkpoints,
+        # not trained (it would only ever receive a zero gradient).
+        self.c = self.add_weight(shape=(), initializer="zeros", trainable=False, name="c")
         self.w = self.add_weight(shape=(m,), initializer="ones", name="w")
         self.kernels, self.biases = [], []
         for i in range(self.num_layers):
@@ -280,27 +246,12 @@ class Potential(keras.layers.Layer):
                 them now.
         """
         W = self.read_weights() if weights is None else weights
-        n = s.shape[0]
-        if n is not None and n * self.dim * self.width < RECOMPUTE_ABOVE:
-            return self._gradient_and_trace(s, W)
-        structure = (s, W)
-
-        def evaluate(*flat, chunk_elements=None):
-            s, W = tf.nest.pack_sequence_as(structure, flat)
-            return self._gradient_and_trace(s, W, chunk_elements=chunk_elements)
-
-        # Backprop through an RK4 solve would otherwise keep the [n, d, m] Jacobians of every
-        # stage; recomputing a stage costs about one more evaluation and bounds the memory.
-        recompute = functools.partial(evaluate, chunk_elements=RECOMPUTE_CHUNK_ELEMENTS)
-        return recomputed_in_backward(evaluate, recompute)(*tf.nest.flatten(structure))
-
-    def _gradient_and_trace(self, s, W, chunk_elements=None):
-        """The recurrences behind :meth:`space_time_gradient_and_trace`."""
         d, h = self.dim, self.step_size
         tanh = [tf.tanh(a) for a in self._pre_activations(W, s)]  # σ'(a_i), each [n, m]
         grad, z = self._backward(W, s, tanh)
         # σ''(a_i) ⊙ z_{i+1}: the weight of each unit's squared Jacobian column in t_i.
         curvature = [(1.0 - tf.square(tanh_i)) * z_i for tanh_i, z_i in zip(tanh, z)]
+        chunk_elements = hardware.trace_chunk_elements(s.dtype.size)
         trace = tf.linalg.matvec(curvature[0], W.opening_norms) + jacobian_trace_terms(
             h, W.kernels[0][:d], tanh[:-1], curvature[1:], W.kernels[1:], chunk_elements
         )
@@ -344,8 +295,7 @@ class Potential(keras.layers.Layer):
             self.build(x.shape)
         batch_shape = tf.shape(x)[:-1]
         x = tf.reshape(x, [-1, self.dim])
-        t = tf.cast(tf.convert_to_tensor(t, dtype_hint=x.dtype), x.dtype)
-        s = tf.concat([x, tf.broadcast_to(t, tf.shape(x[:, :1]))], axis=-1)
+        s = space_time(x, tf.convert_to_tensor(t, dtype_hint=x.dtype))
 
         def restore(value, event_shape):
             return tf.reshape(value, tf.concat([batch_shape, event_shape], axis=0))

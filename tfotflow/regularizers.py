@@ -17,24 +17,10 @@ kinetic_jacobian: dK/dt = ‖v‖² + ‖∇ₓv‖²_F                 ∇ₓv 
 ```
 """
 
-import collections
-
 import tensorflow as tf
 
-FlowFields = collections.namedtuple(
-    "FlowFields", ["x", "t", "gradient", "trace", "velocity", "alpha_transport", "potential"]
-)
-FlowFields.__doc__ = """What the OT-Flow dynamics computed at one RK4 stage.
-
-Attributes:
-    x: points, [n, d].
-    t: time, a scalar tensor.
-    gradient: ∇ₛΦ = [∇ₓΦ, ∂ₜΦ], [n, d+1].
-    trace: tr ∇²ₓΦ, [n].
-    velocity: v = dx/dt = −∇ₓΦ / α_L, [n, d].
-    alpha_transport: α_L, a Python float.
-    potential: the :class:`tfotflow.Potential`, for regularizers that need more of it.
-"""
+from tfotflow.ode import FlowFields  # noqa: F401  (the argument of every regularizer)
+from tfotflow.potential import space_time
 
 
 def transport(fields):
@@ -53,16 +39,22 @@ def kinetic_jacobian(fields, *, exact_max_dim=10):
 
     ∇ₓv = −∇²ₓΦ / α_L. For d ≤ ``exact_max_dim`` the Hessian is formed exactly (d backward
     passes through the closed-form gradient); above, one Gaussian probe ε gives the unbiased
-    estimate ‖∇²ₓΦ ε‖² of ‖∇²ₓΦ‖²_F at the cost of one backward pass.
+    estimate ‖∇²ₓΦ ε‖² of ‖∇²ₓΦ‖²_F at the cost of one backward pass, drawn from the stage's
+    seed so that the adjoint pass differentiates the same estimate.
     """
-    x, t, potential = fields.x, fields.t, fields.potential
-    with tf.GradientTape(persistent=x.shape[-1] <= exact_max_dim) as tape:
+    x, potential = fields.x, fields.potential
+    exact = x.shape[-1] <= exact_max_dim
+    with tf.GradientTape(persistent=exact) as tape:
         tape.watch(x)
-        gradient_x, _ = potential.gradient(x, t)
-    if x.shape[-1] <= exact_max_dim:
+        gradient_x = potential.space_time_gradient(space_time(x, fields.t), fields.weights)[:, :-1]
+    if exact:
         frobenius = tf.reduce_sum(tf.square(tape.batch_jacobian(gradient_x, x)), axis=[1, 2])
     else:
-        probe = tf.random.normal(tf.shape(x), dtype=x.dtype)
+        probe = (
+            tf.random.normal(tf.shape(x), dtype=x.dtype)
+            if fields.seed is None
+            else tf.random.stateless_normal(tf.shape(x), seed=fields.seed, dtype=x.dtype)
+        )
         hessian_probe = tape.gradient(gradient_x, x, output_gradients=probe)
         frobenius = tf.reduce_sum(tf.square(hessian_probe), axis=-1)
     kinetic = tf.reduce_sum(tf.square(fields.velocity), axis=-1)

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tfotflow import checkpoint, datasets, distribute, plotting, training
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
+from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
 
 MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
@@ -158,7 +159,7 @@ def train_run(
         model = new_model(config, data.metadata.dim)
         model.compile(
             optimizer=keras.optimizers.Adam(config["train"]["lr"]),
-            jit_compile=data.metadata.dim < 16,
+            jit_compile=use_xla(data.metadata.dim),
         )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():

@@ -9,6 +9,7 @@ from tfotflow import checkpoint
 from tfotflow._keras import keras
 from tfotflow.callbacks import reference_recipe
 from tfotflow.distribute import shard_by_data
+from tfotflow.hardware import use_xla
 from tfotflow.validation import check_int
 
 
@@ -81,7 +82,7 @@ def train(
     with model.distribute_strategy.scope():
         if getattr(model, "optimizer", None) is None:
             model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate), jit_compile=model.dim < 16
+                optimizer=keras.optimizers.Adam(learning_rate), jit_compile=use_xla(model.dim)
             )
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0

@@ -4,7 +4,15 @@ Each benchmark module has ``run(quick=False) -> dict`` returning JSON-ready resu
 scripts in ``benchmarks/`` and the ``tfotflow bench`` command call them.
 """
 
-SUITES = ("trace", "peers", "training_speed", "quality", "scaling_out", "time_to_quality")
+SUITES = (
+    "trace",
+    "peers",
+    "training_speed",
+    "startup",
+    "quality",
+    "scaling_out",
+    "time_to_quality",
+)
 TRAINING_SUITES = ("quality", "time_to_quality")
 
 

@@ -17,6 +17,7 @@ import tensorflow_probability as tfp
 from tfotflow import ode
 from tfotflow._keras import keras
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
+from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -106,7 +107,7 @@ def compare(
     ours_parameters = int(sum(math.prod(v.shape) for v in model.potential.weights))
     hidden = matched_hidden_width(d, ours_parameters)
 
-    jit = d < 16  # as tfotflow's training does: XLA where op overhead dominates
+    jit = use_xla(d)  # as tfotflow's training does
     ours_step = training_step(
         lambda x: model.objective(x, jit_compile=jit)[0],
         model.trainable_variables,

@@ -88,6 +88,24 @@ def summary_tables(results):
             f"{memory['graph']:.2f}",
         )
         tables.append(table)
+        table = Table(
+            "trace chunk rule",
+            "chunk elements",
+            "step s",
+            "GFLOP/s",
+            "of matmul",
+            title="training step by trace chunking (matmul rate = one [n·d, m]×[m, m] product;"
+            " above 100 %: chunks in cache beat it)",
+        )
+        for row in results["training_speed"].get("chunk_rules", []):
+            table.add_row(
+                row["rule"],
+                str(row["chunk_elements"]),
+                f"{row['seconds']:.3f}",
+                f"{row['achieved_gflops']:.1f}",
+                f"{row['fraction_of_matmul']:.0%}",
+            )
+        tables.append(table)
         table = Table("d", "m", "n", "seconds", "time ratio", "flop ratio", title="scaling")
         for row in results["training_speed"]["scaling"]:
             table.add_row(
@@ -97,6 +115,26 @@ def summary_tables(results):
                 f"{row['seconds']:.4f}",
                 f"{row['time_ratio']:.2f}",
                 f"{row['flop_ratio']:.2f}",
+            )
+        tables.append(table)
+    if "startup" in results:
+        table = Table(
+            "setting",
+            "first step s",
+            "steady step s",
+            "first/steady step",
+            "first/steady log_prob",
+            "new step count/steady",
+            title="first call vs steady call (tracing and compilation; lower is better)",
+        )
+        for row in results["startup"]["rows"]:
+            table.add_row(
+                f"{row['setting']} d={row['d']} m={row['width']} n={row['batch']}",
+                f"{row['first_step_seconds']:.2f}",
+                f"{row['steady_step_seconds']:.3f}",
+                _ratio(row["first_step_ratio"]),
+                _ratio(row["first_log_prob_ratio"]),
+                _ratio(row["first_other_steps_ratio"]),
             )
         tables.append(table)
     if "quality" in results:

@@ -38,6 +38,7 @@ from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
 from tfotflow.callbacks import ClipWeights
+from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
 from tfotflow.training import batch_stream
 
@@ -118,7 +119,7 @@ class OTFlowContender:
         self.model = OTFlowModel(d, width=width, alpha=alpha, num_steps=num_steps, dtype=dtype)
         self.num_steps = num_steps
         self.optimizer = keras.optimizers.Adam(learning_rate)
-        jit = d < 16  # as tfotflow's training does: XLA where op overhead dominates
+        jit = use_xla(d)  # as tfotflow's training does
         variables = self.model.trainable_variables
         update = training_step(
             lambda x: self.model.objective(x, jit_compile=jit)[0],

@@ -66,13 +66,12 @@ def matmul_gflops(rows, inner, cols, dtype, *, rounds=5):
 
 def training_step(loss_fn, variables, optimizer, *, jit_compile=False):
     """A compiled step: the gradient of ``loss_fn(x)`` applied to ``variables``."""
-    from tfotflow.model import zero_missing
 
     @tf.function(jit_compile=jit_compile)
     def step(x):
         with tf.GradientTape() as tape:
             loss = loss_fn(x)
-        optimizer.apply(zero_missing(tape.gradient(loss, variables), variables), variables)
+        optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
     return step

@@ -13,6 +13,7 @@ import sys
 
 import tensorflow as tf
 
+from tfotflow import hardware
 from tfotflow._keras import keras
 from tfotflow.bench.timing import interleaved_medians, matmul_gflops, training_step
 from tfotflow.model import OTFlowModel
@@ -31,16 +32,51 @@ def _step_function(model, jit_compile):
     )
 
 
+def _step_contender(d, width, batch, num_steps, jit, dtype):
+    """A traced training step of a fresh model on a fixed batch, as a zero-argument callable."""
+    keras.utils.set_random_seed(0)
+    model = OTFlowModel(d, width=width, num_steps=num_steps, dtype=dtype)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = tf.random.normal([batch, d], dtype=dtype)
+    step = _step_function(model, jit)
+    return lambda: step(x)
+
+
+# The chunk rules compared: the machine's caches, a small-cache CPU (the trace cut as if the
+# last-level cache were 4 MiB), and one pass over the whole batch (the GPU rule).
+CHUNK_RULES = {"machine": None, "small_cache_4MiB": 4 * 2**20, "one_pass": 2**50}
+
+
+def chunk_rules(d, width, batch, num_steps, *, rounds):
+    """Seconds per training step with the trace chunked by each of :data:`CHUNK_RULES`."""
+    contenders = {}
+    for name, cache_bytes in CHUNK_RULES.items():
+        hardware.override_cache_bytes(cache_bytes)
+        try:
+            contenders[name] = _step_contender(d, width, batch, num_steps, False, "float32")
+            contenders[name]()  # traced now, under this rule
+        finally:
+            hardware.override_cache_bytes(None)
+    seconds = interleaved_medians(contenders, rounds=rounds, warmup=0)
+    rows = []
+    for name, cache_bytes in CHUNK_RULES.items():
+        hardware.override_cache_bytes(cache_bytes)
+        chunk = hardware.trace_chunk_elements(4)
+        hardware.override_cache_bytes(None)
+        rows.append(
+            {
+                "rule": name,
+                "chunk_elements": min(chunk, batch * d * width),
+                "seconds": seconds[name],
+                "achieved_gflops": step_flops(d, width, batch, num_steps) / seconds[name] / 1e9,
+            }
+        )
+    return rows
+
+
 def time_steps(configs, *, rounds, dtype="float32"):
     """Median seconds per training step for each (d, width, batch, num_steps, jit) config."""
-    contenders = {}
-    for d, width, batch, num_steps, jit in configs:
-        keras.utils.set_random_seed(0)
-        model = OTFlowModel(d, width=width, num_steps=num_steps, dtype=dtype)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        x = tf.random.normal([batch, d], dtype=dtype)
-        step = _step_function(model, jit)
-        contenders[(d, width, batch, num_steps, jit)] = lambda step=step, x=x: step(x)
+    contenders = {config: _step_contender(*config, dtype) for config in configs}
     named = {str(key): function for key, function in contenders.items()}
     seconds = interleaved_medians(named, rounds=rounds)
     return {key: seconds[str(key)] for key in contenders}
@@ -91,6 +127,9 @@ def run(quick=False):
     roofline["fraction_of_matmul"] = (
         max(roofline["achieved_gflops_graph"], roofline["achieved_gflops_xla"]) / matmul
     )
+    rules = chunk_rules(d, width, batch, num_steps, rounds=rounds)
+    for row in rules:
+        row["fraction_of_matmul"] = row["achieved_gflops"] / matmul
 
     if quick:
         grid = [(8, 32, 128, 2), (8, 64, 128, 2), (16, 32, 128, 2)]
@@ -122,6 +161,8 @@ def run(quick=False):
         "benchmark": "training_speed",
         "quick": quick,
         "roofline": roofline,
+        "caches": hardware.cpu_caches(),
+        "chunk_rules": rules,
         "scaling": scaling,
         "peak_memory_gb": memory,
         "peak_memory_config": dict(zip(("d", "width", "batch", "num_steps"), base)),
