@@ -3,6 +3,7 @@
 import json
 import math
 
+import pytest
 from click.testing import CliRunner
 
 from tfotflow import cli
@@ -20,6 +21,7 @@ def numbers(value, path=""):
         yield path, value
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_complete_finite_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli.main, ["bench", "--quick", "--json", str(out)])
@@ -51,6 +53,11 @@ def test_bench_quick_writes_complete_finite_json(tmp_path):
         speed["roofline"]
     )
     assert speed["scaling"] and speed["peak_memory_gb"]["graph"] > 0
+    assert [row["rule"] for row in speed["chunk_rules"]] == [
+        "machine",
+        "small_cache_4MiB",
+        "one_pass",
+    ]
 
     values = list(numbers(results))
     assert len(values) > 50
@@ -58,6 +65,7 @@ def test_bench_quick_writes_complete_finite_json(tmp_path):
     assert not bad, bad
 
 
+@pytest.mark.slow
 def test_time_to_quality_quick_reports_both_races_and_matched_accuracy():
     from tfotflow.bench import time_to_quality
 
@@ -91,3 +99,15 @@ def test_time_to_quality_schedule_and_crossing():
     curve = [[0, 0.0, 1.0], [10, 3.0, 2.5], [20, 6.0, 1.5], [30, 9.0, 1.2]]
     assert seconds_to_reach(curve, 1.5) == 6.0
     assert seconds_to_reach(curve, 1.0) is None  # only the untrained score reached it
+
+
+@pytest.mark.slow
+def test_startup_quick_reports_first_and_steady_calls():
+    from tfotflow.bench import startup
+
+    result = startup.run(quick=True)
+    assert [row["setting"] for row in result["rows"]] == list(startup.QUICK_SETTINGS)
+    for row in result["rows"]:
+        ratios = [row[key] for key in row if key.endswith("_ratio")]
+        assert len(ratios) == 3 and all(math.isfinite(r) and r > 0 for r in ratios), row
+    assert summary_tables({"startup": result})

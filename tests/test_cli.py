@@ -98,6 +98,7 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path):
     assert result.exit_code == 0 and (run_dir / "density.png").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     original = runs.MetricsWriter.on_epoch_end

@@ -32,6 +32,7 @@ def assert_same_weights(a, b, tolerance=1e-10):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     single = run_job("default", tmp_path / "single", 6)
     mirrored = run_job("mirrored", tmp_path / "mirrored", 6, "--logical-cpus", 2)
@@ -51,6 +52,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_agree_and_the_chiefs_checkpoint_resumes_alone(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []

@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import pytest
+
 README = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
@@ -16,6 +18,7 @@ def test_readme_usage_example_runs(capsys):
     assert "shape=(5,)" in printed and "shape=(3, 2)" in printed
 
 
+@pytest.mark.slow
 def test_readme_training_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {}

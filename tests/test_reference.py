@@ -144,6 +144,7 @@ def test_log_density_and_objective_gradient_match_reference(name, jit_compile):
         assert_relative(received, expected, 1e-7)
 
 
+@pytest.mark.slow
 def test_pretrained_miniboone_scores_the_test_split():
     """The reference code gives a mean test NLL of 10.523394 nats (nt = 18, float64)."""
     test = np.load(shared_file("data/miniboone/test.npy"))
