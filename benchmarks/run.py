@@ -1,7 +1,7 @@
 """Runs one benchmark suite and writes its JSON to benchmarks/results/.
 
 Run: python benchmarks/run.py SUITE [--quick] [--dataset NAME ...] [--miniboone DIR]
-SUITE is one of trace, peers, training_speed, quality, scaling_out, time_to_quality (see
+SUITE is one of trace, peers, training_speed, startup, quality, scaling_out, time_to_quality (see
 README.md here). The training suites (quality, time_to_quality) train on the toy sets named
 with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
 and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json.

@@ -16,13 +16,17 @@ log |det ∂x(t1)/∂x(t0)| in both directions.
 so the graph does not grow with the steps and a new step count never traces again. Its gradient
 is the exact derivative of the discrete map (:func:`quadrature_solve`): the forward loop keeps
 only the stage points x_{k,i} (O(num_steps · stages · n · d) memory), and the backward loop
-walks the steps in reverse, re-evaluating one stage at a time under a tape.
+walks the steps in reverse, re-evaluating one stage at a time under a tape. TensorFlow never
+differentiates the loops themselves (its while-loop gradients keep per-iteration accumulators
+of every intermediate, and nested or persistent tapes would rebuild them while tracing): both
+loops are cut from the tapes, and the gradient is the adjoint's alone.
 """
 
 import collections
 
 import tensorflow as tf
 
+from tfotflow import hardware
 from tfotflow.potential import space_time
 from tfotflow.validation import check_int, check_positive_float
 
@@ -55,7 +59,8 @@ Attributes:
         (``potential.space_time_gradient(s, fields.weights)``) so its gradient reaches them.
     seed: a stateless seed, shape [2] int32, distinct for every stage of every step and equal
         when the backward pass re-evaluates that stage; random probes must be drawn from it
-        (``tf.random.stateless_normal(shape, seed=fields.seed)``).
+        (``tf.random.stateless_normal(shape, seed=fields.seed)``). None unless a running cost
+        of the solve declares that it draws probes (``cost.needs_seed = True``).
 """
 
 Tableau = collections.namedtuple("Tableau", ["a", "b", "c"])
@@ -138,7 +143,9 @@ def solve(rhs, y0, *, t0, t1, num_steps, method="rk4"):
     return y
 
 
-def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", seed=None):
+def quadrature_solve(
+    rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", seed=None, vjp_rows=None
+):
     """Integrates dx/dt = f(t, x), dq/dt = g(t, x) with a loop, differentiated by the discrete
     adjoint.
 
@@ -156,7 +163,9 @@ def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", se
 
     This is exact backprop of the discrete Runge–Kutta map (not the continuous adjoint ODE):
     gradients equal those of the unrolled graph to rounding, while only one stage's
-    intermediates are alive at a time.
+    intermediates are alive at a time. Points are independent (f and g act row by row), so a
+    stage's VJP can also run over row chunks one after another (``vjp_rows``), which bounds
+    the taped intermediates to one chunk's.
 
     Args:
         rhs: ``callable(t, x, params, seed) -> (f, g)``: dx/dt [n, d] and a tuple of quadrature
@@ -171,6 +180,9 @@ def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", se
         method: "rk4" or "euler". Defaults to "rk4".
         seed: a stateless seed [2] int32 from which every stage's seed is derived, or None.
             Defaults to None.
+        vjp_rows: points per chunk of the backward pass's stage VJPs, or None for the whole
+            batch. Ignored when ``seed`` is given (a stage's random draws depend on its batch
+            shape) or the batch size is not static. Defaults to None.
 
     Returns:
         (x(t1), q(t1)).
@@ -183,6 +195,11 @@ def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", se
     h = (t1 - t0) / tf.cast(num_steps, dtype)
     flat_params = tf.nest.flatten(params)
     num_q = len(q0)
+    n = x0.shape[0]
+    sizes = None  # row chunks of the backward stage VJPs
+    if vjp_rows is not None and seed is None and n is not None and n > vjp_rows:
+        chunks = -(-n // vjp_rows)
+        sizes = [n // chunks + (c < n % chunks) for c in range(chunks)]
 
     def evaluate(k, i, x, flat, t0, h):
         """f and g (as one flat list) of stage i of step k at x."""
@@ -232,6 +249,34 @@ def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", se
                 tf.stop_gradient, (x_bar, q_bar, flat, t0, h)
             )
 
+            def stage_vjp(k, i, point, f_bar, g_bars):
+                """(x̄, θ̄) of stage i of step k at ``point``, for cotangents (f̄, ḡ)."""
+                with tf.GradientTape() as tape:
+                    tape.watch([point, *flat_])
+                    rates = evaluate(k, i, point, flat_, t0_, h_)
+                bars = tape.gradient(
+                    rates,
+                    [point, *flat_],
+                    output_gradients=[f_bar, *g_bars],
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                )
+                return bars[0], bars[1:]
+
+            def chunked_stage_vjp(k, i, point, f_bar, g_bars):
+                """:func:`stage_vjp` over row chunks, each one after the previous."""
+                if sizes is None:
+                    return stage_vjp(k, i, point, f_bar, g_bars)
+                pieces = [tf.split(v, sizes) for v in (point, f_bar, *g_bars)]
+                point_bars, p_bars = [], None
+                for piece in zip(*pieces):
+                    if len(point_bars) >= 2:  # two chunks at a time (two cores), no more
+                        with tf.control_dependencies([point_bars[-2]]):
+                            piece = [tf.identity(v) for v in piece]
+                    point_bar, p_bar = stage_vjp(k, i, piece[0], piece[1], piece[2:])
+                    point_bars.append(point_bar)
+                    p_bars = p_bar if p_bars is None else [a + b for a, b in zip(p_bars, p_bar)]
+                return tf.concat(point_bars, axis=0), p_bars
+
             def adjoint_step(k, x_bar, p_bar):
                 points = tf.gather(stages, k)
                 point_bars = [None] * num_stages
@@ -242,18 +287,9 @@ def quadrature_solve(rhs, x0, q0, params, *, num_steps, t0, t1, method="rk4", se
                         if tableau.a[j][i] != 0.0
                     ]
                     f_bar = h_ * tableau.b[i] * x_bar + sum(h_ * a * bar for a, bar in later)
-                    point = points[i]  # one tensor: each indexing would make a new one
-                    with tf.GradientTape() as tape:
-                        tape.watch([point, *flat_])
-                        rates = evaluate(k, i, point, flat_, t0_, h_)
-                    bars = tape.gradient(
-                        rates,
-                        [point, *flat_],
-                        output_gradients=[f_bar, *(h_ * tableau.b[i] * g for g in q_bar)],
-                        unconnected_gradients=tf.UnconnectedGradients.ZERO,
-                    )
-                    point_bars[i] = bars[0]
-                    p_bar = [p + g for p, g in zip(p_bar, bars[1:])]
+                    g_bars = [h_ * tableau.b[i] * g for g in q_bar]
+                    point_bars[i], bars = chunked_stage_vjp(k, i, points[i], f_bar, g_bars)
+                    p_bar = [p + g for p, g in zip(p_bar, bars)]
                 return k - 1, x_bar + sum(point_bars), p_bar
 
             _, x0_bar, p_bar = tf.while_loop(
@@ -335,8 +371,17 @@ def _integrate(potential, x, num_steps, t0, t1, alpha_transport, running_costs, 
     rhs = flow_dynamics(
         potential, alpha_transport=alpha_transport, running_costs=running_costs, log_det=log_det
     )
-    # One seed per solve, from which each stage's probe seed is folded (running costs only).
-    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32) if running_costs else None
+    # One seed per solve, from which each stage's seed is folded, for running costs that draw
+    # random probes (they declare `needs_seed = True`).
+    needs_seed = any(getattr(cost, "needs_seed", False) for cost in running_costs)
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32) if needs_seed else None
+    # The backward pass tapes one stage over row chunks of the trace's chunk size.
+    chunk_elements = hardware.trace_chunk_elements(x.dtype.size)
+    vjp_rows = (
+        None
+        if chunk_elements is None
+        else max(1, chunk_elements // (potential.dim * potential.width))
+    )
     quadratures = (
         tf.zeros_like(x[:, 0]),
         tf.zeros(tf.stack([tf.shape(x)[0], len(running_costs)]), x.dtype),
@@ -351,6 +396,7 @@ def _integrate(potential, x, num_steps, t0, t1, alpha_transport, running_costs, 
         t1=t1,
         method=method,
         seed=seed,
+        vjp_rows=vjp_rows,
     )
     return FlowState(x1, log_det, costs)
 

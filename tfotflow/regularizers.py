@@ -4,7 +4,9 @@ A regularizer is a function ``cost(fields) -> [n]`` giving the rate dR/dt of a r
 one point of the trajectory. It receives :class:`FlowFields`, everything the dynamics already
 computed, so the common regularizers cost no extra network evaluation. Its integral over
 t ∈ [0, 1] becomes one extra column of the ODE state, and the model adds
-``weight · mean(R(1))`` to the objective.
+``weight · mean(R(1))`` to the objective. A regularizer that draws random probes sets
+``cost.needs_seed = True`` and draws them from ``fields.seed``, so that the backward pass
+differentiates the very estimate the forward pass integrated.
 
 Regularizers are plugins of the entry-point group ``tfotflow.regularizers``; the built-ins below
 are declared there by tfotflow's own ``pyproject.toml``. Built-ins (Onken et al. 2021, eq. 8
@@ -59,6 +61,9 @@ def kinetic_jacobian(fields, *, exact_max_dim=10):
         frobenius = tf.reduce_sum(tf.square(hessian_probe), axis=-1)
     kinetic = tf.reduce_sum(tf.square(fields.velocity), axis=-1)
     return kinetic + frobenius / fields.alpha_transport**2
+
+
+kinetic_jacobian.needs_seed = True  # its probe comes from FlowFields.seed
 
 
 def resolve(weights):
