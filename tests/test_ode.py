@@ -244,15 +244,12 @@ def test_discrete_adjoint_equals_autodiff_of_the_unrolled_solve(
             assert relative_error(a.numpy(), b.numpy()) < 1e-10, (jit_compile, variable.name)
 
 
-def test_discrete_adjoint_differentiates_the_same_random_probe(rng):
-    """RNODE's one-probe Frobenius estimate (d > 10): the adjoint pass redraws each stage's
-    probe from the stage's seed, so it differentiates the estimate the forward pass made."""
-    d = 11
-    potential = random_potential(d, width=4)
-    x = tf.constant(rng.normal(size=(3, d)))
-    seed = tf.constant([7, 11])
-    rhs = ode.flow_dynamics(potential, running_costs=(regularizers.kinetic_jacobian,))
-    zeros = (tf.zeros([3], tf.float64), tf.zeros([3, 1], tf.float64))
+def assert_adjoint_matches_unrolled(potential, x, running_costs, loss, **options):
+    """Gradients of ``loss(x(1), ℓ(1), R(1))`` from :func:`ode.quadrature_solve` (with
+    ``options``) against autodiff through :func:`unrolled_rk4`, 2 steps, w.r.t. x and weights."""
+    n = x.shape[0]
+    rhs = ode.flow_dynamics(potential, running_costs=running_costs)
+    zeros = (tf.zeros([n], tf.float64), tf.zeros([n, len(running_costs)], tf.float64))
     variables = [x, *potential.trainable_weights]
     gradients = []
     for solve in ("adjoint", "unrolled"):
@@ -260,15 +257,29 @@ def test_discrete_adjoint_differentiates_the_same_random_probe(rng):
             tape.watch(x)
             weights = potential.read_weights()
             if solve == "adjoint":
-                _, (_, costs) = ode.quadrature_solve(
-                    rhs, x, zeros, weights, num_steps=2, t0=0.0, t1=1.0, seed=seed
+                x1, (log_det, costs) = ode.quadrature_solve(
+                    rhs, x, zeros, weights, num_steps=2, t0=0.0, t1=1.0, **options
                 )
             else:
-                _, _, costs = unrolled_rk4(rhs, x, weights, num_steps=2, t0=0.0, t1=1.0, seed=seed)
-            total = tf.reduce_sum(costs)
+                x1, log_det, costs = unrolled_rk4(
+                    rhs, x, weights, num_steps=2, t0=0.0, t1=1.0, seed=options.get("seed")
+                )
+            total = loss(x1, log_det, costs)
         gradients.append(tape.gradient(total, variables))
     for variable, a, b in zip(variables, *gradients):
         assert relative_error(a.numpy(), b.numpy()) < 1e-10, variable.name
+
+
+def test_discrete_adjoint_differentiates_the_same_random_probe(rng):
+    """RNODE's one-probe Frobenius estimate (d > 10): the adjoint pass redraws each stage's
+    probe from the stage's seed, so it differentiates the estimate the forward pass made."""
+    assert_adjoint_matches_unrolled(
+        random_potential(11, width=4),
+        tf.constant(rng.normal(size=(3, 11))),
+        (regularizers.kinetic_jacobian,),
+        lambda x1, log_det, costs: tf.reduce_sum(costs),
+        seed=tf.constant([7, 11]),
+    )
 
 
 def test_second_derivatives_through_the_solve_fail_loudly(rng):
@@ -290,24 +301,12 @@ def test_second_derivatives_through_the_solve_fail_loudly(rng):
 @pytest.mark.parametrize("vjp_rows", [None, 2, 4])
 def test_row_chunked_adjoint_gives_the_same_gradients(vjp_rows, rng):
     """The backward stage VJPs over row chunks (7 rows: chunks of 2, 2, 2, 1 or 4, 3)."""
-    potential = random_potential(2, width=4)
-    x = tf.constant(rng.normal(size=(7, 2)))
-    running_costs = COSTS["transport+hjb"]
-    rhs = ode.flow_dynamics(potential, running_costs=running_costs)
-    zeros = (tf.zeros([7], tf.float64), tf.zeros([7, 2], tf.float64))
-    variables = [x, *potential.trainable_weights]
-    gradients = []
-    for solve in ("adjoint", "unrolled"):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            weights = potential.read_weights()
-            if solve == "adjoint":
-                x1, (log_det, costs) = ode.quadrature_solve(
-                    rhs, x, zeros, weights, num_steps=2, t0=0.0, t1=1.0, vjp_rows=vjp_rows
-                )
-            else:
-                x1, log_det, costs = unrolled_rk4(rhs, x, weights, num_steps=2, t0=0.0, t1=1.0)
-            total = tf.reduce_sum(x1**2) + tf.reduce_sum(log_det) + tf.reduce_sum(costs)
-        gradients.append(tape.gradient(total, variables))
-    for variable, a, b in zip(variables, *gradients):
-        assert relative_error(a.numpy(), b.numpy()) < 1e-10, variable.name
+    assert_adjoint_matches_unrolled(
+        random_potential(2, width=4),
+        tf.constant(rng.normal(size=(7, 2))),
+        COSTS["transport+hjb"],
+        lambda x1, log_det, costs: (
+            tf.reduce_sum(x1**2) + tf.reduce_sum(log_det) + tf.reduce_sum(costs)
+        ),
+        vjp_rows=vjp_rows,
+    )

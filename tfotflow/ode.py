@@ -164,12 +164,13 @@ def quadrature_solve(
     This is exact backprop of the discrete Runge–Kutta map (not the continuous adjoint ODE):
     gradients equal those of the unrolled graph to rounding, while only one stage's
     intermediates are alive at a time. Points are independent (f and g act row by row), so a
-    stage's VJP can also run over row chunks one after another (``vjp_rows``), which bounds
-    the taped intermediates to one chunk's.
+    stage's VJP can also run over row chunks, at most two at a time (``vjp_rows``), which
+    bounds the taped intermediates to two chunks'.
 
     Args:
         rhs: ``callable(t, x, params, seed) -> (f, g)``: dx/dt [n, d] and a tuple of quadrature
-            rates, each shaped like its entry of ``q0``. ``seed`` is a stateless seed [2] for
+            rates, each shaped like its entry of ``q0`` (batch first: row r of every output
+            depends on row r of x only). ``seed`` is a stateless seed [2] for
             the stage (or None when ``seed`` is None); the backward pass re-evaluates each
             stage with the seed the forward pass used.
         x0: the initial points, [n, d].
