@@ -31,6 +31,12 @@ def test_chunk_rule_follows_the_cache_and_has_a_floor():
     assert hardware.last_level_cache_bytes() > 2**10
 
 
+def test_even_sizes():
+    assert hardware.even_sizes(7, 3) == [3, 2, 2]
+    assert hardware.even_sizes(11, 6) == [2, 2, 2, 2, 2, 1]
+    assert hardware.even_sizes(4, 4) == [1, 1, 1, 1]
+
+
 def test_xla_below_sixteen_dimensions():
     assert hardware.use_xla(2) and hardware.use_xla(15)
     assert not hardware.use_xla(16) and not hardware.use_xla(43)

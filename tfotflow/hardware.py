@@ -100,6 +100,11 @@ def _has_gpu():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def even_sizes(n, chunks):
+    """``chunks`` sizes that sum to ``n`` and differ by at most one: (7, 3) → [3, 2, 2]."""
+    return [n // chunks + (k < n % chunks) for k in range(chunks)]
+
+
 def trace_chunk_elements(itemsize):
     """The Jacobian elements per batch chunk of the trace recurrence, or None for no chunks.
 

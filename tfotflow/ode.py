@@ -200,7 +200,7 @@ def quadrature_solve(
     sizes = None  # row chunks of the backward stage VJPs
     if vjp_rows is not None and seed is None and n is not None and n > vjp_rows:
         chunks = -(-n // vjp_rows)
-        sizes = [n // chunks + (c < n % chunks) for c in range(chunks)]
+        sizes = hardware.even_sizes(n, chunks)
 
     def evaluate(k, i, x, flat, t0, h):
         """f and g (as one flat list) of stage i of step k at x."""
@@ -264,7 +264,7 @@ def quadrature_solve(
                 return bars[0], bars[1:]
 
             def chunked_stage_vjp(k, i, point, f_bar, g_bars):
-                """:func:`stage_vjp` over row chunks, each one after the previous."""
+                """:func:`stage_vjp` over row chunks, at most two running at a time."""
                 if sizes is None:
                     return stage_vjp(k, i, point, f_bar, g_bars)
                 pieces = [tf.split(v, sizes) for v in (point, f_bar, *g_bars)]

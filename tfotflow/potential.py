@@ -47,7 +47,7 @@ def jacobian_trace_terms(h, K0_x, tanh, curvature, kernels, chunk_elements=None)
     chunks = 1 if n is None or chunk_elements is None else min(n, -(-n * d * m // chunk_elements))
     if chunks == 1:
         return _jacobian_trace_terms(h, K0_x, tanh, curvature, kernels)
-    sizes = [n // chunks + (k < n % chunks) for k in range(chunks)]
+    sizes = hardware.even_sizes(n, chunks)
     split = [tf.split(v, sizes) for v in (*tanh, *curvature)]
     M = len(tanh)
     return tf.concat(
