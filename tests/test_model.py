@@ -124,3 +124,18 @@ def test_custom_regularizer_weights_and_unknown_names():
 def test_bad_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         small_model(**kwargs)
+
+
+def test_hutchinson_training_trace_with_exact_evaluation():
+    """``trace="hutchinson"`` changes the training step only: validation, ``log_prob`` and the
+    saved config keep the exact trace and round-trip the option."""
+    model = OTFlowModel(3, width=4, num_steps=2, trace="hutchinson")
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    history = model.fit(x, batch_size=32, epochs=1, verbose=0, validation_data=(x,))
+    assert np.isfinite(history.history["nll"][0]) and np.isfinite(history.history["val_nll"][0])
+    exact = model.objective(x)[1]["nll"]
+    np.testing.assert_allclose(model.test_step(x)["nll"], exact, rtol=1e-6)
+    assert OTFlowModel.from_config(model.get_config()).trace == "hutchinson"
+    with pytest.raises(ValueError, match="`trace` must be one of"):
+        OTFlowModel(2, trace="autodiff")

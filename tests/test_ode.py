@@ -244,11 +244,13 @@ def test_discrete_adjoint_equals_autodiff_of_the_unrolled_solve(
             assert relative_error(a.numpy(), b.numpy()) < 1e-10, (jit_compile, variable.name)
 
 
-def assert_adjoint_matches_unrolled(potential, x, running_costs, loss, **options):
+def assert_adjoint_matches_unrolled(
+    potential, x, running_costs, loss, *, trace="exact", **options
+):
     """Gradients of ``loss(x(1), ℓ(1), R(1))`` from :func:`ode.quadrature_solve` (with
     ``options``) against autodiff through :func:`unrolled_rk4`, 2 steps, w.r.t. x and weights."""
     n = x.shape[0]
-    rhs = ode.flow_dynamics(potential, running_costs=running_costs)
+    rhs = ode.flow_dynamics(potential, running_costs=running_costs, trace=trace)
     zeros = (tf.zeros([n], tf.float64), tf.zeros([n, len(running_costs)], tf.float64))
     variables = [x, *potential.trainable_weights]
     gradients = []
@@ -310,3 +312,54 @@ def test_row_chunked_adjoint_gives_the_same_gradients(vjp_rows, rng):
         ),
         vjp_rows=vjp_rows,
     )
+
+
+def test_hutchinson_trace_is_unbiased_with_the_rademacher_variance(rng):
+    """Over many probes the estimate's mean is the exact trace (autodiff Hessian) and its
+    variance is the Rademacher one, 2 Σ_{i≠j} H_ij², point by point (float64)."""
+    d, n, copies = 4, 3, 4000
+    potential = random_potential(d, width=6)
+    x = tf.constant(rng.normal(size=(n, d)))
+    t = tf.constant(0.3, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        gradient_x = potential.gradient(x, t)[0]
+    hessian = tape.batch_jacobian(gradient_x, x).numpy()  # [n, d, d]
+    exact = np.trace(hessian, axis1=1, axis2=2)
+    off_diagonal = hessian - np.einsum("nii->ni", hessian)[:, :, None] * np.eye(d)
+    variance = 2 * np.sum(off_diagonal**2, axis=(1, 2))
+    tiled = tf.tile(x, [copies, 1])  # each row draws its own probe
+    _, estimates = ode.hutchinson_trace(
+        potential, tiled, t, potential.read_weights(), tf.constant([3, 5])
+    )
+    estimates = estimates.numpy().reshape(copies, n)
+    standard_error = np.sqrt(variance / copies)
+    np.testing.assert_array_less(np.abs(estimates.mean(axis=0) - exact), 5 * standard_error)
+    np.testing.assert_allclose(estimates.var(axis=0), variance, rtol=0.15)
+    assert np.all(variance > 0)  # the estimate is random: the test above can fail
+
+
+def test_hutchinson_log_det_is_unbiased_and_its_gradient_is_the_adjoint_of_its_probes(rng):
+    d = 3
+    potential = random_potential(d, width=5)
+    x = tf.constant(rng.normal(size=(2, d)))
+    exact = ode.integrate(potential, x, num_steps=3).log_det.numpy()
+    copies = 3000
+    estimate = ode.integrate(potential, tf.tile(x, [copies, 1]), num_steps=3, trace="hutchinson")
+    samples = estimate.log_det.numpy().reshape(copies, 2)
+    standard_error = samples.std(axis=0) / np.sqrt(copies)
+    assert np.all(standard_error > 0)
+    np.testing.assert_array_less(np.abs(samples.mean(axis=0) - exact), 5 * standard_error)
+    assert_adjoint_matches_unrolled(
+        potential,
+        x,
+        (regularizers.transport,),
+        lambda x1, log_det, costs: tf.reduce_sum(log_det**2) + tf.reduce_sum(costs),
+        seed=tf.constant([7, 11]),
+        trace="hutchinson",
+    )
+
+
+def test_unknown_trace_is_refused():
+    with pytest.raises(ValueError, match="`trace` must be one of"):
+        ode.integrate(random_potential(2), tf.zeros([1, 2], tf.float64), num_steps=1, trace="x")

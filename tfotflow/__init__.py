@@ -13,6 +13,7 @@ _EXPORTS = {
     "OTFlow": "tfotflow.bijector",
     "integrate": "tfotflow.ode",
     "OTFlowModel": "tfotflow.model",
+    "FlowMatching": "tfotflow.flow_matching",
 }
 
 _SUBMODULES = {
@@ -20,6 +21,7 @@ _SUBMODULES = {
     "callbacks",
     "checkpoint",
     "datasets",
+    "flow_matching",
     "ode",
     "plotting",
     "registry",

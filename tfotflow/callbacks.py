@@ -26,8 +26,13 @@ class ClipWeights(keras.callbacks.Callback):
         self.limit = float(limit)
 
     def on_train_batch_begin(self, batch, logs=None):
-        for variable in self.model.trainable_variables:
-            variable.assign(keras.ops.clip(variable, -self.limit, self.limit))
+        self.clip(self.model.trainable_variables, self.limit)
+
+    @staticmethod
+    def clip(variables, limit=1.5):
+        """Clips ``variables`` to [−limit, limit] in place."""
+        for variable in variables:
+            variable.assign(keras.ops.clip(variable, -limit, limit))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -152,6 +157,7 @@ def reference_recipe(
     monitor="val_nll",
     state=None,
     resume_state=None,
+    reduce_on_plateau=True,
 ):
     """The OT-Flow training recipe as a list of callbacks for ``fit``.
 
@@ -165,6 +171,8 @@ def reference_recipe(
         monitor: the validation log to watch. Defaults to "val_nll".
         state: extra JSON state for the checkpoints.
         resume_state: the state of the checkpoint being resumed (see :class:`Checkpoint`).
+        reduce_on_plateau: divide the learning rate on plateaus (False when the optimizer
+            follows its own schedule). Defaults to True.
 
     Returns:
         ``[ClipWeights, StopOnNonFinite, ReduceLROnPlateau, EarlyStopping, Checkpoint]``
@@ -181,13 +189,14 @@ def reference_recipe(
     )
     callbacks = [] if clip is None else [ClipWeights(clip)]
     last = None if checkpoint_directory is None else f"{checkpoint_directory}/last.npz"
-    callbacks += [StopOnNonFinite(last), plateau, stopper]
+    tracked = [plateau, stopper] if reduce_on_plateau else [stopper]
+    callbacks += [StopOnNonFinite(last), *tracked]
     if checkpoint_directory is not None:
         callbacks.append(
             Checkpoint(
                 checkpoint_directory,
                 monitor=monitor,
-                tracked=[plateau, stopper],
+                tracked=tracked,
                 state=state,
                 resume_state=resume_state,
             )

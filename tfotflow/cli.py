@@ -102,6 +102,22 @@ def _read_toml(path):
 @click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps in training.")
 @click.option("--eval-num-steps", type=click.IntRange(min=1), help="RK4 steps in validation.")
 @click.option("--validate-every", type=click.IntRange(min=1), help="Steps between validations.")
+@click.option(
+    "--schedule",
+    type=click.Choice(["plateau", "cosine"]),
+    help="Learning rate: divided by 10 on plateaus, or cosine-decayed to 0.",
+)
+@click.option(
+    "--warm-start",
+    type=click.IntRange(min=0),
+    help="Flow-matching steps before maximum likelihood (0: none).",
+)
+@click.option(
+    "--warm-start-batch-size", type=click.IntRange(min=1), help="Points per warm-start step."
+)
+@click.option(
+    "--warm-start-lr", type=click.FloatRange(min=0, min_open=True), help="Warm-start Adam rate."
+)
 @click.option("--patience", type=click.IntRange(min=1), help="Validations before lr / 10.")
 @click.option("--precision", type=click.Choice(["float32", "float64"]), help="Float type.")
 @click.option("--seed", type=int, default=0, help="Seed of data, init and order.")
@@ -193,17 +209,21 @@ def train(
     from tfotflow.progress import ProgressBar
 
     bar = ProgressBar(config["train"]["iterations"], console)
+    warm_steps = config["train"].get("warm_start", 0)
+    warm_bars = [ProgressBar(warm_steps, console, label="warm start")] if warm_steps else []
     try:
         model, data = runs.train_run(
             run_dir,
             config,
             resume=resume_dir is not None,
             callbacks=[bar],
+            warm_start_callbacks=warm_bars,
             strategy=strategy,
             data=data,
         )
     except KeyboardInterrupt:
-        bar.stop()
+        for shown in (*warm_bars, bar):
+            shown.stop()
         last = pathlib.Path(run_dir) / "last.npz"
         hint = (
             f"resume with: tfotflow train --resume {run_dir}"

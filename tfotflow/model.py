@@ -57,6 +57,10 @@ class OTFlowModel(keras.Model):
         regularizers: ``{name: weight}`` of registered regularizers (entry-point group
             ``tfotflow.regularizers``). Defaults to ``{"transport": α_L, "hjb": α_R}``.
         dtype: "float32" or "float64". Defaults to "float32".
+        trace: the log-determinant's trace in *training* steps: "exact" (closed form) or
+            "hutchinson" (one Rademacher probe through the closed-form gradient: unbiased,
+            cheaper for large d, noisier). Validation, ``evaluate``, ``log_prob`` and
+            ``sample`` always use the exact trace. Defaults to "exact".
         **kwargs: passed to ``keras.Model`` (``name``).
 
     Example:
@@ -82,6 +86,7 @@ class OTFlowModel(keras.Model):
         eval_num_steps=None,
         regularizers=None,
         dtype="float32",
+        trace="exact",
         **kwargs,
     ):
         precision = check_float_dtype("dtype", dtype).name
@@ -89,6 +94,7 @@ class OTFlowModel(keras.Model):
         self.precision = precision
         self.dim = check_int("dim", dim, minimum=1)
         self.alpha = _check_alpha(alpha)
+        self.trace = ode.check_trace(trace)
         self.num_steps = check_int("num_steps", num_steps, minimum=1)
         self.eval_num_steps = check_int(
             "eval_num_steps",
@@ -110,8 +116,8 @@ class OTFlowModel(keras.Model):
 
     # ----------------------------------------------------------------------------- objective
 
-    def objective(self, x, *, num_steps=None, jit_compile=False):
-        """J and its terms on a batch ``x`` [n, d].
+    def objective(self, x, *, num_steps=None, jit_compile=False, trace="exact"):
+        """J and its terms on a batch ``x`` [n, d], with the ``trace`` of :func:`ode.integrate`.
 
         Returns:
             (J, {"nll": mean C, name_k: mean R_k, ...}), scalars.
@@ -124,6 +130,7 @@ class OTFlowModel(keras.Model):
             alpha_transport=self.alpha[0],
             running_costs=self._costs,
             jit_compile=jit_compile,
+            trace=trace,
         )
         terms = {"nll": tf.reduce_mean(negative_log_likelihood(state))}
         loss = self.alpha[1] * terms["nll"]
@@ -143,7 +150,7 @@ class OTFlowModel(keras.Model):
         # gradients: dividing by their number makes the sum the gradient of the global mean.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss, terms = self.objective(x, jit_compile=bool(self.jit_compile))
+            loss, terms = self.objective(x, jit_compile=bool(self.jit_compile), trace=self.trace)
             scaled = loss / replicas
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._update_metrics(loss, terms)
@@ -219,6 +226,7 @@ class OTFlowModel(keras.Model):
             "eval_num_steps": self.eval_num_steps,
             "regularizers": self.regularizers,
             "dtype": self.precision,
+            "trace": self.trace,
             "name": self.name,
         }
 

@@ -50,7 +50,7 @@ Attributes:
     x: points, [n, d].
     t: time, a scalar tensor.
     gradient: ∇ₛΦ = [∇ₓΦ, ∂ₜΦ], [n, d+1].
-    trace: tr ∇²ₓΦ, [n].
+    trace: tr ∇²ₓΦ, [n] (with `trace="hutchinson"`, its one-probe estimate εᵀ∇²ₓΦ ε).
     velocity: v = dx/dt = −∇ₓΦ / α_L, [n, d].
     alpha_transport: α_L, a Python float.
     potential: the :class:`tfotflow.Potential`, for regularizers that need more of it.
@@ -333,7 +333,36 @@ def _first_order_only(outputs, sources):
     return identity(*outputs, *sources)
 
 
-def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=(), log_det=True):
+TRACES = ("exact", "hutchinson")
+
+
+def check_trace(trace):
+    if trace not in TRACES:
+        raise ValueError(f"`trace` must be one of {TRACES}. Received: trace={trace!r}")
+    return trace
+
+
+def hutchinson_trace(potential, x, t, weights, seed):
+    """(∇ₛΦ, εᵀ ∇²ₓΦ ε): the gradient and a one-probe estimate of the Hessian trace.
+
+    ε is a Rademacher vector per point drawn from ``seed`` (E[εᵀHε] = tr H; its variance,
+    2 Σ_{i≠j} H_ij², is the smallest of the one-probe estimators). The Hessian–probe product
+    is one reverse pass through the closed-form gradient (no Jacobian recurrence), so its
+    cost does not grow with d the way the exact trace's does.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        gradient = potential.space_time_gradient(space_time(x, t), weights)
+        gradient_x = gradient[:, :-1]
+    signs = tf.random.stateless_uniform(tf.shape(x), seed=seed, maxval=2, dtype=tf.int32)
+    probe = tf.cast(2 * signs - 1, x.dtype)
+    hessian_probe = tape.gradient(gradient_x, x, output_gradients=probe)
+    return gradient, tf.reduce_sum(probe * hessian_probe, axis=-1)
+
+
+def flow_dynamics(
+    potential, *, alpha_transport=1.0, running_costs=(), log_det=True, trace="exact"
+):
     """The right-hand side of the augmented OT-Flow ODE, for :func:`quadrature_solve`.
 
     Args:
@@ -344,6 +373,9 @@ def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=(), log_det=T
         log_det: integrate ℓ. Without it (and without running costs) only the gradient is
             evaluated, skipping the O(m²d) trace: transport alone, e.g. for sampling, and dℓ/dt
             is reported as 0. Defaults to True.
+        trace: "exact" (the closed-form trace) or "hutchinson" (:func:`hutchinson_trace`,
+            an unbiased one-probe estimate drawn from the stage's seed, for training).
+            Defaults to "exact".
 
     Returns:
         ``rhs(t, x, weights, seed) -> (dx/dt [n, d], (dℓ/dt [n], dR/dt [n, k]))`` with
@@ -352,29 +384,41 @@ def flow_dynamics(potential, *, alpha_transport=1.0, running_costs=(), log_det=T
     with_trace = log_det or bool(running_costs)
 
     def rhs(t, x, weights, seed):
-        s = space_time(x, t)
-        if with_trace:
-            gradient, trace = potential.space_time_gradient_and_trace(s, weights)
+        if not with_trace:
+            gradient = potential.space_time_gradient(space_time(x, t), weights)
+            trace_value = tf.zeros_like(x[:, 0])
+        elif trace == "hutchinson":
+            gradient, trace_value = hutchinson_trace(potential, x, t, weights, seed)
         else:
-            gradient, trace = potential.space_time_gradient(s, weights), tf.zeros_like(x[:, 0])
+            gradient, trace_value = potential.space_time_gradient_and_trace(
+                space_time(x, t), weights
+            )
         velocity = -gradient[:, :-1] / alpha_transport
         fields = FlowFields(
-            x, t, gradient, trace, velocity, alpha_transport, potential, weights, seed
+            x, t, gradient, trace_value, velocity, alpha_transport, potential, weights, seed
         )
         rates = [cost(fields) for cost in running_costs]
         costs = tf.stack(rates, axis=-1) if rates else tf.zeros_like(x[:, :0])
-        return velocity, (-trace / alpha_transport, costs)
+        return velocity, (-trace_value / alpha_transport, costs)
 
     return rhs
 
 
-def _integrate(potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, log_det):
+def _integrate(
+    potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, log_det, trace
+):
     rhs = flow_dynamics(
-        potential, alpha_transport=alpha_transport, running_costs=running_costs, log_det=log_det
+        potential,
+        alpha_transport=alpha_transport,
+        running_costs=running_costs,
+        log_det=log_det,
+        trace=trace,
     )
-    # One seed per solve, from which each stage's seed is folded, for running costs that draw
-    # random probes (they declare `needs_seed = True`).
-    needs_seed = any(getattr(cost, "needs_seed", False) for cost in running_costs)
+    # One seed per solve, from which each stage's seed is folded, for a Hutchinson trace and
+    # for running costs that draw random probes (they declare `needs_seed = True`).
+    needs_seed = trace == "hutchinson" or any(
+        getattr(cost, "needs_seed", False) for cost in running_costs
+    )
     seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32) if needs_seed else None
     # The backward pass tapes one stage over row chunks of the trace's chunk size.
     chunk_elements = hardware.trace_chunk_elements(x.dtype.size)
@@ -425,6 +469,7 @@ def integrate(
     jit_compile=False,
     time_span=None,
     log_det=True,
+    trace="exact",
 ):
     """Transports points along the OT-Flow and accumulates the log-det and running costs.
 
@@ -442,6 +487,8 @@ def integrate(
             overrides ``reverse``. Defaults to None.
         log_det: integrate the log-determinant (the exact trace); False transports points
             only, several times faster, and returns ℓ = 0. Defaults to True.
+        trace: "exact" or "hutchinson" (a one-probe estimate of the trace, unbiased for ℓ
+            and cheaper for large d: for training only). Defaults to "exact".
 
     Returns:
         :class:`FlowState` ``(x(t1), ℓ(t1), R(t1))``, differentiable (by the discrete adjoint)
@@ -453,6 +500,7 @@ def integrate(
     num_steps = check_int("num_steps", num_steps, minimum=1)
     alpha_transport = check_positive_float("alpha_transport", alpha_transport)
     _check_method(method)
+    check_trace(trace)
     t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
     if time_span is not None:
         t0, t1 = (float(t) for t in time_span)
@@ -467,4 +515,5 @@ def integrate(
         tuple(running_costs),
         method,
         bool(log_det),
+        trace,
     )

@@ -11,7 +11,8 @@ from tfotflow.validation import check_int, convert_points
 
 
 def space_time(x, t):
-    """s = [x, t] of shape [n, d+1], for points ``x`` [n, d] and a scalar time ``t``."""
+    """s = [x, t] of shape [n, d+1], for points ``x`` [n, d] and a time ``t``: a scalar or
+    one per point, [n, 1]."""
     return tf.concat([x, tf.broadcast_to(tf.cast(t, x.dtype), tf.shape(x[:, :1]))], axis=-1)
 
 

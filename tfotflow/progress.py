@@ -18,13 +18,14 @@ class ProgressBar(keras.callbacks.Callback):
     Args:
         total: the run's total number of optimizer steps.
         console: a ``rich.console.Console``.
+        label: the phase shown before the bar. Defaults to "train".
     """
 
-    def __init__(self, total, console):
+    def __init__(self, total, console, label="train"):
         super().__init__()
         self.total = total
         self.progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

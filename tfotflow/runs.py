@@ -2,6 +2,7 @@
 
 ```none
 RUN_DIR/config.json    every setting (data set, seed, model, training), written first
+RUN_DIR/warm_start.csv the flow-matching warm start's loss every 50 steps (when it ran)
 RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, lr
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
 RUN_DIR/best.npz       checkpoint at the best validation NLL
@@ -32,15 +33,29 @@ from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
 
 MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
-TRAIN_KEYS = ("iterations", "batch_size", "lr", "validate_every", "patience")
+TRAIN_KEYS = (
+    "iterations",
+    "batch_size",
+    "lr",
+    "schedule",
+    "validate_every",
+    "patience",
+    "warm_start",
+    "warm_start_batch_size",
+    "warm_start_lr",
+)
 _MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
 DEFAULTS = {
     **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
     "iterations": 1000,
     "batch_size": 1024,
     "lr": 0.01,
+    "schedule": "plateau",
     "validate_every": 50,
     "patience": 10,
+    "warm_start": 0,
+    "warm_start_batch_size": 256,
+    "warm_start_lr": 0.02,
 }
 
 
@@ -139,9 +154,21 @@ def read_csv(path):
 
 
 def train_run(
-    run_dir, config, *, resume=False, callbacks=(), verbose=0, strategy="default", data=None
+    run_dir,
+    config,
+    *,
+    resume=False,
+    callbacks=(),
+    warm_start_callbacks=(),
+    verbose=0,
+    strategy="default",
+    data=None,
 ):
     """Trains the run in ``run_dir``; returns ``(model, data)`` with the best weights.
+
+    A new run with ``warm_start`` steps first fits the potential by flow matching
+    (:func:`tfotflow.training.warm_start`, with ``warm_start_callbacks``), then by maximum
+    likelihood (with ``callbacks``); a resumed run continues the latter.
 
     ``strategy`` names a :mod:`tfotflow.distribute` strategy; only its chief writes files.
     ``data`` is the run's dataset when the caller already loaded it (else it is loaded from
@@ -155,11 +182,12 @@ def train_run(
         write_json(run_dir / "config.json", config)
     data = load_data(config) if data is None else data
     keras.utils.set_random_seed(config["seed"])
+    train = {**DEFAULTS, **config["train"]}  # runs written before a setting existed
     with strategy.scope():
         model = new_model(config, data.metadata.dim)
+        rate = training.learning_rate_schedule(train["lr"], train["schedule"], train["iterations"])
         model.compile(
-            optimizer=keras.optimizers.Adam(config["train"]["lr"]),
-            jit_compile=use_xla(data.metadata.dim),
+            optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
         )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():
@@ -168,7 +196,21 @@ def train_run(
     elif resume:
         raise RunError(f"{run_dir} has no checkpoint (last.npz) to resume from")
     start = time.perf_counter()
-    train = config["train"]
+    if train["warm_start"] and not resume:
+        warm_rows = []
+        training.warm_start(
+            model,
+            data,
+            steps=train["warm_start"],
+            batch_size=train["warm_start_batch_size"],
+            learning_rate=train["warm_start_lr"],
+            seed=config["seed"],
+            callbacks=[
+                MetricsWriter(run_dir / "warm_start.csv", warm_rows, start),
+                *warm_start_callbacks,
+            ],
+            verbose=verbose,
+        )
     training.train(
         model,
         data,
@@ -177,6 +219,7 @@ def train_run(
         learning_rate=train["lr"],
         validate_every=train["validate_every"],
         patience=train["patience"],
+        schedule=train["schedule"],
         seed=config["seed"],
         run_dir=run_dir,
         resume=resume,

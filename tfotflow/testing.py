@@ -14,6 +14,8 @@ True
 import numpy as np
 import tensorflow as tf
 
+from tfotflow.runs import MODEL_KEYS, TRAIN_KEYS
+
 
 def _fail(what, measured, tolerance):
     raise AssertionError(f"{what}: measured {measured:.3e}, allowed {tolerance:.1e}")
@@ -111,18 +113,7 @@ def check_config_round_trip(layer, *args, **kwargs):
     return clone
 
 
-KNOWN_HYPERPARAMETERS = {
-    "width",
-    "num_layers",
-    "rank",
-    "alpha",
-    "num_steps",
-    "eval_num_steps",
-    "batch_size",
-    "lr",
-    "dtype",
-    "iterations",
-}
+KNOWN_HYPERPARAMETERS = {*MODEL_KEYS, *TRAIN_KEYS}  # the settings a run's config.json holds
 
 
 def check_dataset_plugin(name, **options):

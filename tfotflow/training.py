@@ -9,6 +9,7 @@ from tfotflow import checkpoint
 from tfotflow._keras import keras
 from tfotflow.callbacks import reference_recipe
 from tfotflow.distribute import shard_by_data
+from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.validation import check_int
 
@@ -35,6 +36,66 @@ def batch_stream(array, *, batch_size, seed, skip=0):
     return shard_by_data(batches.prefetch(tf.data.AUTOTUNE))
 
 
+SCHEDULES = ("plateau", "cosine")
+
+
+def learning_rate_schedule(learning_rate, schedule, iterations):
+    """Adam's rate: constant (divided on plateaus by the recipe) or cosine-decayed to 0."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: {schedule!r}")
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, iterations)
+    return learning_rate
+
+
+def warm_start(
+    model,
+    data,
+    *,
+    steps,
+    batch_size=256,
+    learning_rate=0.02,
+    seed=0,
+    callbacks=(),
+    verbose=0,
+):
+    """Fits ``model``'s potential by OT flow matching (:class:`tfotflow.FlowMatching`).
+
+    Args:
+        model: an :class:`tfotflow.OTFlowModel`.
+        data: a :class:`tfotflow.datasets.Dataset`; its training split is used.
+        steps: flow-matching steps.
+        batch_size: points per step (the OT coupling is over the batch). Defaults to 256.
+        learning_rate: Adam's rate. Defaults to 0.02.
+        seed: the data order's and the draws' seed. Defaults to 0.
+        callbacks: Keras callbacks (a progress display, …).
+        verbose: Keras' verbosity. Defaults to 0.
+
+    Returns:
+        The Keras ``History`` (its ``flow_matching`` loss per 50-step epoch).
+    """
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = min(check_int("batch_size", batch_size, minimum=1), len(data.train))
+    with model.distribute_strategy.scope():
+        matching = FlowMatching(model, seed=seed)
+        # Several steps per call: a warm-start step is small and Python's per-step cost is not.
+        per_call = min(50, steps)
+        matching.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            jit_compile=use_xla(model.dim),
+            steps_per_execution=per_call,
+        )
+    stream = batch_stream(data.train, batch_size=batch_size, seed=seed)
+    return matching.fit(
+        stream,
+        epochs=math.ceil(steps / per_call),
+        steps_per_epoch=per_call,
+        callbacks=list(callbacks),
+        shuffle=False,
+        verbose=verbose,
+    )
+
+
 def train(
     model,
     data,
@@ -47,6 +108,7 @@ def train(
     patience=10,
     seed=0,
     resume=False,
+    schedule="plateau",
     callbacks=(),
     verbose=0,
 ):
@@ -69,6 +131,9 @@ def train(
             times that before stopping). Defaults to 10.
         seed: the data-order seed. Defaults to 0.
         resume: continue from ``run_dir/last.npz`` (weights, optimizer, counters, data order).
+        schedule: "plateau" (the reference recipe: a constant rate divided by 10 on
+            validation plateaus) or "cosine" (decayed to 0 over ``iterations``; plateaus only
+            stop early). Defaults to "plateau".
         callbacks: more Keras callbacks (a progress display, …).
         verbose: Keras' verbosity. Defaults to 0.
 
@@ -81,9 +146,8 @@ def train(
     run_dir = pathlib.Path(run_dir)
     with model.distribute_strategy.scope():
         if getattr(model, "optimizer", None) is None:
-            model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate), jit_compile=use_xla(model.dim)
-            )
+            rate = learning_rate_schedule(learning_rate, schedule, iterations)
+            model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0
     epochs = math.ceil(iterations / validate_every)
@@ -97,6 +161,7 @@ def train(
         checkpoint_directory=str(run_dir),
         state={"seed": seed, "iterations": iterations, "batch_size": batch_size},
         resume_state=resume_state,
+        reduce_on_plateau=schedule == "plateau",
     )
     history = model.fit(
         stream,
