@@ -23,6 +23,10 @@ FAST = [
     "6",
     "--num-steps",
     "2",
+    "--warm-start",
+    "60",
+    "--warm-start-batch-size",
+    "64",
 ]
 
 
@@ -77,6 +81,10 @@ def test_train_writes_a_complete_run_directory(trained):
     rows = runs.read_csv(run_dir / "metrics.csv")
     assert [row["step"] for row in rows] == [2.0, 4.0]
     assert {"nll", "transport", "hjb", "val_nll", "learning_rate"} <= set(rows[0])
+    assert config["train"]["warm_start"] == 60 and config["train"]["schedule"] == "cosine"
+    warm = runs.read_csv(run_dir / "warm_start.csv")
+    assert [row["step"] for row in warm] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    assert all(np.isfinite(row["flow_matching"]) for row in warm)
     assert np.isfinite(summary["test_nll"]) and summary["num_parameters"] > 0
 
 

@@ -132,6 +132,8 @@ class MetricsWriter(keras.callbacks.Callback):
             "seconds": round(time.perf_counter() - self.start, 3),
         }
         row.update({key: float(value) for key, value in (logs or {}).items()})
+        if "learning_rate" not in row:  # logged by the plateau callback, not by a schedule
+            row["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
         self.rows.append(row)
         write_csv(self.path, self.rows)
 

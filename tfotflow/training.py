@@ -72,14 +72,15 @@ def warm_start(
         verbose: Keras' verbosity. Defaults to 0.
 
     Returns:
-        The Keras ``History`` (its ``flow_matching`` loss per 50-step epoch).
+        The Keras ``History``: the ``flow_matching`` loss after each call of
+        gcd(``steps``, 50) steps.
     """
     steps = check_int("steps", steps, minimum=1)
     batch_size = min(check_int("batch_size", batch_size, minimum=1), len(data.train))
     with model.distribute_strategy.scope():
         matching = FlowMatching(model, seed=seed)
         # Several steps per call: a warm-start step is small and Python's per-step cost is not.
-        per_call = min(50, steps)
+        per_call = math.gcd(steps, 50)
         matching.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             jit_compile=use_xla(model.dim),
@@ -88,7 +89,7 @@ def warm_start(
     stream = batch_stream(data.train, batch_size=batch_size, seed=seed)
     return matching.fit(
         stream,
-        epochs=math.ceil(steps / per_call),
+        epochs=steps // per_call,
         steps_per_epoch=per_call,
         callbacks=list(callbacks),
         shuffle=False,
