@@ -1,32 +1,30 @@
-"""Time to a given test NLL, and inference at matched accuracy: OT-Flow against TFP FFJORD.
+"""Time to a given test NLL, and inference at matched accuracy: OT-Flow against its peers.
 
 The paper's speed claims are about accuracy per second, not per-iteration cost: FFJORD's
 one-probe Hutchinson step is cheap, but its adaptive solver needs more and more evaluations
 as its paths bend during training, while OT-Flow's straight paths keep a few RK4 steps
 accurate. So each model trains on the same data for a budget of *training* seconds (the clock
-stops while it is scored), its test NLL is recorded on a geometric schedule of training time,
-and then:
+stops while it is scored; tracing of the first step is not counted, of later phases it is),
+its test NLL is recorded on a geometric schedule of training time, and then:
 
-* **time to quality**: every score uses each model's reference solve (OT-Flow: 4× its
-  training steps; FFJORD: rtol 1e-5), so neither is credited with discretization error. The
-  target is the worse of the two best test NLLs (a level both reached); each model's time is
-  the training time at which it first scored at or below it; the speed-up is FFJORD's time
-  over OT-Flow's.
+* **time to quality**: every score is an exact log-density from each model's reference solve
+  (OT-Flow: 4× its training steps; FFJORD: exact autodiff trace, DormandPrince rtol 1e-5;
+  BayesFlow flow matching: exact trace, 32 fixed 5th-order steps), so none is credited with
+  discretization or trace-estimation error. Against each peer the target is the worse of the
+  two best test NLLs (a level both reached); each model's time is the training time at which
+  it first scored at or below it; the speed-up is the peer's time over OT-Flow's.
 * **inference at matched accuracy**: each trained model is then scored at every cheaper
   setting (fewer steps; looser tolerance); the cheapest one that, with every more accurate
-  setting, stays within 0.01 nats of the reference NLL is chosen, and ``log_prob``
-  throughput is timed there, interleaved with the other's.
+  setting, stays within 0.01 nats of the reference NLL is chosen, and exact ``log_prob``
+  throughput is timed there, interleaved with the others'.
 
 FFJORD runs as TFP ships it: ``tfb.FFJORD`` with the default DormandPrince solver, one-probe
-Hutchinson trace in training, and Adam. Its score uses the exact trace for d ≤ 10 and, above
-that, a one-probe Hutchinson estimate with probes fixed across solver settings (unbiased, and
-about d times cheaper than the exact trace, but not an exact density); above d = 10 the same
-trained FFJORD is also scored with its exact autodiff trace (``ffjord_exact``), which is what
-an exact log-density costs it.
+Hutchinson trace in training, and Adam. BayesFlow's ``FlowMatching`` runs with its defaults
+(benchmark-only extra; left out when BayesFlow is not installed).
 """
 
-import copy
 import functools
+import importlib.util
 import math
 import time
 
@@ -43,10 +41,7 @@ from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
 from tfotflow.training import batch_stream, learning_rate_schedule
 
-tfb = tfp.bijectors
-
 TOLERANCE_NATS = 0.01
-EXACT_TRACE_UP_TO = 10
 
 
 def geometric_schedule(first, last, factor):
@@ -113,8 +108,9 @@ def seconds_to_reach(curve, target):
 class OTFlowContender:
     """OT-Flow: Adam on J, weights clipped to [−1.5, 1.5] before each step
     (:class:`tfotflow.callbacks.ClipWeights`); optionally after ``warm_start`` flow-matching
-    steps (:class:`tfotflow.FlowMatching`, batch ``warm_start_batch``), and with a cosine
-    learning rate over ``iterations`` (tfotflow's toy recipe) instead of a constant one."""
+    steps (:class:`tfotflow.FlowMatching`, batch ``warm_start_batch``), with a cosine
+    learning rate over ``iterations`` (tfotflow's toy recipe) instead of a constant one, and
+    with the one-probe ``trace="hutchinson"`` in training (scores stay exact)."""
 
     name = "otflow"
 
@@ -131,8 +127,11 @@ class OTFlowContender:
         warm_start_batch=256,
         warm_start_lr=0.02,
         iterations=None,
+        trace="exact",
     ):
-        self.model = OTFlowModel(d, width=width, alpha=alpha, num_steps=num_steps, dtype=dtype)
+        self.model = OTFlowModel(
+            d, width=width, alpha=alpha, num_steps=num_steps, dtype=dtype, trace=trace
+        )
         self.num_steps = num_steps
         schedule = "plateau" if iterations is None else "cosine"
         self.optimizer = keras.optimizers.Adam(
@@ -150,7 +149,7 @@ class OTFlowContender:
         )
         variables = self.model.trainable_variables
         update = training_step(
-            lambda x: self.model.objective(x, jit_compile=jit)[0],
+            lambda x: self.model.objective(x, jit_compile=jit, trace=trace)[0],
             variables,
             self.optimizer,
             jit_compile=jit,
@@ -202,10 +201,10 @@ class OTFlowContender:
 
 
 class FFJORDContender:
-    """TFP's FFJORD: an MLP field (tanh), default DormandPrince, Hutchinson training, Adam."""
+    """TFP's FFJORD: an MLP field (tanh), default DormandPrince, Hutchinson training, Adam;
+    scored by its exact log-density (the autodiff trace) at every d."""
 
     name = "ffjord"
-    exact_trace = None  # None: exact for d ≤ 10, fixed-probe Hutchinson above
 
     def __init__(self, d, *, hidden, learning_rate, dtype):
         self.d, self.dtype = d, dtype
@@ -226,28 +225,13 @@ class FFJORDContender:
     def batches(self, train, *, batch, seed):
         return iter(batch_stream(train, batch_size=batch, seed=seed))
 
-    def with_exact_trace(self):
-        """The same trained model, scored with the exact (autodiff) trace at every d."""
-        view = copy.copy(self)
-        view.name, view.exact_trace, view._log_prob = "ffjord_exact", True, {}
-        return view
-
     def log_prob_fn(self, setting):
-        """A compiled ``log_prob`` with DormandPrince at rtol = ``setting``, atol = rtol/1000."""
+        """A compiled exact ``log_prob`` with DormandPrince at rtol = ``setting``, atol =
+        rtol/1000."""
         if setting not in self._log_prob:
-            exact = self.d <= EXACT_TRACE_UP_TO if self.exact_trace is None else self.exact_trace
-            if exact:
-                trace = "exact"
-            else:  # the same probes at every setting, so only the solver error changes
-                trace = functools.partial(
-                    tfb.ffjord.trace_jacobian_hutchinson,
-                    sample_fn=lambda shape, dtype, seed: tf.random.stateless_normal(
-                        shape, seed=[7, 11], dtype=dtype
-                    ),
-                )
             solver = tfp.math.ode.DormandPrince(rtol=setting, atol=setting * 1e-3)
             distribution = ffjord_distribution(
-                self.field, self.d, self.dtype, trace=trace, solver=solver.solve
+                self.field, self.d, self.dtype, trace="exact", solver=solver.solve
             )
             self._log_prob[setting] = tf.function(distribution.log_prob)
         return self._log_prob[setting]
@@ -263,6 +247,57 @@ class FFJORDContender:
     def settings(self):
         """Relative tolerances to try, loosest first (TFP's default is 1e-3)."""
         return [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
+
+
+class FlowMatchingContender:
+    """BayesFlow 2's ``FlowMatching`` (Keras 3): its residual time-MLP field, trained by
+    conditional flow matching with its own defaults (independent coupling, uniform t), Adam.
+
+    Scored by its exact log-density (``log_prob``: the exact Jacobian trace along a fixed-step
+    solve of ``setting`` Dormand–Prince 5th-order steps, six evaluations each — BayesFlow's
+    "rk45" without step-size control; reference 32 steps). BayesFlow is a benchmark-only
+    dependency (``pip install tfotflow[bench]``).
+    """
+
+    name = "bayesflow_fm"
+
+    def __init__(self, d, *, widths, learning_rate, dtype):
+        from bayesflow.networks import FlowMatching as BayesFlowMatching
+
+        self.network = BayesFlowMatching(subnet_kwargs={"widths": tuple(widths), "dropout": 0.0})
+        self.network.build((None, d))
+        self.d, self.dtype = d, dtype
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.step = training_step(
+            lambda x: self.network.compute_metrics(x, stage="training")["loss"],
+            self.network.trainable_variables,
+            self.optimizer,
+        )
+        self._log_prob = {}
+
+    @property
+    def num_parameters(self):
+        return int(sum(math.prod(v.shape) for v in self.network.trainable_variables))
+
+    def batches(self, train, *, batch, seed):
+        return iter(batch_stream(train, batch_size=batch, seed=seed))
+
+    def log_prob_fn(self, setting):
+        """A compiled exact ``log_prob`` with ``setting`` fixed 5th-order steps."""
+        if setting not in self._log_prob:
+            self._log_prob[setting] = tf.function(
+                lambda x: self.network.log_prob(x, method="rk45", steps=setting)
+            )
+        return self._log_prob[setting]
+
+    def evaluations(self, setting, x):
+        return 6 * setting
+
+    def reference_setting(self):
+        return 32
+
+    def settings(self):
+        return [1, 2, 4, 8, 16]
 
 
 def mean_nll(contender, setting, test, chunk=5000):
@@ -307,8 +342,9 @@ def matched_accuracy(contenders, test, *, batch, rounds):
 
 PROBLEMS = {
     # tfotflow's toy recipe (the quick start's: the paper's model, a flow-matching warm start,
-    # 4 RK4 steps, batch 1024, cosine learning rate); FFJORD's toy field
-    # width with a matched depth, batch and learning rate from FFJORD's toy recipe.
+    # 4 RK4 steps, batch 1024, cosine learning rate); FFJORD's toy field width with a matched
+    # depth, batch and learning rate from FFJORD's toy recipe; BayesFlow's flow matching with
+    # the same widths and its usual batch and rate.
     "8gaussians": dict(
         otflow=dict(
             width=32,
@@ -318,22 +354,31 @@ PROBLEMS = {
             warm_start=1000,
             iterations=1250,
         ),
-        otflow_batch=1024,
         ffjord=dict(hidden=64, learning_rate=1e-3),
-        ffjord_batch=100,
+        bayesflow_fm=dict(widths=(64, 64), learning_rate=1e-3),
+        batch={"otflow": 1024, "ffjord": 100, "bayesflow_fm": 256},
         dtype="float32",
-        budgets=(120.0, 600.0),  # the recipe's last step comes after about 60 s
+        # OT-Flow's recipe takes its last step after about a minute.
+        budgets={"otflow": 120.0, "ffjord": 300.0, "bayesflow_fm": 300.0},
         test_size=10_000,
     ),
-    # OT-Flow's MINIBOONE settings; FFJORD with a field of the same parameter count and
-    # FFJORD's tabular batch and learning rate.
+    # OT-Flow's MINIBOONE model (width 256, α = (1, 100, 15), 6 steps, batch 2000) after a
+    # flow-matching warm start, trained with the one-probe trace (evaluated exactly); FFJORD
+    # and BayesFlow with fields of about the same parameter count, FFJORD's tabular batch.
     "miniboone": dict(
-        otflow=dict(width=256, alpha=(1.0, 100.0, 15.0), num_steps=6, learning_rate=0.01),
-        otflow_batch=2000,
+        otflow=dict(
+            width=256,
+            alpha=(1.0, 100.0, 15.0),
+            num_steps=6,
+            learning_rate=0.01,
+            warm_start=3000,
+            trace="hutchinson",
+        ),
         ffjord=dict(hidden=None, learning_rate=1e-3),
-        ffjord_batch=1000,
+        bayesflow_fm=dict(widths=(224, 224), learning_rate=1e-3),
+        batch={"otflow": 2000, "ffjord": 1000, "bayesflow_fm": 512},
         dtype="float32",
-        budgets=(600.0, 600.0),
+        budgets={"otflow": 1800.0, "ffjord": 1800.0, "bayesflow_fm": 1800.0},
         test_size=None,
     ),
 }
@@ -341,7 +386,10 @@ PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the oth
 
 
 def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed=0):
-    """Races OT-Flow and FFJORD on ``data`` and compares them at matched accuracy."""
+    """Races OT-Flow against each peer on ``data`` and compares them at matched accuracy.
+
+    ``budgets`` maps contender names to training seconds (default: the problem's).
+    """
     d, dtype = data.metadata.dim, problem["dtype"]
     train = data.train.astype(dtype)
     test = data.test.astype(dtype)[: problem["test_size"]]
@@ -350,13 +398,13 @@ def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed
     ffjord_settings = dict(problem["ffjord"])
     if ffjord_settings["hidden"] is None:
         ffjord_settings["hidden"] = matched_hidden_width(d, ours.num_parameters)
-    theirs = FFJORDContender(d, dtype=dtype, **ffjord_settings)
-    budgets = budgets or problem["budgets"]
+    contenders = [ours, FFJORDContender(d, dtype=dtype, **ffjord_settings)]
+    if bayesflow_available():
+        contenders.append(FlowMatchingContender(d, dtype=dtype, **problem["bayesflow_fm"]))
+    budgets = {**problem["budgets"], **(budgets or {})}
     races = {}
-    for contender, batch, budget in (
-        (ours, problem["otflow_batch"], budgets[0]),
-        (theirs, problem["ffjord_batch"], budgets[1]),
-    ):
+    for contender in contenders:
+        batch, budget = problem["batch"][contender.name], budgets[contender.name]
         races[contender.name] = race(
             contender.step,
             lambda c=contender: mean_nll(c, c.reference_setting(), test),
@@ -366,13 +414,23 @@ def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed
         races[contender.name].update(
             budget_seconds=budget, batch_size=batch, parameters=contender.num_parameters
         )
-    target = max(r["best_nll"] for r in races.values())
-    reach = {name: seconds_to_reach(r["curve"], target) for name, r in races.items()}
-    scored = [ours, theirs]
-    if d > EXACT_TRACE_UP_TO:  # FFJORD's NLL above was a Hutchinson estimate: add the exact one
-        scored.append(theirs.with_exact_trace())
+    versus = {}
+    for peer in races:
+        if peer == ours.name:
+            continue
+        target = max(races[peer]["best_nll"], races[ours.name]["best_nll"])
+        reach = {
+            name: seconds_to_reach(races[name]["curve"], target) for name in (ours.name, peer)
+        }
+        versus[peer] = {
+            "target_nll": target,
+            "seconds_to_target": reach,
+            "time_to_quality_speedup": (
+                reach[peer] / reach[ours.name] if reach[peer] and reach[ours.name] else None
+            ),
+        }
     inference = matched_accuracy(
-        scored, test, batch=min(inference_batch, len(test)), rounds=rounds
+        contenders, test, batch=min(inference_batch, len(test)), rounds=rounds
     )
     return {
         "dataset": data.metadata.name,
@@ -381,23 +439,25 @@ def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed
         "test_points": len(test),
         "true_entropy": data.metadata.entropy,
         "races": races,
-        "target_nll": target,
-        "seconds_to_target": reach,
-        "time_to_quality_speedup": (
-            reach["ffjord"] / reach["otflow"] if reach["ffjord"] and reach["otflow"] else None
-        ),
+        "versus": versus,
         "inference": inference,
         "inference_speedups": {
-            name: row["log_prob_seconds"] / inference["otflow"]["log_prob_seconds"]
+            name: row["log_prob_seconds"] / inference[ours.name]["log_prob_seconds"]
             for name, row in inference.items()
-            if name != "otflow"
+            if name != ours.name
         },
         "settings": {
             "otflow": problem["otflow"],
             "ffjord": {**ffjord_settings, "solver": "DormandPrince (TFP defaults)"},
+            **({"bayesflow_fm": problem["bayesflow_fm"]} if len(contenders) > 2 else {}),
         },
         "peak_memory_gb": peak_memory_gb(),
     }
+
+
+def bayesflow_available():
+    """Whether BayesFlow (the benchmark-only extra) is installed."""
+    return importlib.util.find_spec("bayesflow") is not None
 
 
 def run(quick=False, names=("8gaussians",), miniboone_dir=None):
@@ -415,20 +475,12 @@ def run(quick=False, names=("8gaussians",), miniboone_dir=None):
         if quick:
             problem = {
                 **problem,
-                "otflow": {
-                    **problem["otflow"],
-                    "width": 8,
-                    "num_steps": 2,
-                    **(
-                        {"warm_start": 20, "iterations": 100}
-                        if "warm_start" in problem["otflow"]
-                        else {}
-                    ),
-                },
-                "otflow_batch": 256,
+                "otflow": {**problem["otflow"], "width": 8, "num_steps": 2, "warm_start": 20},
+                "batch": {name: 256 for name in problem["batch"]},
                 "test_size": 500,
             }
-            row = compete(data, problem, budgets=(2.0, 2.0), inference_batch=256, rounds=1)
+            budgets = {name: 2.0 for name in problem["budgets"]}
+            row = compete(data, problem, budgets=budgets, inference_batch=256, rounds=1)
         else:
             row = compete(data, problem)
         rows.append(row)
