@@ -4,7 +4,8 @@ Run: python benchmarks/run.py SUITE [--quick] [--dataset NAME ...] [--miniboone 
 SUITE is one of trace, peers, training_speed, startup, quality, scaling_out, time_to_quality (see
 README.md here). The training suites (quality, time_to_quality) train on the toy sets named
 with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
-and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json.
+and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json
+(time_to_quality also writes its curves as a PNG of the same name).
 """
 
 import argparse
@@ -31,3 +32,7 @@ if __name__ == "__main__":
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     atomic_write_bytes(out, (text + "\n").encode())
+    if args.suite == "time_to_quality":  # the curves, beside the JSON
+        from tfotflow.plotting import plot_races
+
+        plot_races(result[args.suite], out.with_suffix(".png"))

@@ -66,8 +66,9 @@ def test_bench_quick_writes_complete_finite_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_time_to_quality_quick_reports_both_races_and_matched_accuracy():
+def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path):
     from tfotflow.bench import time_to_quality
+    from tfotflow.plotting import plot_races
 
     result = time_to_quality.run(quick=True)
     row = result["rows"][0]
@@ -94,6 +95,7 @@ def test_time_to_quality_quick_reports_both_races_and_matched_accuracy():
     assert not bad, bad
     (table,) = summary_tables({"time_to_quality": result})
     assert table.row_count == len(peers)
+    assert plot_races(result, tmp_path / "races.png").stat().st_size > 10_000
 
 
 def test_time_to_quality_schedule_and_crossing():

@@ -125,3 +125,31 @@ def plot_marginals(model, data, directory, *, dims=(0, 1, 2, 3), seed=0, num_sam
                 axis.set_ylabel(f"x{i}")
     figure.suptitle("data (blue) vs samples (orange)")
     return [_save(figure, pathlib.Path(directory) / "marginals.png")]
+
+
+def plot_races(result, path):
+    """Test NLL against training time for every contender of every data set of a
+    ``time_to_quality`` result (one panel per data set, log time axis, the true entropy and
+    each peer's target level dashed); returns the path written."""
+    plt = _pyplot()
+    rows = result["rows"]
+    figure, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4.2), squeeze=False)
+    for axis, row in zip(axes[0], rows):
+        for name, race in row["races"].items():
+            curve = [(seconds, nll) for step, seconds, nll in race["curve"] if step]
+            axis.plot(*zip(*curve), marker="o", markersize=3, label=name)
+        if row.get("true_entropy") is not None:
+            axis.axhline(row["true_entropy"], color="black", lw=0.8, ls=":", label="entropy")
+        for peer, versus in row.get("versus", {}).items():
+            axis.axhline(versus["target_nll"], color="grey", lw=0.6, ls="--")
+        best = min(race["best_nll"] for race in row["races"].values())
+        worst_first = max(
+            next(nll for step, _, nll in race["curve"] if step) for race in row["races"].values()
+        )
+        axis.set_ylim(best - 0.1 * abs(best) - 0.05, worst_first)
+        axis.set_xscale("log")
+        axis.set_xlabel("training time (s)")
+        axis.set_ylabel("exact test NLL (nats)")
+        axis.set_title(f"{row['dataset']} (d = {row['d']})")
+        axis.legend(fontsize=8)
+    return _save(figure, path)
