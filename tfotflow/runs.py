@@ -2,7 +2,7 @@
 
 ```none
 RUN_DIR/config.json    every setting (data set, seed, model, training), written first
-RUN_DIR/warm_start.csv the flow-matching warm start's loss every 50 steps (when it ran)
+RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps
 RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, lr
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
 RUN_DIR/best.npz       checkpoint at the best validation NLL

@@ -145,9 +145,9 @@ def train(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     validate_every = check_int("validate_every", min(validate_every, iterations), minimum=1)
     run_dir = pathlib.Path(run_dir)
+    rate = learning_rate_schedule(learning_rate, schedule, iterations)  # checks `schedule`
     with model.distribute_strategy.scope():
         if getattr(model, "optimizer", None) is None:
-            rate = learning_rate_schedule(learning_rate, schedule, iterations)
             model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0
