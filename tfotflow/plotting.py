@@ -140,7 +140,7 @@ def plot_races(result, path):
             axis.plot(*zip(*curve), marker="o", markersize=3, label=name)
         if row.get("true_entropy") is not None:
             axis.axhline(row["true_entropy"], color="black", lw=0.8, ls=":", label="entropy")
-        for peer, versus in row.get("versus", {}).items():
+        for versus in row.get("versus", {}).values():
             axis.axhline(versus["target_nll"], color="grey", lw=0.6, ls="--")
         best = min(race["best_nll"] for race in row["races"].values())
         worst_first = max(
