@@ -209,7 +209,7 @@ def train(
     from tfotflow.progress import ProgressBar
 
     bar = ProgressBar(config["train"]["iterations"], console)
-    warm_steps = config["train"].get("warm_start", 0)
+    warm_steps = config["train"].get("warm_start", 0) if resume_dir is None else 0  # new runs
     warm_bars = [ProgressBar(warm_steps, console, label="warm start")] if warm_steps else []
     try:
         model, data = runs.train_run(

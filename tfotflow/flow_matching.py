@@ -20,6 +20,8 @@ the density (:func:`tfotflow.training.train` with ``warm_start_steps``).
 import tensorflow as tf
 
 from tfotflow._keras import keras
+from tfotflow.callbacks import ClipWeights
+from tfotflow.model import batch_points
 from tfotflow.potential import space_time
 from tfotflow.validation import check_int, check_positive_float
 
@@ -176,7 +178,7 @@ class FlowMatching(keras.Model):
         )
 
     def train_step(self, data):
-        x0 = data[0] if isinstance(data, (tuple, list)) else data
+        x0 = batch_points(data)
         variables = self.flow.potential.trainable_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
@@ -184,14 +186,12 @@ class FlowMatching(keras.Model):
             scaled = loss / replicas
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         if self.clip is not None:
-            for variable in variables:
-                variable.assign(tf.clip_by_value(variable, -self.clip, self.clip))
+            ClipWeights.clip(variables, self.clip)
         self._loss_tracker.update_state(loss)
         return {"flow_matching": self._loss_tracker.result()}
 
     def test_step(self, data):
-        x0 = data[0] if isinstance(data, (tuple, list)) else data
-        self._loss_tracker.update_state(self.loss_on(x0, 0))
+        self._loss_tracker.update_state(self.loss_on(batch_points(data), 0))
         return {"flow_matching": self._loss_tracker.result()}
 
     @property

@@ -144,7 +144,7 @@ class OTFlowModel(keras.Model):
         return self.log_prob(x, num_steps=self.num_steps if training else None)
 
     def train_step(self, data):
-        x = _points(data)
+        x = batch_points(data)
         variables = self.trainable_variables
         # Under tf.distribute each replica sees a shard and the optimizer sums the replicas'
         # gradients: dividing by their number makes the sum the gradient of the global mean.
@@ -157,7 +157,7 @@ class OTFlowModel(keras.Model):
 
     def test_step(self, data):
         loss, terms = self.objective(
-            _points(data), num_steps=self.eval_num_steps, jit_compile=bool(self.jit_compile)
+            batch_points(data), num_steps=self.eval_num_steps, jit_compile=bool(self.jit_compile)
         )
         return self._update_metrics(loss, terms)
 
@@ -242,6 +242,6 @@ def negative_log_likelihood(state):
     return 0.5 * tf.reduce_sum(tf.square(state.x), axis=-1) + 0.5 * d * log_two_pi - state.log_det
 
 
-def _points(data):
+def batch_points(data):
     """The points of a Keras data element: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
     return data[0] if isinstance(data, (tuple, list)) else data

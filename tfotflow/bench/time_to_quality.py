@@ -36,6 +36,7 @@ from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
 from tfotflow.callbacks import ClipWeights
+from tfotflow.datasets.builtin import TOY_HYPERPARAMETERS
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
@@ -340,23 +341,36 @@ def matched_accuracy(contenders, test, *, batch, rounds):
 
 # ------------------------------------------------------------------------------- the problems
 
+
+def recipe(hyperparameters):
+    """:class:`OTFlowContender`'s settings from a data set's recommended ones (the settings
+    ``tfotflow train`` uses), and its batch size."""
+    h = hyperparameters
+    cosine = h.get("schedule") == "cosine"
+    settings = dict(
+        width=h["width"],
+        alpha=tuple(h["alpha"]),
+        num_steps=h["num_steps"],
+        learning_rate=h["lr"],
+        warm_start=h.get("warm_start", 0),
+        warm_start_batch=h.get("warm_start_batch_size", 256),
+        warm_start_lr=h.get("warm_start_lr", 0.02),
+        iterations=h["iterations"] if cosine else None,
+    )
+    return settings, h["batch_size"]
+
+
+_TOY_RECIPE, _TOY_BATCH = recipe(TOY_HYPERPARAMETERS)
 PROBLEMS = {
     # tfotflow's toy recipe (the quick start's: the paper's model, a flow-matching warm start,
     # 4 RK4 steps, batch 1024, cosine learning rate); FFJORD's toy field width with a matched
     # depth, batch and learning rate from FFJORD's toy recipe; BayesFlow's flow matching with
     # the same widths and its usual batch and rate.
     "8gaussians": dict(
-        otflow=dict(
-            width=32,
-            alpha=(1.0, 30.0, 1.0),
-            num_steps=4,
-            learning_rate=0.03,
-            warm_start=1000,
-            iterations=1250,
-        ),
+        otflow=_TOY_RECIPE,
         ffjord=dict(hidden=64, learning_rate=1e-3),
         bayesflow_fm=dict(widths=(64, 64), learning_rate=1e-3),
-        batch={"otflow": 1024, "ffjord": 100, "bayesflow_fm": 256},
+        batch={"otflow": _TOY_BATCH, "ffjord": 100, "bayesflow_fm": 256},
         dtype="float32",
         # OT-Flow's recipe takes its last step after about a minute.
         budgets={"otflow": 120.0, "ffjord": 300.0, "bayesflow_fm": 300.0},
