@@ -43,6 +43,12 @@ class OTFlow(tfb.Bijector):
     forward(x):  integrate x = x(1) over t: 1 → 0; returns x(0),   fldj = ℓ accumulated
     ```
 
+    A conditional potential (``condition_dim=k``) makes a conditional flow, p(x | y): every
+    method takes the condition as ``conditional_input`` (TFP's name, passed through
+    ``bijector_kwargs``), of shape [..., k], broadcast against the points' batch shape (one y
+    for many points, or one per point). The cache is keyed on both, so ``log_prob`` still
+    solves once.
+
     ``forward`` maps the base (normal) to the data, so
     ``tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(d)), OTFlow(potential))``
     has ``log_prob(y) = log N(x(1)) + ℓ(1)`` (one ODE solve: the point and its log-det are
@@ -64,7 +70,9 @@ class OTFlow(tfb.Bijector):
 
     Raises:
         TypeError: if ``potential`` is not a :class:`tfotflow.Potential`.
-        ValueError: for a non-positive ``num_steps`` or ``alpha_transport``.
+        ValueError: for a non-positive ``num_steps`` or ``alpha_transport``; on a call, for a
+            ``conditional_input`` that is missing (conditional potential), unexpected
+            (unconditional) or of the wrong width, or not finite with ``validate_args``.
 
     Example:
 
@@ -76,6 +84,17 @@ class OTFlow(tfb.Bijector):
     TensorShape([3])
     >>> distribution.sample(5, seed=1).shape
     TensorShape([5, 2])
+
+    Conditional on y ∈ R¹:
+
+    >>> flow = OTFlow(Potential(width=8, condition_dim=1, dtype="float64"), num_steps=4)
+    >>> distribution = tfp.distributions.TransformedDistribution(normal, flow)
+    >>> y = tf.constant([[0.5]], tf.float64)
+    >>> distribution.sample(5, seed=1, bijector_kwargs={"conditional_input": y}).shape
+    TensorShape([5, 2])
+    >>> distribution.log_prob(tf.zeros([3, 2], tf.float64),
+    ...                       bijector_kwargs={"conditional_input": [[0.5], [0.0], [1.0]]}).shape
+    TensorShape([3])
 
     References:
         [1] Onken, Wu Fung, Li, Ruthotto. OT-Flow: Fast and Accurate Continuous Normalizing
@@ -134,39 +153,58 @@ class OTFlow(tfb.Bijector):
         """α_L, dividing the velocity."""
         return self._alpha_transport
 
-    def _solve(self, points, *, reverse, num_steps, log_det=True):
-        """Integrates points of shape [..., d]; returns the end points and the log-det [...]."""
+    def _solve(self, points, *, reverse, num_steps, log_det=True, conditional_input=None):
+        """Integrates points of shape [..., d] (conditions [..., k] broadcast against them);
+        returns the end points [batch..., d] and the log-det [batch...]."""
         num_steps = self._num_steps if num_steps is None else num_steps
-        event_size = self._potential.dim
-        points = convert_points(
-            "x" if reverse else "y", points, dtype=self.dtype, event_size=event_size
-        )
-        points = assert_finite("x" if reverse else "y", points, validate_args=self.validate_args)
+        d = self._potential.dim
+        name = "x" if reverse else "y"
+        points = convert_points(name, points, dtype=self.dtype, event_size=d)
+        points = assert_finite(name, points, validate_args=self.validate_args)
         if not self._potential.built:
             self._potential.build(points.shape)
+        condition = self._potential.check_condition(conditional_input, "conditional_input")
         batch_shape = tf.shape(points)[:-1]
-        flat = tf.reshape(points, [-1, self._potential.dim])
+        if condition is not None:
+            condition = assert_finite(
+                "conditional_input", condition, validate_args=self.validate_args
+            )
+            batch_shape = tf.broadcast_dynamic_shape(batch_shape, tf.shape(condition)[:-1])
+            k = self._potential.condition_dim
+            condition = tf.reshape(
+                tf.broadcast_to(condition, tf.concat([batch_shape, [k]], 0)), [-1, k]
+            )
+        points = tf.broadcast_to(points, tf.concat([batch_shape, [d]], 0))
         state = ode.integrate(
             self._potential,
-            flat,
+            tf.reshape(points, [-1, d]),
             num_steps=num_steps,
             reverse=reverse,
             alpha_transport=self._alpha_transport,
             jit_compile=self._jit_compile,
             log_det=log_det,
+            condition=condition,
         )
         return (
             tf.reshape(state.x, tf.shape(points)),
             tf.reshape(state.log_det, batch_shape),
         )
 
-    def _augmented_forward(self, x, num_steps=None):
+    def _augmented_forward(self, x, num_steps=None, conditional_input=None):
         # Sampling needs the points only: skip the trace. A later log-det asks for a full solve.
-        y, _ = self._solve(x, reverse=True, num_steps=num_steps, log_det=False)
+        y, _ = self._solve(
+            x,
+            reverse=True,
+            num_steps=num_steps,
+            log_det=False,
+            conditional_input=conditional_input,
+        )
         return y, {}
 
-    def _augmented_inverse(self, y, num_steps=None):
-        x, ildj = self._solve(y, reverse=False, num_steps=num_steps)
+    def _augmented_inverse(self, y, num_steps=None, conditional_input=None):
+        x, ildj = self._solve(
+            y, reverse=False, num_steps=num_steps, conditional_input=conditional_input
+        )
         return x, {"ildj": ildj, "fldj": -ildj}
 
     def _forward(self, x, **kwargs):
@@ -180,7 +218,12 @@ class OTFlow(tfb.Bijector):
     def _forward_log_det_jacobian(self, x, **kwargs):
         cached = self._cache.forward_attributes(x, **kwargs)
         if "fldj" not in cached:  # forward solves skip the trace: solve with it now
-            _, fldj = self._solve(x, reverse=True, num_steps=kwargs.get("num_steps"))
+            _, fldj = self._solve(
+                x,
+                reverse=True,
+                num_steps=kwargs.get("num_steps"),
+                conditional_input=kwargs.get("conditional_input"),
+            )
             cached.update({"fldj": fldj, "ildj": -fldj})
         return cached["fldj"]
 

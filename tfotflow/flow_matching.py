@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tfotflow._keras import keras
 from tfotflow.callbacks import ClipWeights
-from tfotflow.model import batch_points
+from tfotflow.model import batch_points_and_conditions
 from tfotflow.potential import space_time
 from tfotflow.validation import check_int, check_positive_float
 
@@ -89,21 +89,22 @@ def ot_pairs(x0, z, *, seed, relative_epsilon=0.01, iterations=100):
     return tf.gather(z, partners)
 
 
-def flow_matching_loss(potential, x0, z, t, *, alpha_transport=1.0):
-    """mean ‖ −∇ₓΦ(x_t, t)/α_L − (z − x₀) ‖² with x_t = (1 − t)·x₀ + t·z.
+def flow_matching_loss(potential, x0, z, t, *, alpha_transport=1.0, condition=None):
+    """mean ‖ −∇ₓΦ(x_t, y, t)/α_L − (z − x₀) ‖² with x_t = (1 − t)·x₀ + t·z.
 
     Args:
         potential: a built :class:`tfotflow.Potential`.
         x0, z: paired data and normal points, [n, d].
         t: times, [n, 1].
         alpha_transport: α_L. Defaults to 1.0.
+        condition: each data point's condition y [n, k] for a conditional potential, or None.
 
     Returns:
         The loss, a scalar (per point: summed over the d coordinates).
     """
     x_t = (1.0 - t) * x0 + t * z
-    s = space_time(x_t, t)
-    velocity = -potential.space_time_gradient(s)[:, :-1] / alpha_transport
+    s = space_time(x_t, t, condition)
+    velocity = -potential.space_time_gradient(s)[:, : potential.dim] / alpha_transport
     return tf.reduce_mean(tf.reduce_sum(tf.square(velocity - (z - x0)), axis=-1))
 
 
@@ -115,6 +116,11 @@ class FlowMatching(keras.Model):
     Each step draws z ~ N(0, I) and t ~ U[0, 1] from a stateless seed folded with the step
     number (reproducible, and the same under every ``tf.distribute`` strategy), pairs the
     batch by :func:`ot_pairs` and reports the loss as ``flow_matching``.
+
+    A conditional model (``condition_dim > 0``) trains on (points, conditions) batches with
+    the independent coupling (each x₀ keeps its own z): the target of conditional flow
+    matching must transport p(x | y) to the normal for every y, which a coupling across
+    points of different conditions would not.
 
     Args:
         flow: the :class:`tfotflow.OTFlowModel` to warm-start (its potential and α_L).
@@ -157,32 +163,35 @@ class FlowMatching(keras.Model):
         self.built = True
         self._loss_tracker = keras.metrics.Mean(name="flow_matching")
 
-    def loss_on(self, x0, step):
-        """The flow-matching loss on data ``x0`` [n, d] with the draws of ``step``."""
+    def loss_on(self, x0, step, condition=None):
+        """The flow-matching loss on data ``x0`` [n, d] (conditions [n, k]) with the draws of
+        ``step``."""
         x0 = tf.cast(x0, self.flow.precision)
         seeds = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 3
         )
         n = tf.shape(x0)[0]
         z = tf.random.stateless_normal(tf.shape(x0), seed=seeds[0], dtype=x0.dtype)
-        z = ot_pairs(
-            x0,
-            z,
-            seed=seeds[1],
-            relative_epsilon=self.relative_epsilon,
-            iterations=self.sinkhorn_iterations,
-        )
+        condition = self.flow.potential.check_condition(condition)
+        if condition is None:
+            z = ot_pairs(
+                x0,
+                z,
+                seed=seeds[1],
+                relative_epsilon=self.relative_epsilon,
+                iterations=self.sinkhorn_iterations,
+            )
         t = tf.random.stateless_uniform([n, 1], seed=seeds[2], dtype=x0.dtype)
         return flow_matching_loss(
-            self.flow.potential, x0, z, t, alpha_transport=self.flow.alpha[0]
+            self.flow.potential, x0, z, t, alpha_transport=self.flow.alpha[0], condition=condition
         )
 
     def train_step(self, data):
-        x0 = batch_points(data)
+        x0, condition = batch_points_and_conditions(data, self.flow.condition_dim)
         variables = self.flow.potential.trainable_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = self.loss_on(x0, self.optimizer.iterations)
+            loss = self.loss_on(x0, self.optimizer.iterations, condition)
             scaled = loss / replicas
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         if self.clip is not None:
@@ -191,7 +200,8 @@ class FlowMatching(keras.Model):
         return {"flow_matching": self._loss_tracker.result()}
 
     def test_step(self, data):
-        self._loss_tracker.update_state(self.loss_on(batch_points(data), 0))
+        x0, condition = batch_points_and_conditions(data, self.flow.condition_dim)
+        self._loss_tracker.update_state(self.loss_on(x0, 0, condition))
         return {"flow_matching": self._loss_tracker.result()}
 
     @property

@@ -44,6 +44,12 @@ class OTFlowModel(keras.Model):
     and one metric per regularizer (``transport``, ``hjb``), in training with ``num_steps`` and
     in validation / ``evaluate`` with ``eval_num_steps``.
 
+    With ``condition_dim=k`` the model is a conditional density p(x | y) (a conditional
+    potential Φ(x, y, t), :class:`tfotflow.Potential`): ``fit`` takes (points, conditions)
+    pairs — ``fit(points, conditions)`` or a ``tf.data.Dataset`` of pairs — the objective is
+    unchanged (the running costs act on the x-velocity), and ``log_prob(x, condition)`` and
+    ``sample(n, condition)`` take y.
+
     Args:
         dim: the data dimension d.
         width: the potential's width m. Defaults to 32.
@@ -57,6 +63,8 @@ class OTFlowModel(keras.Model):
         regularizers: ``{name: weight}`` of registered regularizers (entry-point group
             ``tfotflow.regularizers``). Defaults to ``{"transport": α_L, "hjb": α_R}``.
         dtype: "float32" or "float64". Defaults to "float32".
+        condition_dim: k, the width of the condition y (0: an unconditional model). Defaults
+            to 0.
         trace: the log-determinant's trace in *training* steps: "exact" (closed form) or
             "hutchinson" (one Rademacher probe through the closed-form gradient: unbiased,
             cheaper for large d, noisier). Validation, ``evaluate``, ``log_prob`` and
@@ -72,6 +80,16 @@ class OTFlowModel(keras.Model):
     ...                     epochs=1, verbose=0)
     >>> sorted(history.history)
     ['hjb', 'loss', 'nll', 'transport']
+
+    Conditional on y ∈ R³:
+
+    >>> model = OTFlowModel(2, width=8, num_steps=2, condition_dim=3)
+    >>> model.compile(optimizer=keras.optimizers.Adam(0.01))
+    >>> rng = np.random.default_rng(0)
+    >>> points, conditions = rng.normal(size=(64, 2)), rng.normal(size=(64, 3))
+    >>> history = model.fit(points, conditions, batch_size=32, epochs=1, verbose=0)
+    >>> model.log_prob(points[:4], conditions[:4]).shape, model.sample(5, conditions[0]).shape
+    (TensorShape([4]), TensorShape([5, 2]))
     """
 
     def __init__(
@@ -86,6 +104,7 @@ class OTFlowModel(keras.Model):
         eval_num_steps=None,
         regularizers=None,
         dtype="float32",
+        condition_dim=0,
         trace="exact",
         **kwargs,
     ):
@@ -105,8 +124,13 @@ class OTFlowModel(keras.Model):
             regularizers = {"transport": self.alpha[0], "hjb": self.alpha[2]}
         self.regularizers = dict(regularizers)
         self._costs, self._cost_weights = resolve_regularizers(self.regularizers)
+        self.condition_dim = check_int("condition_dim", condition_dim, minimum=0)
         self.potential = Potential(
-            width=width, num_layers=num_layers, rank=rank, dtype=self.precision
+            width=width,
+            num_layers=num_layers,
+            rank=rank,
+            condition_dim=self.condition_dim,
+            dtype=self.precision,
         )
         self.potential.build((None, self.dim))
         self.built = True
@@ -116,13 +140,15 @@ class OTFlowModel(keras.Model):
 
     # ----------------------------------------------------------------------------- objective
 
-    def objective(self, x, *, num_steps=None, jit_compile=False, trace="exact"):
-        """J and its terms on a batch ``x`` [n, d], with the ``trace`` of :func:`ode.integrate`.
+    def objective(self, x, condition=None, *, num_steps=None, jit_compile=False, trace="exact"):
+        """J and its terms on a batch ``x`` [n, d] (with conditions [n, k] for a conditional
+        model), with the ``trace`` of :func:`ode.integrate`.
 
         Returns:
             (J, {"nll": mean C, name_k: mean R_k, ...}), scalars.
         """
         x = convert_points("x", x, dtype=self.precision, event_size=self.dim)
+        condition = self.potential.check_condition(condition)
         state = ode.integrate(
             self.potential,
             x,
@@ -131,6 +157,7 @@ class OTFlowModel(keras.Model):
             running_costs=self._costs,
             jit_compile=jit_compile,
             trace=trace,
+            condition=condition,
         )
         terms = {"nll": tf.reduce_mean(negative_log_likelihood(state))}
         loss = self.alpha[1] * terms["nll"]
@@ -140,24 +167,29 @@ class OTFlowModel(keras.Model):
         return loss, terms
 
     def call(self, x, training=False):
-        """The log-density of ``x`` [n, d] with the training or evaluation step count; [n]."""
-        return self.log_prob(x, num_steps=self.num_steps if training else None)
+        """The log-density with the training or evaluation step count, [n], of ``x`` [n, d]
+        (unconditional) or of ``(x, condition)``."""
+        x, condition = batch_points_and_conditions(x, self.condition_dim)
+        return self.log_prob(x, condition, num_steps=self.num_steps if training else None)
 
     def train_step(self, data):
-        x = batch_points(data)
+        x, condition = batch_points_and_conditions(data, self.condition_dim)
         variables = self.trainable_variables
         # Under tf.distribute each replica sees a shard and the optimizer sums the replicas'
         # gradients: dividing by their number makes the sum the gradient of the global mean.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss, terms = self.objective(x, jit_compile=bool(self.jit_compile), trace=self.trace)
+            loss, terms = self.objective(
+                x, condition, jit_compile=bool(self.jit_compile), trace=self.trace
+            )
             scaled = loss / replicas
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         return self._update_metrics(loss, terms)
 
     def test_step(self, data):
+        x, condition = batch_points_and_conditions(data, self.condition_dim)
         loss, terms = self.objective(
-            batch_points(data), num_steps=self.eval_num_steps, jit_compile=bool(self.jit_compile)
+            x, condition, num_steps=self.eval_num_steps, jit_compile=bool(self.jit_compile)
         )
         return self._update_metrics(loss, terms)
 
@@ -203,15 +235,31 @@ class OTFlowModel(keras.Model):
         base = tfd.MultivariateNormalDiag(tf.zeros(self.dim, self.precision))
         return tfd.TransformedDistribution(base, self.bijector)
 
-    def log_prob(self, x, *, num_steps=None):
-        """log p(x) for ``x`` [..., d] with ``num_steps`` (default ``eval_num_steps``); [...]."""
-        kwargs = {"num_steps": num_steps} if num_steps else {}
-        return self.distribution.log_prob(x, bijector_kwargs=kwargs)
+    def log_prob(self, x, condition=None, *, num_steps=None):
+        """log p(x) (or log p(x | y)) for ``x`` [..., d] and a ``condition`` [..., k]
+        broadcast against it, with ``num_steps`` (default ``eval_num_steps``); [...]."""
+        return self.distribution.log_prob(
+            x, bijector_kwargs=self._bijector_kwargs(condition, num_steps)
+        )
 
-    def sample(self, n, *, seed=None, num_steps=None):
-        """``n`` samples [n, d] from the model (integrating back from the normal)."""
-        kwargs = {"num_steps": num_steps} if num_steps else {}
+    def sample(self, n, condition=None, *, seed=None, num_steps=None):
+        """``n`` samples from the model (integrating back from the normal): [n, d], or
+        [n, ..., d] for a ``condition`` of batch shape [...] ([k]: n samples of p(x | y))."""
+        kwargs = self._bijector_kwargs(condition, num_steps)
+        if condition is not None:
+            batch_shape = tf.shape(kwargs["conditional_input"])[:-1]
+            base = self.distribution.distribution.sample(
+                tf.concat([[n], batch_shape], 0), seed=seed
+            )
+            return self.bijector.forward(base, **kwargs)
         return self.distribution.sample(n, seed=seed, bijector_kwargs=kwargs)
+
+    def _bijector_kwargs(self, condition, num_steps):
+        kwargs = {"num_steps": num_steps} if num_steps else {}
+        condition = self.potential.check_condition(condition)
+        if condition is not None:
+            kwargs["conditional_input"] = condition
+        return kwargs
 
     # ----------------------------------------------------------------------------- config
 
@@ -226,6 +274,7 @@ class OTFlowModel(keras.Model):
             "eval_num_steps": self.eval_num_steps,
             "regularizers": self.regularizers,
             "dtype": self.precision,
+            "condition_dim": self.condition_dim,
             "trace": self.trace,
             "name": self.name,
         }
@@ -242,6 +291,27 @@ def negative_log_likelihood(state):
     return 0.5 * tf.reduce_sum(tf.square(state.x), axis=-1) + 0.5 * d * log_two_pi - state.log_det
 
 
-def batch_points(data):
-    """The points of a Keras data element: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-    return data[0] if isinstance(data, (tuple, list)) else data
+def batch_points_and_conditions(data, condition_dim):
+    """(points, conditions) of a Keras data element.
+
+    Unconditional (``condition_dim`` 0): the points of ``x``, ``(x,)``, ``(x, y)`` or
+    ``(x, y, w)``, and None (a ``y`` is ignored, as Keras losses ignore unused targets).
+    Conditional: ``(points, conditions)``, ``((points, conditions),)`` or
+    ``(points, conditions, w)``, as ``fit(points, conditions)`` and a ``tf.data`` of pairs
+    deliver them.
+
+    Raises:
+        ValueError: for a conditional model given points alone.
+    """
+    parts = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    if len(parts) == 1 and isinstance(parts[0], (tuple, list)):
+        parts = tuple(parts[0])
+    if not condition_dim:
+        return parts[0], None
+    if len(parts) < 2 or parts[1] is None:
+        raise ValueError(
+            f"A conditional model (condition_dim={condition_dim}) trains and evaluates on "
+            "(points, conditions) pairs: `fit(points, conditions)` or a tf.data.Dataset of "
+            "(points, conditions). Received: points alone"
+        )
+    return parts[0], parts[1]

@@ -7,6 +7,9 @@ dℓ/dt = −tr ∇²ₓΦ(x, t) / α_L
 dR_k/dt = cost_k(x, t, ∇Φ, tr ∇²Φ, v)       for each running cost (regularizer)
 ```
 
+A conditional potential Φ(x, y, t) adds the condition y to the state with dy/dt = 0: it rides
+along every stage (and its gradient comes out of the adjoint like x's).
+
 From x(0) = x, ℓ(0) = R(0) = 0 at t0, ``num_steps`` equal steps reach t1. t0 = 0 → t1 = 1 maps
 data to the normal (density direction); t0 = 1 → t1 = 0 maps back (sampling). ℓ(t1) is
 log |det ∂x(t1)/∂x(t0)| in both directions.
@@ -41,26 +44,39 @@ Attributes:
 
 FlowFields = collections.namedtuple(
     "FlowFields",
-    ["x", "t", "gradient", "trace", "velocity", "alpha_transport", "potential", "weights", "seed"],
-    defaults=(None, None),
+    [
+        "x",
+        "t",
+        "gradient",
+        "trace",
+        "velocity",
+        "alpha_transport",
+        "potential",
+        "weights",
+        "seed",
+        "condition",
+    ],
+    defaults=(None, None, None),
 )
 FlowFields.__doc__ = """What the OT-Flow dynamics computed at one Runge–Kutta stage.
 
 Attributes:
     x: points, [n, d].
     t: time, a scalar tensor.
-    gradient: ∇ₛΦ = [∇ₓΦ, ∂ₜΦ], [n, d+1].
+    gradient: ∇ₛΦ = [∇ₓΦ, ∇_yΦ, ∂ₜΦ], [n, d+k+1] (k = 0 without a condition).
     trace: tr ∇²ₓΦ, [n] (with `trace="hutchinson"`, its one-probe estimate εᵀ∇²ₓΦ ε).
     velocity: v = dx/dt = −∇ₓΦ / α_L, [n, d].
     alpha_transport: α_L, a Python float.
     potential: the :class:`tfotflow.Potential`, for regularizers that need more of it.
     weights: the potential's :class:`tfotflow.potential.PotentialWeights` for this solve; a
         regularizer evaluating the potential again passes them on
-        (``potential.space_time_gradient(s, fields.weights)``) so its gradient reaches them.
+        (``potential.space_time_gradient(s, fields.weights)``, with
+        ``s = space_time(x, t, fields.condition)``) so its gradient reaches them.
     seed: a stateless seed, shape [2] int32, distinct for every stage of every step and equal
         when the backward pass re-evaluates that stage; random probes must be drawn from it
         (``tf.random.stateless_normal(shape, seed=fields.seed)``). None unless a running cost
         of the solve declares that it draws probes (``cost.needs_seed = True``).
+    condition: the conditions y, [n, k], or None for an unconditional potential.
 """
 
 Tableau = collections.namedtuple("Tableau", ["a", "b", "c"])
@@ -342,7 +358,7 @@ def check_trace(trace):
     return trace
 
 
-def hutchinson_trace(potential, x, t, weights, seed):
+def hutchinson_trace(potential, x, t, weights, seed, condition=None):
     """(∇ₛΦ, εᵀ ∇²ₓΦ ε): the gradient and a one-probe estimate of the Hessian trace.
 
     ε is a Rademacher vector per point drawn from ``seed`` (E[εᵀHε] = tr H; its variance,
@@ -352,8 +368,8 @@ def hutchinson_trace(potential, x, t, weights, seed):
     """
     with tf.GradientTape() as tape:
         tape.watch(x)
-        gradient = potential.space_time_gradient(space_time(x, t), weights)
-        gradient_x = gradient[:, :-1]
+        gradient = potential.space_time_gradient(space_time(x, t, condition), weights)
+        gradient_x = gradient[:, : potential.dim]
     signs = tf.random.stateless_uniform(tf.shape(x), seed=seed, maxval=2, dtype=tf.int32)
     probe = tf.cast(2 * signs - 1, x.dtype)
     hessian_probe = tape.gradient(gradient_x, x, output_gradients=probe)
@@ -378,34 +394,59 @@ def flow_dynamics(
             Defaults to "exact".
 
     Returns:
-        ``rhs(t, x, weights, seed) -> (dx/dt [n, d], (dℓ/dt [n], dR/dt [n, k]))`` with
-        ``weights`` the potential's :class:`tfotflow.potential.PotentialWeights`.
+        ``rhs(t, state, weights, seed) -> (dstate/dt, (dℓ/dt [n], dR/dt [n, k]))`` with
+        ``weights`` the potential's :class:`tfotflow.potential.PotentialWeights`. The state is
+        the points x [n, d], or for a conditional potential [x, y] [n, d + condition_dim],
+        whose y-columns do not move.
     """
     with_trace = log_det or bool(running_costs)
+    d = potential.dim
 
-    def rhs(t, x, weights, seed):
+    def rhs(t, state, weights, seed):
+        x, condition = state[:, :d], state[:, d:] if potential.condition_dim else None
         if not with_trace:
-            gradient = potential.space_time_gradient(space_time(x, t), weights)
+            gradient = potential.space_time_gradient(space_time(x, t, condition), weights)
             trace_value = tf.zeros_like(x[:, 0])
         elif trace == "hutchinson":
-            gradient, trace_value = hutchinson_trace(potential, x, t, weights, seed)
+            gradient, trace_value = hutchinson_trace(potential, x, t, weights, seed, condition)
         else:
             gradient, trace_value = potential.space_time_gradient_and_trace(
-                space_time(x, t), weights
+                space_time(x, t, condition), weights
             )
-        velocity = -gradient[:, :-1] / alpha_transport
+        velocity = -gradient[:, :d] / alpha_transport
         fields = FlowFields(
-            x, t, gradient, trace_value, velocity, alpha_transport, potential, weights, seed
+            x,
+            t,
+            gradient,
+            trace_value,
+            velocity,
+            alpha_transport,
+            potential,
+            weights,
+            seed,
+            condition,
         )
         rates = [cost(fields) for cost in running_costs]
         costs = tf.stack(rates, axis=-1) if rates else tf.zeros_like(x[:, :0])
+        if condition is not None:  # the condition stands still
+            velocity = tf.concat([velocity, tf.zeros_like(condition)], axis=-1)
         return velocity, (-trace_value / alpha_transport, costs)
 
     return rhs
 
 
 def _integrate(
-    potential, x, num_steps, t0, t1, alpha_transport, running_costs, method, log_det, trace
+    potential,
+    x,
+    condition,
+    num_steps,
+    t0,
+    t1,
+    alpha_transport,
+    running_costs,
+    method,
+    log_det,
+    trace,
 ):
     rhs = flow_dynamics(
         potential,
@@ -431,9 +472,10 @@ def _integrate(
         tf.zeros_like(x[:, 0]),
         tf.zeros(tf.stack([tf.shape(x)[0], len(running_costs)]), x.dtype),
     )
-    x1, (log_det, costs) = quadrature_solve(
+    state = x if condition is None else tf.concat([x, condition], axis=-1)
+    state1, (log_det, costs) = quadrature_solve(
         rhs,
-        x,
+        state,
         quadratures,
         potential.read_weights(),
         num_steps=num_steps,
@@ -443,7 +485,7 @@ def _integrate(
         seed=seed,
         vjp_rows=vjp_rows,
     )
-    return FlowState(x1, log_det, costs)
+    return FlowState(state1[:, : potential.dim], log_det, costs)
 
 
 _COMPILED = {
@@ -470,6 +512,7 @@ def integrate(
     time_span=None,
     log_det=True,
     trace="exact",
+    condition=None,
 ):
     """Transports points along the OT-Flow and accumulates the log-det and running costs.
 
@@ -489,10 +532,15 @@ def integrate(
             only, several times faster, and returns ℓ = 0. Defaults to True.
         trace: "exact" or "hutchinson" (a one-probe estimate of the trace, unbiased for ℓ
             and cheaper for large d: for training only). Defaults to "exact".
+        condition: the conditions y [n, k] of a conditional potential (one row per point),
+            None for an unconditional one. Defaults to None.
 
     Returns:
         :class:`FlowState` ``(x(t1), ℓ(t1), R(t1))``, differentiable (by the discrete adjoint)
-        with respect to ``x`` and the potential's weights.
+        with respect to ``x``, ``condition`` and the potential's weights.
+
+    Raises:
+        ValueError: for a condition that is missing, unexpected or of the wrong width.
 
     The compiled function is traced once per input shape, dtype, potential and setting; the
     step count, direction and time span are run-time values and never cause a new trace.
@@ -505,9 +553,11 @@ def integrate(
     if time_span is not None:
         t0, t1 = (float(t) for t in time_span)
     dtype = x.dtype
+    condition = potential.check_condition(condition)
     return _COMPILED[bool(jit_compile)](
         potential,
         x,
+        condition,
         tf.constant(num_steps, tf.int32),
         tf.constant(t0, dtype),
         tf.constant(t1, dtype),

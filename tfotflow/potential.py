@@ -10,10 +10,11 @@ from tfotflow._keras import keras
 from tfotflow.validation import check_int, convert_points
 
 
-def space_time(x, t):
-    """s = [x, t] of shape [n, d+1], for points ``x`` [n, d] and a time ``t``: a scalar or
-    one per point, [n, 1]."""
-    return tf.concat([x, tf.broadcast_to(tf.cast(t, x.dtype), tf.shape(x[:, :1]))], axis=-1)
+def space_time(x, t, condition=None):
+    """s = [x, y, t] of shape [n, d+k+1], for points ``x`` [n, d], conditions ``y`` [n, k]
+    (None: k = 0) and a time ``t``: a scalar or one per point, [n, 1]."""
+    time = tf.broadcast_to(tf.cast(t, x.dtype), tf.shape(x[:, :1]))
+    return tf.concat([x, time] if condition is None else [x, condition, time], axis=-1)
 
 
 def log_cosh(a):
@@ -96,6 +97,12 @@ class Potential(keras.layers.Layer):
     Φ(s) = u_M · w + ½ sᵀ(AᵀA)s + b · s + c          A: [min(rank, d+1), d+1]
     ```
 
+    With ``condition_dim=k`` the potential is conditional, Φ(x, y, t) (Wang et al. 2023,
+    COT-Flow): s = (x, y, t) ∈ R^{d+k+1} enters the opening layer and the quadratic, and the
+    velocity −∇ₓΦ and the trace tr ∇²ₓΦ take the x-block only (y enters the pre-activations,
+    never the Jacobian recurrence), so the trace formulas below are unchanged. With k = 0
+    this is the unconditional potential.
+
     The gradient ∇ₛΦ comes from the backward recurrence and tr ∇²ₓΦ from the forward Jacobian
     recurrence of the paper: no automatic differentiation runs in :meth:`gradient` or
     :meth:`gradient_and_trace`, and both cost one pass over the network (the trace
@@ -106,12 +113,15 @@ class Potential(keras.layers.Layer):
         width: the network width m. Defaults to 32.
         num_layers: the number of ResNet layers, opening layer included (the reference's
             ``nTh``); at least 2. Defaults to 2.
-        rank: the rank r of the quadratic term, capped at d + 1. Defaults to 10.
+        rank: the rank r of the quadratic term, capped at d + k + 1. Defaults to 10.
+        condition_dim: k, the width of the condition y every call must pass (0: none).
+            Defaults to 0.
         **kwargs: passed to ``keras.layers.Layer`` (``dtype="float64"`` for double precision,
             ``name``).
 
     Raises:
-        TypeError, ValueError: for a non-integer or too small ``width``, ``num_layers``, ``rank``.
+        TypeError, ValueError: for a non-integer or too small ``width``, ``num_layers``,
+            ``rank``, ``condition_dim``.
 
     Example:
 
@@ -125,11 +135,12 @@ class Potential(keras.layers.Layer):
     (TensorShape([4, 3]), TensorShape([4]))
     """
 
-    def __init__(self, width=32, num_layers=2, rank=10, **kwargs):
+    def __init__(self, width=32, num_layers=2, rank=10, condition_dim=0, **kwargs):
         super().__init__(**kwargs)
         self.width = check_int("width", width, minimum=1)
         self.num_layers = check_int("num_layers", num_layers, minimum=2)
         self.rank = check_int("rank", rank, minimum=1)
+        self.condition_dim = check_int("condition_dim", condition_dim, minimum=0)
         self.dim = None
 
     @property
@@ -144,17 +155,18 @@ class Potential(keras.layers.Layer):
                 "The last axis of the points must have a known size d. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
-        self.dim = dim = int(dim)
-        m, rank = self.width, min(self.rank, dim + 1)
-        self.A = self.add_weight(shape=(rank, dim + 1), initializer="glorot_uniform", name="A")
-        self.b = self.add_weight(shape=(dim + 1,), initializer="zeros", name="b")
+        self.dim = int(dim)
+        inputs = self.dim + self.condition_dim + 1  # s = (x, y, t)
+        m, rank = self.width, min(self.rank, inputs)
+        self.A = self.add_weight(shape=(rank, inputs), initializer="glorot_uniform", name="A")
+        self.b = self.add_weight(shape=(inputs,), initializer="zeros", name="b")
         # c shifts Φ but moves no point and no density: kept for the reference's checkpoints,
         # not trained (it would only ever receive a zero gradient).
         self.c = self.add_weight(shape=(), initializer="zeros", trainable=False, name="c")
         self.w = self.add_weight(shape=(m,), initializer="ones", name="w")
         self.kernels, self.biases = [], []
         for i in range(self.num_layers):
-            fan_in = dim + 1 if i == 0 else m
+            fan_in = inputs if i == 0 else m
             self.kernels.append(
                 self.add_weight(shape=(fan_in, m), initializer="glorot_uniform", name=f"K_{i}")
             )
@@ -166,6 +178,7 @@ class Potential(keras.layers.Layer):
             "width": self.width,
             "num_layers": self.num_layers,
             "rank": self.rank,
+            "condition_dim": self.condition_dim,
         }
 
     def get_build_config(self):
@@ -177,9 +190,10 @@ class Potential(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------- evaluation
 
-    def call(self, x, t=0.0):
-        """Φ(x, t) for points ``x`` of shape [..., d] at time ``t`` (a scalar); shape [...]."""
-        s, restore = self._space_time(x, t)
+    def call(self, x, t=0.0, condition=None):
+        """Φ(x, y, t) for points ``x`` [..., d], conditions ``y`` [..., k] (None when k = 0)
+        and a time ``t`` (a scalar); shape [...]."""
+        s, restore = self._space_time(x, t, condition)
         W = self.read_weights()
         u = log_cosh(s @ W.kernels[0] + W.biases[0])
         for K, bias in zip(W.kernels[1:], W.biases[1:]):
@@ -188,15 +202,15 @@ class Potential(keras.layers.Layer):
         phi = tf.linalg.matvec(u, W.w) + quadratic + tf.linalg.matvec(s, W.b) + W.c
         return restore(phi, [])
 
-    def gradient(self, x, t=0.0):
+    def gradient(self, x, t=0.0, condition=None):
         """(∇ₓΦ, ∂ₜΦ) by the backward recurrence; shapes [..., d] and [...]."""
-        s, restore = self._space_time(x, t)
+        s, restore = self._space_time(x, t, condition)
         grad = self.space_time_gradient(s)
-        return restore(grad[:, :-1], [self.dim]), restore(grad[:, -1], [])
+        return restore(grad[:, : self.dim], [self.dim]), restore(grad[:, -1], [])
 
-    def gradient_and_trace(self, x, t=0.0):
-        """(∇ₛΦ, tr ∇²ₓΦ): the space-time gradient [..., d+1] and the exact trace of the
-        Hessian's x-block [...], from one forward, one backward and one Jacobian pass.
+    def gradient_and_trace(self, x, t=0.0, condition=None):
+        """(∇ₛΦ, tr ∇²ₓΦ): the gradient in s = (x, y, t) [..., d+k+1] and the exact trace of
+        the Hessian's x-block [...], from one forward, one backward and one Jacobian pass.
 
         ```none
         t_0 = Σ_j [σ''(a_0) ⊙ z_1]_j ‖(K_0)_{1:d, j}‖²,     J_0 = (K_0)_{1:d,:} diag σ'(a_0)
@@ -208,9 +222,9 @@ class Potential(keras.layers.Layer):
         The Jacobians are kept transposed, J_iᵀ = ∂u_i/∂x as [n, d, m], so J K_i is one
         [n·d, m] × [m, m] matrix product.
         """
-        s, restore = self._space_time(x, t)
+        s, restore = self._space_time(x, t, condition)
         grad, trace = self.space_time_gradient_and_trace(s)
-        return restore(grad, [self.dim + 1]), restore(trace, [])
+        return restore(grad, [self.dim + self.condition_dim + 1]), restore(trace, [])
 
     def read_weights(self):
         """The current weights as tensors, read once (an ODE solve reads them once per solve).
@@ -233,16 +247,16 @@ class Potential(keras.layers.Layer):
         )
 
     def space_time_gradient(self, s, weights=None):
-        """∇ₛΦ [n, d+1] on space-time points ``s`` [n, d+1], without the trace (cheap)."""
+        """∇ₛΦ [n, d+k+1] on space-time points ``s`` [n, d+k+1], without the trace (cheap)."""
         W = self.read_weights() if weights is None else weights
         grad, _ = self._backward(W, s, [tf.tanh(a) for a in self._pre_activations(W, s)])
         return grad
 
     def space_time_gradient_and_trace(self, s, weights=None):
-        """:meth:`gradient_and_trace` on space-time points ``s = [x, t]`` of shape [n, d+1].
+        """:meth:`gradient_and_trace` on space-time points ``s = [x, y, t]``, [n, d+k+1].
 
         Args:
-            s: a [n, d+1] tensor of the layer's dtype (no conversion or checks: the hot path).
+            s: a [n, d+k+1] tensor of the layer's dtype (no conversion or checks: the hot path).
             weights: :class:`PotentialWeights` from :meth:`read_weights`. Defaults to reading
                 them now.
         """
@@ -289,19 +303,49 @@ class Potential(keras.layers.Layer):
         quadratic = (s @ tf.transpose(W.A)) @ W.A
         return network + quadratic + W.b, z
 
-    def _space_time(self, x, t):
-        """s = [x, t] as [n, d+1], and a function restoring the leading axes of ``x``."""
+    def _space_time(self, x, t, condition=None):
+        """s = [x, y, t] as [n, d+k+1], and a function restoring the leading axes of ``x``."""
         x = convert_points("x", x, dtype=self.compute_dtype, event_size=self.dim)
         if not self.built:
             self.build(x.shape)
+        condition = self.check_condition(condition)
         batch_shape = tf.shape(x)[:-1]
         x = tf.reshape(x, [-1, self.dim])
-        s = space_time(x, tf.convert_to_tensor(t, dtype_hint=x.dtype))
+        if condition is not None:
+            condition = tf.reshape(
+                tf.broadcast_to(condition, tf.concat([batch_shape, [self.condition_dim]], 0)),
+                [-1, self.condition_dim],
+            )
+        s = space_time(x, tf.convert_to_tensor(t, dtype_hint=x.dtype), condition)
 
         def restore(value, event_shape):
             return tf.reshape(value, tf.concat([batch_shape, event_shape], axis=0))
 
         return s, restore
+
+    def check_condition(self, condition, name="condition"):
+        """``condition`` as a tensor [..., k] of the layer's dtype; None when k = 0.
+
+        Raises:
+            ValueError: naming ``name``, for a missing condition of a conditional potential, a
+                condition given to an unconditional one, or a last axis other than k.
+        """
+        if self.condition_dim == 0:
+            if condition is not None:
+                raise ValueError(
+                    f"`{name}` was given, but this potential is unconditional "
+                    "(condition_dim=0): pass no condition, or build the model with "
+                    f"condition_dim=k. Received: {name} of shape {np.shape(condition)}"
+                )
+            return None
+        if condition is None:
+            raise ValueError(
+                f"`{name}` is required: this potential is conditional on y of width "
+                f"condition_dim={self.condition_dim}. Received: None"
+            )
+        return convert_points(
+            name, condition, dtype=self.compute_dtype, event_size=self.condition_dim
+        )
 
     # ----------------------------------------------------------------------------- interop
 

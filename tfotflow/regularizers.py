@@ -48,7 +48,8 @@ def kinetic_jacobian(fields, *, exact_max_dim=10):
     exact = x.shape[-1] <= exact_max_dim
     with tf.GradientTape(persistent=exact) as tape:
         tape.watch(x)
-        gradient_x = potential.space_time_gradient(space_time(x, fields.t), fields.weights)[:, :-1]
+        s = space_time(x, fields.t, fields.condition)
+        gradient_x = potential.space_time_gradient(s, fields.weights)[:, : potential.dim]
     if exact:
         frobenius = tf.reduce_sum(tf.square(tape.batch_jacobian(gradient_x, x)), axis=[1, 2])
     else:
