@@ -403,7 +403,7 @@ def flow_dynamics(
     d = potential.dim
 
     def rhs(t, state, weights, seed):
-        x, condition = state[:, :d], state[:, d:] if potential.condition_dim else None
+        x, condition = (state[:, :d], state[:, d:]) if potential.condition_dim else (state, None)
         if not with_trace:
             gradient = potential.space_time_gradient(space_time(x, t, condition), weights)
             trace_value = tf.zeros_like(x[:, 0])
@@ -485,7 +485,8 @@ def _integrate(
         seed=seed,
         vjp_rows=vjp_rows,
     )
-    return FlowState(state1[:, : potential.dim], log_det, costs)
+    x1 = state1 if condition is None else state1[:, : potential.dim]
+    return FlowState(x1, log_det, costs)
 
 
 _COMPILED = {
