@@ -1,6 +1,7 @@
 """A training job run in its own process by test_distribute.py (strategies need a fresh TF).
 
 Usage: python distributed_job.py STRATEGY RUN_DIR ITERATIONS [--logical-cpus N] [--resume]
+       [--dataset NAME]
 Prints the final weights as JSON on the last line of stdout.
 """
 
@@ -15,6 +16,7 @@ def main():
     parser.add_argument("iterations", type=int)
     parser.add_argument("--logical-cpus", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--dataset", default="moons")
     args = parser.parse_args()
 
     import numpy as np
@@ -31,10 +33,17 @@ def main():
     from tfotflow.model import OTFlowModel
 
     strategy = distribute.make_strategy(args.strategy)
-    data = datasets.load("moons", seed=1, num_train=512, num_val=64, num_test=64)
+    data = datasets.load(args.dataset, seed=1, num_train=512, num_val=64, num_test=64)
     keras.utils.set_random_seed(7)
     with strategy.scope():
-        model = OTFlowModel(2, width=6, num_steps=2, dtype="float64", alpha=(1.0, 10.0, 1.0))
+        model = OTFlowModel(
+            2,
+            width=6,
+            num_steps=2,
+            dtype="float64",
+            alpha=(1.0, 10.0, 1.0),
+            condition_dim=data.metadata.condition_dim,
+        )
         model.compile(optimizer=keras.optimizers.Adam(0.02))
     history = training.train(
         model,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfotflow import datasets
-from tfotflow.datasets import Dataset, DatasetError, Metadata, tabular, toy
+from tfotflow.datasets import Dataset, DatasetError, Metadata, conditional, tabular, toy
 from tfotflow.datasets.download import DownloadError, download
 
 from .conftest import shared_file
@@ -76,6 +76,75 @@ def test_contract_violations_name_the_plugin():
         (Dataset(good, good.astype(int), good, meta), r"split 'val'.*float32 or float64.*int"),
         (Dataset(np.array([[0.0, np.nan]]), good, good, meta), r"'train'.*1 NaN or Inf.*row 0"),
         ({"train": good}, r"must return a tfotflow.datasets.Dataset. Received: dict"),
+    ]
+    for result, message in cases:
+        with pytest.raises(DatasetError, match=message):
+            datasets.check_dataset(result, plugin="demo")
+
+
+CONDITIONAL = {"rotating_gaussians": (2, 1), "banana": (2, 1), "linear_gaussian": (10, 10)}
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_conditional_sets_pair_points_with_conditions(name):
+    sizes = dict(num_train=301, num_val=31, num_test=47)
+    data = datasets.load(name, seed=3, **sizes)
+    again = datasets.load(name, seed=3, **sizes)
+    d, k = CONDITIONAL[name]
+    assert data.conditional and data.metadata.condition_dim == k and data.dim == d
+    for split, n in zip(("train", "val", "test"), (301, 31, 47)):
+        points, conditions = data.split(split)
+        assert points.shape == (n, d) and conditions.shape == (n, k)
+    np.testing.assert_array_equal(data.conditions["train"], again.conditions["train"])
+
+
+@pytest.mark.parametrize("name", ["rotating_gaussians", "banana"])
+@pytest.mark.parametrize("y", [-0.8, 0.1, 1.0])
+def test_conditional_log_density_integrates_to_one_for_each_y(name, y):
+    first, second = np.linspace(-9, 9, 901), np.linspace(-40, 40, 4001)  # banana: x₂ ≈ x₁²
+    xx, yy = np.meshgrid(first, second)
+    points = np.stack([xx.ravel(), yy.ravel()], 1)
+    log_prob = conditional.LOG_PROBS[name](points, np.full((len(points), 1), y))
+    cell = (first[1] - first[0]) * (second[1] - second[0])
+    assert abs(np.exp(log_prob).sum() * cell - 1.0) < 1e-3
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_conditional_entropy_matches_samples(name):
+    """−mean log p(x | y) over (x, y) pairs estimates H(X | Y) (Monte Carlo, 100k pairs)."""
+    data = datasets.load(name, num_train=100_000, num_val=1, num_test=1)
+    log_prob = data.metadata.log_prob(data.train, data.conditions["train"])
+    standard_error = np.std(log_prob) / np.sqrt(len(log_prob))
+    assert abs(-np.mean(log_prob) - data.metadata.entropy) < 4 * standard_error
+
+
+def test_linear_gaussian_posterior_is_the_bayes_posterior(rng):
+    """N(x/2, 0.05 I): the posterior mean and variance from 400k simulations near x = 0.3."""
+    theta, x = conditional.linear_gaussian(np.random.RandomState(0), 400_000)
+    near = np.abs(x[:, 0] - 0.3) < 0.01
+    mean, variance = conditional.linear_gaussian_posterior(np.full((1, 10), 0.3))
+    assert abs(theta[near, 0].mean() - mean[0, 0]) < 0.01
+    assert abs(theta[near, 0].var() - variance) < 0.005
+
+
+def test_conditional_contract_violations_name_the_plugin():
+    meta = Metadata("demo", 2, "demo", "none", condition_dim=1)
+    good = np.zeros((4, 2))
+    y = {"train": np.zeros((4, 1)), "val": np.zeros((4, 1)), "test": np.zeros((4, 1))}
+    cases = [
+        (Dataset(good, good, good, meta), r"condition_dim=1: Dataset.conditions must map"),
+        (
+            Dataset(good, good, good, meta, conditions={**y, "val": np.zeros((3, 1))}),
+            r"conditions of split 'val'.*\[4, 1\].*\(3, 1\)",
+        ),
+        (
+            Dataset(good, good, good, meta, conditions={**y, "test": np.full((4, 1), np.inf)}),
+            r"conditions of split 'test'.*4 NaN or Inf",
+        ),
+        (
+            Dataset(good, good, good, Metadata("demo", 2, "demo", "none"), conditions=y),
+            r"returned conditions but metadata.condition_dim is 0",
+        ),
     ]
     for result, message in cases:
         with pytest.raises(DatasetError, match=message):

@@ -33,9 +33,12 @@ def assert_same_weights(a, b, tolerance=1e-10):
 
 
 @pytest.mark.slow
-def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
-    single = run_job("default", tmp_path / "single", 6)
-    mirrored = run_job("mirrored", tmp_path / "mirrored", 6, "--logical-cpus", 2)
+@pytest.mark.parametrize("dataset", ["moons", "banana"])  # unconditional, conditional
+def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path, dataset):
+    single = run_job("default", tmp_path / "single", 6, "--dataset", dataset)
+    mirrored = run_job(
+        "mirrored", tmp_path / "mirrored", 6, "--logical-cpus", 2, "--dataset", dataset
+    )
     assert single["replicas"] == 1 and mirrored["replicas"] == 2
     assert single["iterations"] == mirrored["iterations"] == 6
     np.testing.assert_allclose(single["nll"], mirrored["nll"], rtol=1e-6)  # float32 metrics

@@ -275,17 +275,67 @@ def evaluate(run_dir, num_steps, as_json):
 )
 @click.option("--seed", type=int, default=0, help="Sampling seed.")
 @click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps (default: the run's).")
+@click.option(
+    "--condition",
+    help="Conditional runs: y as comma-separated values (k of them), or a .npy file of [k] "
+    "or [m, k] (then n samples for each of the m conditions: [n, m, d]).",
+)
 @_runtime_errors
-def sample(run_dir, num_samples, output, seed, num_steps):
-    """Draw samples from a trained run into a .npy file."""
-    from tfotflow import runs
-
+def sample(run_dir, num_samples, output, seed, num_steps, condition):
+    """Draw samples from a trained run into a .npy file (of p(x | y) for a conditional run)."""
     if output.suffix != ".npy":
         raise click.BadParameter(f"expected a .npy path. Received: {output}", param_hint="-o")
+    condition = None if condition is None else _read_condition(condition)
+    from tfotflow import runs
+
+    model = runs.load_model(run_dir)
+    if model.condition_dim and condition is None:
+        raise click.BadParameter(
+            f"{run_dir} holds a conditional model (condition_dim={model.condition_dim}): "
+            "pass the condition y",
+            param_hint="--condition",
+        )
+    if condition is not None and condition.shape[-1] != model.condition_dim:
+        raise click.BadParameter(
+            f"{run_dir} holds a model with condition_dim={model.condition_dim}; expected "
+            f"{model.condition_dim} value(s) per condition. Received: shape {condition.shape}",
+            param_hint="--condition",
+        )
     samples = runs.save_samples(
-        runs.load_model(run_dir), num_samples, output, seed=seed, num_steps=num_steps
+        model, num_samples, output, condition=condition, seed=seed, num_steps=num_steps
     )
-    click.echo(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {output}")
+    click.echo(f"wrote samples of shape {list(samples.shape)} to {output}")
+
+
+def _read_condition(text):
+    """A condition from ``--condition``: a .npy file ([k] or [m, k]) or comma-separated values."""
+    import numpy as np
+
+    if text.endswith(".npy"):
+        try:
+            values = np.load(text, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise click.BadParameter(
+                f"cannot read {text} as a .npy array: {error}", param_hint="--condition"
+            ) from error
+    else:
+        try:
+            values = np.array([float(v) for v in text.split(",")])
+        except ValueError as error:
+            raise click.BadParameter(
+                f"expected comma-separated numbers or a .npy file. Received: {text!r}",
+                param_hint="--condition",
+            ) from error
+    if values.ndim not in (1, 2) or not np.issubdtype(values.dtype, np.number):
+        raise click.BadParameter(
+            f"expected numbers of shape [k] or [m, k]. Received: {values.dtype} {values.shape}",
+            param_hint="--condition",
+        )
+    if not np.all(np.isfinite(values)):
+        raise click.BadParameter(
+            f"the condition must be finite. Received: {text}", param_hint="--condition"
+        )
+    return values.astype(np.float64)
 
 
 @main.command(context_settings=CONTEXT)
@@ -347,7 +397,8 @@ def datasets_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_runtime_errors
 def datasets_info(name, data_dir, as_json):
-    """Dimension, description, citation, split sizes and recommended settings of NAME."""
+    """Dimension (and condition width), description, citation, split sizes and recommended
+    settings of NAME."""
     from tfotflow import datasets as library
 
     if name not in library.names():
@@ -361,6 +412,7 @@ def datasets_info(name, data_dir, as_json):
         {
             "name": meta.name,
             "dim": meta.dim,
+            "condition_dim": meta.condition_dim,
             "description": meta.description,
             "citation": meta.citation,
             "splits": [len(data.train), len(data.val), len(data.test)],

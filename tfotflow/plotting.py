@@ -3,6 +3,10 @@
 - 2-D data: the learned density as a heat map, samples next to the data, and trajectories
   x(t) from data to the normal (the straight OT paths are the point of the method).
 - d > 2: pairwise marginals of chosen dimensions, data against samples.
+
+For a conditional model the samples are drawn one per test condition (so they follow the
+same joint law as the data they are shown against), the trajectories start from test pairs,
+and the density is drawn as p(x | y) for three test conditions.
 """
 
 import io
@@ -32,8 +36,10 @@ def _save(figure, path):
     return pathlib.Path(path)
 
 
-def trajectories(model, x, *, num_steps=None, points=9):
-    """x(t) at ``points`` equally spaced times from t = 0 (data) to 1 (normal); [points, n, d]."""
+def trajectories(model, x, *, condition=None, num_steps=None, points=9):
+    """x(t) at ``points`` equally spaced times from t = 0 (data) to 1 (normal); [points, n, d].
+
+    ``condition``: one row per point for a conditional model."""
     from tfotflow import ode
 
     num_steps = num_steps or model.eval_num_steps
@@ -47,14 +53,33 @@ def trajectories(model, x, *, num_steps=None, points=9):
             num_steps=per_segment,
             alpha_transport=model.alpha[0],
             time_span=(k / (points - 1), (k + 1) / (points - 1)),
+            condition=None if condition is None else np.asarray(condition, model.precision),
         )
         current = state.x.numpy()
         path.append(current)
     return np.stack(path)
 
 
-def plot_2d(model, data, directory, *, seed=0, grid_size=200, num_samples=4000):
-    """Writes density.png, samples.png and trajectories.png for a 2-D model; returns the paths."""
+def draw_samples(model, n, conditions=None, *, seed=0):
+    """``n`` samples [n, d]; for a conditional model one per row of ``conditions`` (n rows)."""
+    if conditions is None:
+        return np.asarray(model.sample(n, seed=(seed, 1)))
+    return np.asarray(model.sample(1, np.asarray(conditions[:n]), seed=(seed, 1)))[0]
+
+
+def shown_conditions(conditions, count=3):
+    """``count`` test conditions to draw p(x | y) at: for a scalar y its 10/50/90 %
+    quantiles, else the first rows."""
+    conditions = np.asarray(conditions)
+    if conditions.shape[1] == 1:
+        return np.percentile(conditions, [10, 50, 90], axis=0)[:count]
+    return conditions[:count]
+
+
+def plot_2d(model, data, directory, *, conditions=None, seed=0, grid_size=200, num_samples=4000):
+    """Writes density.png, samples.png and trajectories.png for a 2-D model; returns the paths.
+
+    ``conditions``: the test conditions, one row per data point, for a conditional model."""
     plt = _pyplot()
     directory = pathlib.Path(directory)
     low, high = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
@@ -63,21 +88,27 @@ def plot_2d(model, data, directory, *, seed=0, grid_size=200, num_samples=4000):
     xs, ys = np.linspace(low[0], high[0], grid_size), np.linspace(low[1], high[1], grid_size)
     xx, yy = np.meshgrid(xs, ys)
     grid = np.stack([xx.ravel(), yy.ravel()], 1).astype(model.precision)
-    density = np.exp(np.asarray(model.log_prob(grid))).reshape(grid_size, grid_size)
-
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.imshow(
-        density,
-        origin="lower",
-        extent=(low[0], high[0], low[1], high[1]),
-        cmap="viridis",
-        aspect="auto",
-    )
-    axis.set_title("learned density")
+    panels = [None] if conditions is None else list(shown_conditions(conditions))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
+    for axis, y in zip(axes[0], panels):
+        condition = None if y is None else y.astype(model.precision)
+        density = np.exp(np.asarray(model.log_prob(grid, condition)))
+        image = axis.imshow(
+            density.reshape(grid_size, grid_size),
+            origin="lower",
+            extent=(low[0], high[0], low[1], high[1]),
+            cmap="viridis",
+            aspect="auto",
+        )
+        figure.colorbar(image, ax=axis, label="density")
+        axis.set_xlabel("x0")
+        axis.set_ylabel("x1")
+        given = "" if y is None else " | y = (" + ", ".join(f"{v:.2f}" for v in y) + ")"
+        axis.set_title(f"learned density p(x{given})")
     paths = [_save(figure, directory / "density.png")]
 
-    samples = np.asarray(model.sample(num_samples, seed=(seed, 1)))
-    shown = data[:num_samples]
+    samples = draw_samples(model, num_samples, conditions, seed=seed)
+    shown = data[: len(samples)]
     figure, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
     axes[0].scatter(shown[:, 0], shown[:, 1], s=1, alpha=0.5)
     axes[0].set_title("data")
@@ -87,7 +118,9 @@ def plot_2d(model, data, directory, *, seed=0, grid_size=200, num_samples=4000):
     axes[0].set_ylim(low[1], high[1])
     paths.append(_save(figure, directory / "samples.png"))
 
-    path = trajectories(model, shown[:300])
+    path = trajectories(
+        model, shown[:300], condition=None if conditions is None else conditions[:300]
+    )
     figure, axis = plt.subplots(figsize=(5, 5))
     for i in range(path.shape[1]):
         axis.plot(path[:, i, 0], path[:, i, 1], lw=0.5, color="gray", alpha=0.6)
@@ -99,12 +132,16 @@ def plot_2d(model, data, directory, *, seed=0, grid_size=200, num_samples=4000):
     return paths
 
 
-def plot_marginals(model, data, directory, *, dims=(0, 1, 2, 3), seed=0, num_samples=2000):
-    """Writes marginals.png: pairwise scatter of ``dims``, data (blue) vs samples (orange)."""
+def plot_marginals(
+    model, data, directory, *, conditions=None, dims=(0, 1, 2, 3), seed=0, num_samples=2000
+):
+    """Writes marginals.png: pairwise scatter of ``dims``, data (blue) vs samples (orange).
+
+    ``conditions``: the test conditions, one row per data point, for a conditional model."""
     plt = _pyplot()
     dims = list(dims)
-    samples = np.asarray(model.sample(num_samples, seed=(seed, 1)))
-    shown = data[:num_samples]
+    samples = draw_samples(model, num_samples, conditions, seed=seed)
+    shown = data[: len(samples)]
     k = len(dims)
     figure, axes = plt.subplots(k, k, figsize=(2.2 * k, 2.2 * k), squeeze=False)
     for row, i in enumerate(dims):

@@ -99,6 +99,8 @@ def load_data(config):
 
 
 def new_model(config, dim):
+    """The run's model for data of dimension ``dim`` (conditional when the run's
+    ``model.condition_dim``, recorded from its dataset, is positive)."""
     return OTFlowModel(dim, **{**config["model"], "alpha": tuple(config["model"]["alpha"])})
 
 
@@ -111,7 +113,9 @@ def load_model(run_dir):
     for name in ("best.npz", "last.npz"):
         if (run_dir / name).exists():
             arrays, _ = checkpoint.read(run_dir / name)
-            model = new_model(config, int(arrays["weight/0"].shape[1]) - 1)  # A: [r, d+1]
+            condition_dim = config["model"].get("condition_dim", 0)
+            dim = int(arrays["weight/0"].shape[1]) - condition_dim - 1  # A: [r, d+k+1]
+            model = new_model(config, dim)
             checkpoint.restore(run_dir / name, model)
             return model
     raise RunError(f"{run_dir} holds neither model.keras nor a checkpoint: train it first")
@@ -179,10 +183,12 @@ def train_run(
     strategy = distribute.make_strategy(strategy)  # first: multi-worker needs it before any op
     chief = distribute.is_chief(strategy)
     run_dir = pathlib.Path(run_dir)
+    data = load_data(config) if data is None else data
+    # A conditional dataset makes a conditional model: recorded so the run reloads as one.
+    config = {**config, "model": {**config["model"], "condition_dim": data.metadata.condition_dim}}
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and chief:
         write_json(run_dir / "config.json", config)
-    data = load_data(config) if data is None else data
     keras.utils.set_random_seed(config["seed"])
     train = {**DEFAULTS, **config["train"]}  # runs written before a setting existed
     with strategy.scope():
@@ -241,16 +247,28 @@ def save_model(model, path):
     os.replace(temporary, path)
 
 
+def test_conditions(model, data):
+    """The test split's conditions in the model's dtype, or None for unconditional data."""
+    return data.conditions["test"].astype(model.precision) if data.conditional else None
+
+
 def evaluate(model, data, *, num_steps=None, round_trip_points=500):
-    """Test NLL (nats), round-trip error, parameter count and seconds of one evaluation."""
+    """Test NLL (nats; the conditional NLL −log p(x | y) for conditional data), round-trip
+    error, parameter count and seconds of one evaluation."""
     num_steps = num_steps or model.eval_num_steps
+    conditions = test_conditions(model, data)
     start = time.perf_counter()
-    log_prob = np.asarray(model.log_prob(data.test.astype(model.precision), num_steps=num_steps))
+    log_prob = np.asarray(
+        model.log_prob(data.test.astype(model.precision), conditions, num_steps=num_steps)
+    )
     seconds = time.perf_counter() - start
     subset = tf.constant(data.test[:round_trip_points].astype(model.precision))
+    kwargs = {"num_steps": num_steps}
+    if conditions is not None:
+        kwargs["conditional_input"] = tf.constant(conditions[:round_trip_points])
     flow = model.bijector
-    z = flow.inverse(subset, num_steps=num_steps)
-    back = flow.forward(tf.identity(z), num_steps=num_steps)
+    z = flow.inverse(subset, **kwargs)
+    back = flow.forward(tf.identity(z), **kwargs)
     return {
         "test_nll": float(-np.mean(log_prob)),
         "test_nll_sem": float(np.std(log_prob) / math.sqrt(len(log_prob))),
@@ -263,9 +281,10 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500):
     }
 
 
-def save_samples(model, n, path, *, seed=0, num_steps=None):
-    """Draws ``n`` samples and writes them to ``path`` (.npy) atomically."""
-    samples = np.asarray(model.sample(n, seed=(seed, 0), num_steps=num_steps))
+def save_samples(model, n, path, *, condition=None, seed=0, num_steps=None):
+    """Draws ``n`` samples (of p(x | y) for a ``condition`` y [k], or [m, k]: then
+    [n, m, d]) and writes them to ``path`` (.npy) atomically."""
+    samples = np.asarray(model.sample(n, condition, seed=(seed, 0), num_steps=num_steps))
     buffer = io.BytesIO()
     np.save(buffer, samples)
     atomic_write_bytes(path, buffer.getvalue())
@@ -274,7 +293,10 @@ def save_samples(model, n, path, *, seed=0, num_steps=None):
 
 def plot(model, data, run_dir, *, dims=None, seed=0):
     """The run's plots (see :mod:`tfotflow.plotting`); returns the paths written."""
+    conditions = test_conditions(model, data)
     if data.metadata.dim == 2:
-        return plotting.plot_2d(model, data.test, run_dir, seed=seed)
+        return plotting.plot_2d(model, data.test, run_dir, conditions=conditions, seed=seed)
     dims = list(dims) if dims else list(range(min(4, data.metadata.dim)))
-    return plotting.plot_marginals(model, data.test, run_dir, dims=dims, seed=seed)
+    return plotting.plot_marginals(
+        model, data.test, run_dir, conditions=conditions, dims=dims, seed=seed
+    )

@@ -19,10 +19,11 @@ def batch_stream(array, *, batch_size, seed, skip=0):
 
     Pass e over the data is the stateless permutation seeded by (seed, e), so the stream is
     the same in every process and under every ``tf.distribute`` strategy, and ``skip``
-    batches reproduce exactly where an interrupted run stopped.
+    batches reproduce exactly where an interrupted run stopped. ``array`` may be a tuple of
+    arrays with rows in step, e.g. (points, conditions): each batch is then a tuple.
     """
-    n = len(array)
-    points = tf.constant(array)
+    n = len(array[0]) if isinstance(array, tuple) else len(array)
+    points = tf.nest.map_structure(tf.constant, array)
 
     def permutation(epoch):
         order = tf.random.experimental.stateless_shuffle(
@@ -32,7 +33,9 @@ def batch_stream(array, *, batch_size, seed, skip=0):
 
     indices = tf.data.Dataset.range(2**62).flat_map(permutation)
     batches = indices.batch(batch_size, drop_remainder=True).skip(skip)
-    batches = batches.map(lambda index: tf.gather(points, index))
+    batches = batches.map(
+        lambda index: tf.nest.map_structure(lambda rows: tf.gather(rows, index), points)
+    )
     return shard_by_data(batches.prefetch(tf.data.AUTOTUNE))
 
 
@@ -63,7 +66,8 @@ def warm_start(
 
     Args:
         model: an :class:`tfotflow.OTFlowModel`.
-        data: a :class:`tfotflow.datasets.Dataset`; its training split is used.
+        data: a :class:`tfotflow.datasets.Dataset`; its training split is used (with its
+            conditions, for a conditional model).
         steps: flow-matching steps.
         batch_size: points per step (the OT coupling is over the batch). Defaults to 256.
         learning_rate: Adam's rate. Defaults to 0.02.
@@ -86,7 +90,7 @@ def warm_start(
             jit_compile=use_xla(model.dim),
             steps_per_execution=per_call,
         )
-    stream = batch_stream(data.train, batch_size=batch_size, seed=seed)
+    stream = batch_stream(data.split("train"), batch_size=batch_size, seed=seed)
     return matching.fit(
         stream,
         epochs=steps // per_call,
@@ -113,7 +117,8 @@ def train(
     callbacks=(),
     verbose=0,
 ):
-    """Trains ``model`` on ``data.train``, validating on ``data.val`` every few iterations.
+    """Trains ``model`` on ``data.train``, validating on ``data.val`` every few iterations
+    (with their conditions, for a conditional dataset and model).
 
     One Keras "epoch" is ``validate_every`` iterations. ``run_dir`` receives ``last.npz``
     after every epoch and ``best.npz`` at each validation improvement; at the end the best
@@ -154,9 +159,11 @@ def train(
     epochs = math.ceil(iterations / validate_every)
     batch_size = min(batch_size, len(data.train))
     stream = batch_stream(
-        data.train, batch_size=batch_size, seed=seed, skip=initial_epoch * validate_every
+        data.split("train"), batch_size=batch_size, seed=seed, skip=initial_epoch * validate_every
     )
-    validation = shard_by_data(tf.data.Dataset.from_tensor_slices(data.val).batch(batch_size))
+    validation = shard_by_data(
+        tf.data.Dataset.from_tensor_slices(data.split("val")).batch(batch_size)
+    )
     recipe = reference_recipe(
         patience=patience,
         checkpoint_directory=str(run_dir),

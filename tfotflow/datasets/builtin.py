@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from tfotflow.datasets import tabular, toy
+from tfotflow.datasets import conditional, tabular, toy
 from tfotflow.datasets.core import Dataset, DatasetError, Metadata
 
 TOY_CITATION = (
@@ -55,14 +55,10 @@ def _toy_loader(
     dtype="float64",
 ):
     del data_dir
-    sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
-    for option, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DatasetError(f"`{option}` must be a positive integer. Received: {value!r}")
-    splits = []
-    for index, n in enumerate(sizes.values()):
-        rng = np.random.RandomState([seed, index])  # independent streams per split
-        splits.append(np.asarray(toy.GENERATORS[name](rng, n), dtype=dtype))
+    splits = [
+        np.asarray(toy.GENERATORS[name](rng, n), dtype=dtype)
+        for rng, n in _split_streams(seed, num_train, num_val, num_test)
+    ]
     log_prob = toy.LOG_PROBS.get(name)
     metadata = Metadata(
         name=name,
@@ -76,6 +72,67 @@ def _toy_loader(
     return Dataset(*splits, metadata=metadata)
 
 
+def _split_streams(seed, num_train, num_val, num_test):
+    """(random stream, size) of the train, val and test splits: independent streams."""
+    sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
+    for option, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DatasetError(f"`{option}` must be a positive integer. Received: {value!r}")
+    return [(np.random.RandomState([seed, index]), n) for index, n in enumerate(sizes.values())]
+
+
+# The toy recipe, and for the 10-D posterior a wider potential with more likelihood steps.
+CONDITIONAL_HYPERPARAMETERS = {
+    "rotating_gaussians": dict(TOY_HYPERPARAMETERS),
+    "banana": dict(TOY_HYPERPARAMETERS),
+    "linear_gaussian": dict(TOY_HYPERPARAMETERS, width=64, batch_size=500, iterations=2000),
+}
+
+
+def _conditional_loader(
+    name,
+    *,
+    seed=0,
+    data_dir=None,
+    num_train=100_000,
+    num_val=10_000,
+    num_test=20_000,
+    dtype="float64",
+):
+    del data_dir
+    points, conditions = {}, {}
+    streams = _split_streams(seed, num_train, num_val, num_test)
+    for split, (rng, n) in zip(("train", "val", "test"), streams):
+        x, y = conditional.GENERATORS[name](rng, n)
+        points[split], conditions[split] = x.astype(dtype), y.astype(dtype)
+    dim, condition_dim = conditional.DIMS[name]
+    metadata = Metadata(
+        name=name,
+        dim=dim,
+        description=conditional.DESCRIPTIONS[name],
+        citation=CONDITIONAL_CITATION[name],
+        hyperparameters=dict(CONDITIONAL_HYPERPARAMETERS[name]),
+        log_prob=conditional.LOG_PROBS[name],
+        entropy=_conditional_entropy(name),
+        condition_dim=condition_dim,
+    )
+    return Dataset(**points, metadata=metadata, conditions=conditions)
+
+
+@functools.cache
+def _conditional_entropy(name):
+    return conditional.conditional_entropy(name)
+
+
+CONDITIONAL_CITATION = {
+    "rotating_gaussians": "Conditional toy density of tfotflow; generated, no licence needed.",
+    "banana": "Conditional toy density of tfotflow; generated, no licence needed.",
+    "linear_gaussian": (
+        "The linear-Gaussian simulation-based-inference task with a closed-form posterior "
+        "(e.g. Wang, Baptista, Marzouk, Ruthotto, Verma, arXiv:2310.16975); generated."
+    ),
+}
+
 eight_gaussians = functools.partial(_toy_loader, "8gaussians")
 checkerboard = functools.partial(_toy_loader, "checkerboard")
 swissroll = functools.partial(_toy_loader, "swissroll")
@@ -84,6 +141,10 @@ moons = functools.partial(_toy_loader, "moons")
 pinwheel = functools.partial(_toy_loader, "pinwheel")
 two_spirals = functools.partial(_toy_loader, "2spirals")
 rings = functools.partial(_toy_loader, "rings")
+
+rotating_gaussians = functools.partial(_conditional_loader, "rotating_gaussians")
+banana = functools.partial(_conditional_loader, "banana")
+linear_gaussian = functools.partial(_conditional_loader, "linear_gaussian")
 
 power = functools.partial(tabular.load_tabular, "power")
 gas = functools.partial(tabular.load_tabular, "gas")

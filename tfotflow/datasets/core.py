@@ -8,6 +8,10 @@ loader(*, seed: int, data_dir: pathlib.Path, **options) -> Dataset
 
 It returns train / validation / test splits (numpy, float32 or float64, shape [n, d]) and
 :class:`Metadata`. :func:`load` checks every split and names the plugin in any error.
+
+A conditional dataset (pairs of points x and conditions y, for p(x | y)) says so with
+``Metadata.condition_dim = k`` and gives ``Dataset.conditions = {"train": [n, k], "val": …,
+"test": …}``, row i the condition of point i.
 """
 
 import dataclasses
@@ -36,8 +40,11 @@ class Metadata:
         citation: the licence and how to cite the source.
         hyperparameters: recommended settings (``width``, ``num_layers``, ``alpha``,
             ``num_steps``, ``eval_num_steps``, ``batch_size``, ``lr``…). Defaults to none.
-        log_prob: the true log-density ``callable([n, d] array) -> [n] array``, when known.
-        entropy: the true differential entropy in nats (the best achievable test NLL), when known.
+        log_prob: the true log-density ``callable([n, d] array) -> [n] array``, when known;
+            for a conditional dataset ``callable(x [n, d], y [n, k]) -> [n]``, log p(x | y).
+        entropy: the true differential entropy in nats (the best achievable test NLL), when
+            known; for a conditional dataset the conditional entropy H(X | Y) = E_y H(X | y).
+        condition_dim: the width k of the conditions (0: points alone). Defaults to 0.
     """
 
     name: str
@@ -47,20 +54,33 @@ class Metadata:
     hyperparameters: dict = dataclasses.field(default_factory=dict)
     log_prob: object = None
     entropy: float | None = None
+    condition_dim: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Train, validation and test splits, each [n, d], with their :class:`Metadata`."""
+    """Train, validation and test splits, each [n, d], with their :class:`Metadata`, and for a
+    conditional dataset each split's conditions, ``conditions[split]`` [n, k]."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
     metadata: Metadata
+    conditions: dict | None = None
 
     @property
     def dim(self):
         return self.metadata.dim
+
+    @property
+    def conditional(self):
+        """Whether the points come with conditions (``metadata.condition_dim > 0``)."""
+        return self.metadata.condition_dim > 0
+
+    def split(self, name):
+        """The points of split ``name``, or (points, conditions) for a conditional dataset."""
+        points = getattr(self, name)
+        return (points, self.conditions[name]) if self.conditional else points
 
 
 def default_data_dir():
@@ -123,26 +143,54 @@ def check_dataset(result, *, plugin):
             f"dataset plugin {plugin!r}: metadata must be a tfotflow.datasets.Metadata. "
             f"Received: {type(metadata).__name__}"
         )
+    k = metadata.condition_dim
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise DatasetError(
+            f"dataset plugin {plugin!r}: metadata.condition_dim must be an integer >= 0. "
+            f"Received: {k!r}"
+        )
+    conditions = result.conditions
+    if k == 0 and conditions is not None:
+        raise DatasetError(
+            f"dataset plugin {plugin!r} returned conditions but metadata.condition_dim is 0: "
+            "set condition_dim to their width."
+        )
+    if k > 0 and (not isinstance(conditions, dict) or set(conditions) != set(SPLITS)):
+        found = sorted(conditions) if isinstance(conditions, dict) else type(conditions).__name__
+        raise DatasetError(
+            f"dataset plugin {plugin!r} has condition_dim={k}: Dataset.conditions must map "
+            f"each of {list(SPLITS)} to a [n, {k}] array. Received: {found}"
+        )
     for split in SPLITS:
         array = getattr(result, split)
-        where = f"dataset plugin {plugin!r}, split {split!r}"
-        if not isinstance(array, np.ndarray) or array.dtype not in (np.float32, np.float64):
-            kind = getattr(array, "dtype", type(array).__name__)
-            raise DatasetError(
-                f"{where}: expected a float32 or float64 numpy array. Received: {kind}"
-            )
-        if array.ndim != 2 or array.shape[1] != metadata.dim or array.shape[0] == 0:
-            raise DatasetError(
-                f"{where}: expected shape [n, {metadata.dim}] with n > 0. "
-                f"Received: shape {array.shape}"
-            )
-        bad = ~np.isfinite(array)
-        if bad.any():
-            row = int(np.argwhere(bad)[0, 0])
-            raise DatasetError(
-                f"{where}: {int(bad.sum())} NaN or Inf value(s), the first in row {row}."
-            )
+        _check_array(array, f"dataset plugin {plugin!r}, split {split!r}", metadata.dim)
+        if k:
+            where = f"dataset plugin {plugin!r}, conditions of split {split!r}"
+            _check_array(conditions[split], where, k, rows=len(array))
     return result
+
+
+def _check_array(array, where, width, rows=None):
+    """A float32/float64 array [n, width] of finite values (n = ``rows`` when given, > 0)."""
+    if not isinstance(array, np.ndarray) or array.dtype not in (np.float32, np.float64):
+        kind = getattr(array, "dtype", type(array).__name__)
+        raise DatasetError(f"{where}: expected a float32 or float64 numpy array. Received: {kind}")
+    n = "n" if rows is None else rows
+    if (
+        array.ndim != 2
+        or array.shape[1] != width
+        or array.shape[0] == 0
+        or (rows is not None and array.shape[0] != rows)
+    ):
+        raise DatasetError(
+            f"{where}: expected shape [{n}, {width}] with n > 0. Received: shape {array.shape}"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        raise DatasetError(
+            f"{where}: {int(bad.sum())} NaN or Inf value(s), the first in row {row}."
+        )
 
 
 def as_tf_data(array, *, batch_size, shuffle=True, seed=0, repeat=False, drop_remainder=False):
