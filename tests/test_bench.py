@@ -98,6 +98,24 @@ def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path)
     assert plot_races(result, tmp_path / "races.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+def test_conditional_race_scores_conditional_nll_and_posterior_moments():
+    from tfotflow.bench import time_to_quality
+
+    result = time_to_quality.run(quick=True, names=("linear_gaussian",))
+    row = result["rows"][0]
+    assert row["d"] == 10 and row["condition_dim"] == 10
+    peers = {"bayesflow_fm"} if time_to_quality.bayesflow_available() else set()
+    assert set(row["races"]) == {"otflow", *peers}  # FFJORD takes no conditions
+    posterior = row["posterior"]
+    assert posterior["exact_variance"] == pytest.approx(0.05)
+    for name in row["races"]:
+        errors = posterior["models"][name]
+        assert 0 < errors["mean_max_abs_error"] and 0 < errors["covariance_max_abs_error"]
+    bad = [path for path, value in numbers(result) if not math.isfinite(value)]
+    assert not bad, bad
+
+
 def test_time_to_quality_schedule_and_crossing():
     from tfotflow.bench.time_to_quality import geometric_schedule, seconds_to_reach
 

@@ -18,6 +18,11 @@ its test NLL is recorded on a geometric schedule of training time, and then:
   setting, stays within 0.01 nats of the reference NLL is chosen, and exact ``log_prob``
   throughput is timed there, interleaved with the others'.
 
+On a conditional data set (points x with conditions y) every score is the conditional NLL
+−log p(x | y) and the peers are those that take conditions (BayesFlow's flow matching; TFP's
+FFJORD has none); on the linear-Gaussian task the posterior samples' mean and covariance are
+also compared with the exact posterior's (:func:`posterior_moments`).
+
 FFJORD runs as TFP ships it: ``tfb.FFJORD`` with the default DormandPrince solver, one-probe
 Hutchinson trace in training, and Adam. BayesFlow's ``FlowMatching`` runs with its defaults
 (benchmark-only extra; left out when BayesFlow is not installed).
@@ -29,6 +34,7 @@ import math
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -37,7 +43,7 @@ from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
 from tfotflow.callbacks import ClipWeights
-from tfotflow.datasets.builtin import TOY_HYPERPARAMETERS
+from tfotflow.datasets.builtin import CONDITIONAL_HYPERPARAMETERS, TOY_HYPERPARAMETERS
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
@@ -139,9 +145,16 @@ class OTFlowContender:
         warm_start_lr=0.02,
         iterations=None,
         trace="exact",
+        condition_dim=0,
     ):
         self.model = OTFlowModel(
-            d, width=width, alpha=alpha, num_steps=num_steps, dtype=dtype, trace=trace
+            d,
+            width=width,
+            alpha=alpha,
+            num_steps=num_steps,
+            dtype=dtype,
+            trace=trace,
+            condition_dim=condition_dim,
         )
         self.num_steps = num_steps
         schedule = "plateau" if iterations is None else "cosine"
@@ -152,15 +165,22 @@ class OTFlowContender:
         self.warm_start, self.warm_start_batch = warm_start, warm_start_batch
         matching = FlowMatching(self.model)
         matching_optimizer = keras.optimizers.Adam(warm_start_lr)
+
+        def matching_loss(batch):
+            x, y = points_and_conditions(batch)
+            return matching.loss_on(x, matching_optimizer.iterations, y)
+
         self.matching_step = training_step(
-            lambda x: matching.loss_on(x, matching_optimizer.iterations),
+            matching_loss,
             self.model.trainable_variables,
             matching_optimizer,
             jit_compile=jit,
         )
         variables = self.model.trainable_variables
         update = training_step(
-            lambda x: self.model.objective(x, jit_compile=jit, trace=trace)[0],
+            lambda batch: self.model.objective(
+                *points_and_conditions(batch), jit_compile=jit, trace=trace
+            )[0],
             variables,
             self.optimizer,
             jit_compile=jit,
@@ -193,12 +213,16 @@ class OTFlowContender:
         return int(sum(math.prod(v.shape) for v in self.model.potential.weights))
 
     def log_prob_fn(self, setting):
-        """A compiled ``log_prob`` with ``setting`` RK4 steps."""
+        """A compiled ``log_prob(x, y=None)`` with ``setting`` RK4 steps."""
         if setting not in self._log_prob:
             self._log_prob[setting] = tf.function(
-                lambda x: self.model.log_prob(x, num_steps=setting)
+                lambda x, y=None: self.model.log_prob(x, y, num_steps=setting)
             )
         return self._log_prob[setting]
+
+    def sample(self, n, condition, seed):
+        """``n`` samples [n, d] of p(x | y) for one ``condition`` y [k]."""
+        return self.model.sample(n, condition, seed=seed)
 
     def evaluations(self, setting, x):
         return 4 * setting
@@ -272,15 +296,20 @@ class FlowMatchingContender:
 
     name = "bayesflow_fm"
 
-    def __init__(self, d, *, widths, learning_rate, dtype):
+    def __init__(self, d, *, widths, learning_rate, dtype, condition_dim=0):
         from bayesflow.networks import FlowMatching as BayesFlowMatching
 
         self.network = BayesFlowMatching(subnet_kwargs={"widths": tuple(widths), "dropout": 0.0})
-        self.network.build((None, d))
+        self.network.build((None, d), (None, condition_dim) if condition_dim else None)
         self.d, self.dtype = d, dtype
         self.optimizer = keras.optimizers.Adam(learning_rate)
+
+        def loss(batch):
+            x, y = points_and_conditions(batch)
+            return self.network.compute_metrics(x, conditions=y, stage="training")["loss"]
+
         self.step = training_step(
-            lambda x: self.network.compute_metrics(x, stage="training")["loss"],
+            loss,
             self.network.trainable_variables,
             self.optimizer,
         )
@@ -294,12 +323,21 @@ class FlowMatchingContender:
         return iter(batch_stream(train, batch_size=batch, seed=seed))
 
     def log_prob_fn(self, setting):
-        """A compiled exact ``log_prob`` with ``setting`` fixed 5th-order steps."""
+        """A compiled exact ``log_prob(x, y=None)`` with ``setting`` fixed 5th-order steps."""
         if setting not in self._log_prob:
             self._log_prob[setting] = tf.function(
-                lambda x: self.network.log_prob(x, method="rk45", steps=setting)
+                lambda x, y=None: self.network.log_prob(
+                    x, conditions=y, method="rk45", steps=setting
+                )
             )
         return self._log_prob[setting]
+
+    def sample(self, n, condition, seed):
+        """``n`` samples [n, d] of p(x | y) for one ``condition`` y [k] (reference steps)."""
+        conditions = tf.tile(tf.reshape(tf.cast(condition, self.dtype), [1, -1]), [n, 1])
+        return self.network.sample(
+            (n,), conditions=conditions, seed=seed, method="rk45", steps=self.reference_setting()
+        )
 
     def evaluations(self, setting, x):
         return 6 * setting
@@ -311,20 +349,68 @@ class FlowMatchingContender:
         return [1, 2, 4, 8, 16]
 
 
+def points_and_conditions(batch):
+    """(points, conditions) of a batch: points alone (conditions None) or a pair."""
+    return tuple(batch) if isinstance(batch, (tuple, list)) else (batch, None)
+
+
+def first_rows(data, n):
+    """The first ``n`` rows of points, or of (points, conditions)."""
+    return tuple(part[:n] for part in data) if isinstance(data, tuple) else data[:n]
+
+
 def mean_nll(contender, setting, test, chunk=5000):
+    """−mean log p(x) (or log p(x | y)) over ``test``: points, or (points, conditions)."""
     log_prob = contender.log_prob_fn(setting)
-    total = sum(
-        float(tf.reduce_sum(log_prob(tf.constant(test[i : i + chunk]))).numpy())
-        for i in range(0, len(test), chunk)
-    )
-    return -total / len(test)
+    points, conditions = points_and_conditions(test)
+    total = 0.0
+    for i in range(0, len(points), chunk):
+        args = [tf.constant(points[i : i + chunk])]
+        if conditions is not None:
+            args.append(tf.constant(conditions[i : i + chunk]))
+        total += float(tf.reduce_sum(log_prob(*args)).numpy())
+    return -total / len(points)
+
+
+def posterior_moments(contenders, data, *, conditions=5, samples=4000, seed=0):
+    """Posterior samples' mean and covariance against the exact posterior's (linear-Gaussian
+    task): for each of the first ``conditions`` test observations x, ``samples`` draws of
+    θ | x from each model; the largest absolute errors of the mean and of the covariance
+    entries, averaged over the observations."""
+    from tfotflow.datasets import conditional
+
+    observations = data.conditions["test"][:conditions]
+    means, variance = conditional.linear_gaussian_posterior(observations)
+    rows = {}
+    for contender in contenders:
+        mean_errors, covariance_errors = [], []
+        for i, x in enumerate(observations):
+            draws = contender.sample(samples, tf.constant(x), seed=1000 * seed + i)
+            draws = np.asarray(draws, np.float64)
+            mean_errors.append(np.max(np.abs(draws.mean(0) - means[i])))
+            covariance = np.cov(draws, rowvar=False)
+            covariance_errors.append(np.max(np.abs(covariance - variance * np.eye(len(x)))))
+        rows[contender.name] = {
+            "mean_max_abs_error": float(np.mean(mean_errors)),
+            "covariance_max_abs_error": float(np.mean(covariance_errors)),
+        }
+    sampling_noise = math.sqrt(variance / samples)  # the standard error of a mean entry
+    return {
+        "exact_variance": variance,
+        "observations": conditions,
+        "samples": samples,
+        "mean_standard_error": sampling_noise,
+        "models": rows,
+    }
 
 
 def matched_accuracy(contenders, test, *, batch, rounds):
     """The cheapest setting that keeps each model's NLL within 0.01 nats of its reference
     NLL (it and every more accurate setting tried), and the ``log_prob`` throughput there."""
     rows, timed = {}, {}
-    x = tf.constant(test[:batch])
+    x, y = points_and_conditions(first_rows(test, batch))
+    args = [tf.constant(x)] + ([] if y is None else [tf.constant(y)])
+    x = args[0]
     for contender in contenders:
         reference = mean_nll(contender, contender.reference_setting(), test)
         tried = {str(s): mean_nll(contender, s, test) for s in contender.settings()}
@@ -341,7 +427,7 @@ def matched_accuracy(contenders, test, *, batch, rounds):
             "nll": tried.get(str(chosen), reference),
             "function_evaluations": contender.evaluations(chosen, x),
         }
-        timed[contender.name] = functools.partial(contender.log_prob_fn(chosen), x)
+        timed[contender.name] = functools.partial(contender.log_prob_fn(chosen), *args)
     seconds = interleaved_medians(timed, rounds=rounds)
     for name, row in rows.items():
         row["log_prob_seconds"] = seconds[name]
@@ -409,25 +495,62 @@ PROBLEMS = {
     ),
 }
 PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the other toy set
+# Conditional sets: OT-Flow with the data set's recommended settings against BayesFlow's flow
+# matching with the same conditions (FFJORD takes none). The linear-Gaussian posterior is
+# learned from 10,000 simulated (θ, x) pairs.
+for _name in ("rotating_gaussians", "banana", "linear_gaussian"):
+    _recipe, _batch = recipe(CONDITIONAL_HYPERPARAMETERS[_name])
+    _widths = (128, 128) if _name == "linear_gaussian" else (64, 64)
+    PROBLEMS[_name] = dict(
+        otflow=_recipe,
+        bayesflow_fm=dict(widths=_widths, learning_rate=1e-3),
+        batch={"otflow": _batch, "bayesflow_fm": 256},
+        dtype="float32",
+        budgets={"otflow": 120.0, "bayesflow_fm": 300.0},
+        test_size=10_000,
+        num_train=10_000 if _name == "linear_gaussian" else 100_000,
+    )
 
 
-def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed=0, on_score=None):
+def compete(
+    data,
+    problem,
+    *,
+    budgets=None,
+    inference_batch=2000,
+    rounds=3,
+    seed=0,
+    on_score=None,
+    posterior_samples=4000,
+):
     """Races OT-Flow against each peer on ``data`` and compares them at matched accuracy.
 
     ``budgets`` maps contender names to training seconds (default: the problem's);
-    ``on_score(name, point)`` sees each curve point as it is scored.
+    ``on_score(name, point)`` sees each curve point as it is scored; on the linear-Gaussian
+    task each model draws ``posterior_samples`` per observation for :func:`posterior_moments`.
     """
-    d, dtype = data.metadata.dim, problem["dtype"]
-    train = data.train.astype(dtype)
-    test = data.test.astype(dtype)[: problem["test_size"]]
+    d, k, dtype = data.metadata.dim, data.metadata.condition_dim, problem["dtype"]
+
+    def cast(split):  # points, or (points, conditions) of a conditional set
+        return tuple(part.astype(dtype) for part in split) if k else split.astype(dtype)
+
+    train = cast(data.split("train"))
+    test = first_rows(cast(data.split("test")), problem["test_size"])
     keras.utils.set_random_seed(seed)
-    ours = OTFlowContender(d, dtype=dtype, **problem["otflow"])
-    ffjord_settings = dict(problem["ffjord"])
-    if ffjord_settings["hidden"] is None:
-        ffjord_settings["hidden"] = matched_hidden_width(d, ours.num_parameters)
-    contenders = [ours, FFJORDContender(d, dtype=dtype, **ffjord_settings)]
+    ours = OTFlowContender(d, dtype=dtype, condition_dim=k, **problem["otflow"])
+    contenders = [ours]
+    settings = {"otflow": problem["otflow"]}
+    if "ffjord" in problem and not k:  # FFJORD takes no conditions
+        ffjord_settings = dict(problem["ffjord"])
+        if ffjord_settings["hidden"] is None:
+            ffjord_settings["hidden"] = matched_hidden_width(d, ours.num_parameters)
+        contenders.append(FFJORDContender(d, dtype=dtype, **ffjord_settings))
+        settings["ffjord"] = {**ffjord_settings, "solver": "DormandPrince (TFP defaults)"}
     if bayesflow_available():
-        contenders.append(FlowMatchingContender(d, dtype=dtype, **problem["bayesflow_fm"]))
+        contenders.append(
+            FlowMatchingContender(d, dtype=dtype, condition_dim=k, **problem["bayesflow_fm"])
+        )
+        settings["bayesflow_fm"] = problem["bayesflow_fm"]
     budgets = {**problem["budgets"], **(budgets or {})}
     races = {}
     for contender in contenders:
@@ -457,14 +580,21 @@ def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed
                 reach[peer] / reach[ours.name] if reach[peer] and reach[ours.name] else None
             ),
         }
+    test_points = len(points_and_conditions(test)[0])
     inference = matched_accuracy(
-        contenders, test, batch=min(inference_batch, len(test)), rounds=rounds
+        contenders, test, batch=min(inference_batch, test_points), rounds=rounds
+    )
+    posterior = (
+        posterior_moments(contenders, data, samples=posterior_samples)
+        if data.metadata.name == "linear_gaussian"
+        else None
     )
     return {
         "dataset": data.metadata.name,
         "d": d,
+        "condition_dim": k,
         "dtype": dtype,
-        "test_points": len(test),
+        "test_points": test_points,
         "true_entropy": data.metadata.entropy,
         "races": races,
         "versus": versus,
@@ -474,11 +604,8 @@ def compete(data, problem, *, budgets=None, inference_batch=2000, rounds=3, seed
             for name, row in inference.items()
             if name != ours.name
         },
-        "settings": {
-            "otflow": problem["otflow"],
-            "ffjord": {**ffjord_settings, "solver": "DormandPrince (TFP defaults)"},
-            **({"bayesflow_fm": problem["bayesflow_fm"]} if len(contenders) > 2 else {}),
-        },
+        **({"posterior": posterior} if posterior else {}),
+        "settings": settings,
         "peak_memory_gb": peak_memory_gb(),
     }
 
@@ -499,8 +626,8 @@ def run(quick=False, names=("8gaussians",), miniboone_dir=None):
     the curves are printed to stderr as they are scored."""
     jobs = []
     for name in names:
-        size = 2000 if quick else 100_000
-        data = datasets.load(name, num_train=size, num_val=10, num_test=min(size, 10_000))
+        size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
+        data = datasets.load(name, num_train=size, num_val=10, num_test=10_000)
         jobs.append((data, PROBLEMS[name]))
     if miniboone_dir is not None:
         data = datasets.load("miniboone", data_dir=miniboone_dir, train_split="val")
@@ -515,7 +642,14 @@ def run(quick=False, names=("8gaussians",), miniboone_dir=None):
                 "test_size": 500,
             }
             budgets = {name: 2.0 for name in problem["budgets"]}
-            row = compete(data, problem, budgets=budgets, inference_batch=256, rounds=1)
+            row = compete(
+                data,
+                problem,
+                budgets=budgets,
+                inference_batch=256,
+                rounds=1,
+                posterior_samples=200,
+            )
         else:
             row = compete(data, problem, on_score=log_score)
         rows.append(row)
