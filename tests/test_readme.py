@@ -25,3 +25,10 @@ def test_readme_training_example_runs(tmp_path, monkeypatch):
     exec(compile(python_block("### Training in Python"), "README.md", "exec"), namespace)
     assert (tmp_path / "ckpt" / "last.npz").exists()
     assert namespace["model"].log_prob(namespace["x"]).shape == (10,)
+
+
+def test_readme_conditional_example_runs():
+    namespace = {}
+    exec(compile(python_block("### Conditional densities"), "README.md", "exec"), namespace)
+    assert namespace["samples"].shape == (500, 2)
+    assert 1.5 < namespace["nll"] < 6.0  # trained a little: near the entropy 2.14, finite
