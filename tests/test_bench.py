@@ -111,7 +111,7 @@ def test_conditional_race_scores_conditional_nll_and_posterior_moments():
     assert posterior["exact_variance"] == pytest.approx(0.05)
     for name in row["races"]:
         errors = posterior["models"][name]
-        assert 0 < errors["mean_max_abs_error"] and 0 < errors["covariance_max_abs_error"]
+        assert errors["mean_max_abs_error"] > 0 and errors["covariance_max_abs_error"] > 0
     bad = [path for path, value in numbers(result) if not math.isfinite(value)]
     assert not bad, bad
 

@@ -27,6 +27,7 @@ _SUBMODULES = {
     "registry",
     "regularizers",
     "runs",
+    "serving",
     "testing",
     "training",
 }

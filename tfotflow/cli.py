@@ -340,6 +340,26 @@ def _read_condition(text):
 
 @main.command(context_settings=CONTEXT)
 @_run_dir
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=pathlib.Path))
+@_runtime_errors
+def export(run_dir, out_dir):
+    """Export a trained run as a SavedModel (log_prob and sample signatures) to OUT_DIR.
+
+    The SavedModel serves with TensorFlow alone (tf.saved_model.load, TensorFlow Serving):
+    neither tfotflow nor TensorFlow Probability is needed to load it.
+    """
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise click.BadParameter(
+            f"{out_dir} exists and is not empty; choose a new folder", param_hint="OUT_DIR"
+        )
+    from tfotflow import runs
+
+    path = runs.load_model(run_dir).export(out_dir)
+    click.echo(f"wrote a SavedModel with signatures log_prob and sample to {path}")
+
+
+@main.command(context_settings=CONTEXT)
+@_run_dir
 @click.option("--dims", help="Comma-separated dimensions for d > 2 (default: the first four).")
 @click.option("--seed", type=int, default=0, help="Sampling seed.")
 @_runtime_errors

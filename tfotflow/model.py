@@ -261,6 +261,14 @@ class OTFlowModel(keras.Model):
             kwargs["conditional_input"] = condition
         return kwargs
 
+    def export(self, filepath):
+        """Writes a serving SavedModel with ``log_prob`` and ``sample`` signatures (see
+        :mod:`tfotflow.serving`): it loads with ``tf.saved_model.load`` alone, without
+        tfotflow, TensorFlow Probability or Keras. Returns the path."""
+        from tfotflow import serving
+
+        return serving.export(self, filepath)
+
     # ----------------------------------------------------------------------------- config
 
     def get_config(self):
