@@ -1,6 +1,7 @@
 """The ``tfotflow`` command line: every command's exit codes, output and files."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -165,6 +166,16 @@ def test_config_file_then_flags(tmp_path):
         (["train", "nonexistent"], "unknown dataset 'nonexistent'"),
         (["train", "--precision", "float16"], "--precision"),
         (["sample", ".", "-o", "out.txt"], "expected a .npy path"),
+        (["train", "--alpha", "nan,1,1"], "three finite numbers"),
+        (["train", "--alpha", "1,inf,1"], "three finite numbers"),
+        (["train", "--lr", "inf"], "--lr"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--lr", "-0.1"], "--lr"),
+        (["train", "--warm-start-lr", "0"], "--warm-start-lr"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["train", "--seed", str(2**40)], "--seed"),
+        (["train", "--train-split", "test"], "--train-split"),
+        (["sample", ".", "-o", "x.npy", "--condition", "1,x"], "comma-separated numbers"),
         (["datasets", "info", "nope"], "unknown dataset 'nope'"),
     ],
 )
@@ -291,3 +302,89 @@ def test_conditional_dataset_trains_evaluates_and_samples_given_y(tmp_path):
         cli.main, ["sample", str(run_dir), "-n", "4", "-o", str(out), "--condition", "a,b"]
     )
     assert result.exit_code == 2 and "comma-separated numbers" in result.output
+
+
+def test_usage_errors_needing_no_tensorflow_do_not_start_it():
+    """An unknown dataset, a bad suffix or condition is refused before TensorFlow is imported."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from tfotflow.cli import main\n"
+        "for arguments in (['train', 'gaussians'], ['sample', '.', '-o', 'x.txt'],\n"
+        "                  ['sample', '.', '-o', 'x.npy', '--condition', 'a'],\n"
+        "                  ['export', '.', '.']):\n"
+        "    assert CliRunner().invoke(main, arguments).exit_code == 2, arguments\n"
+        "print('TF_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TF')"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip().endswith("NO_TF")
+
+
+def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "notes.txt").write_text("mine")
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["train", "moons", *FAST, "--out", str(run_dir)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (run_dir / "config.json").read_text() == "{}"
+    result = runner.invoke(
+        cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--overwrite", "--no-plot"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "config.json").read_text())["dataset"] == "moons"
+    assert (run_dir / "notes.txt").read_text() == "mine"  # not a run file: kept
+
+
+def test_commands_print_no_tensorflow_start_up_noise(tmp_path):
+    """A TensorFlow command's stderr holds no absl/CUDA start-up lines unless --debug."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "tfotflow.cli", "evaluate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert completed.returncode == 1 and "not a run directory" in completed.stderr
+    for noise in ("cuInit", "absl::InitializeLog", "cuda"):
+        assert noise not in completed.stderr, completed.stderr
+
+
+def test_train_split_reaches_the_tabular_loader(tmp_path, rng):
+    """MINIBOONE's published folder (val.npy, test.npy only) trains with --train-split val."""
+    folder = tmp_path / "miniboone"
+    folder.mkdir()
+    for split in ("val", "test"):
+        np.save(folder / f"{split}.npy", rng.normal(size=(120, 43)))
+    arguments = ["train", "miniboone", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli.main, arguments + ["--iterations", "1"])
+    assert result.exit_code == 1 and "train_split" in result.output
+    result = CliRunner().invoke(
+        cli.main,
+        arguments
+        + [
+            "--train-split",
+            "val",
+            "--iterations",
+            "2",
+            "--validate-every",
+            "1",
+            "--width",
+            "4",
+            "--num-steps",
+            "1",
+            "--eval-num-steps",
+            "1",
+            "--batch-size",
+            "60",
+            "--warm-start",
+            "0",
+            "--no-plot",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["options"] == {"train_split": "val"}

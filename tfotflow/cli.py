@@ -8,6 +8,7 @@ runtime failures exit 1 with one line and a hint (``--debug`` shows the tracebac
 
 import functools
 import json
+import math
 import os
 import pathlib
 import sys
@@ -44,6 +45,30 @@ def _runtime_errors(function):
     return wrapper
 
 
+def _start_tensorflow():
+    """Imports TensorFlow for a command that needs it. Unless ``--debug``, its C++ start-up
+    lines (absl's preamble, the CUDA probe failing on a machine without a GPU) are silenced
+    and its Python warnings (e.g. retracing notices) are shown from ERROR up."""
+    if "tensorflow" in sys.modules:
+        return
+    if click.get_current_context().find_root().params.get("debug"):
+        import tensorflow  # noqa: F401  (everything shown)
+
+        return
+    sys.stderr.flush()
+    saved, silent = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(silent, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the device probe prints its lines now, unseen
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(silent)
+    tf.get_logger().setLevel("ERROR")
+
+
 def _emit(result, as_json):
     """Prints a result dict: JSON on stdout, or ``key: value`` lines."""
     if as_json:
@@ -70,11 +95,19 @@ def _alpha(context, parameter, value):
         alpha = [float(part) for part in value.split(",")]
     except ValueError:
         alpha = []
-    if len(alpha) != 3 or alpha[0] <= 0 or min(alpha) < 0:
+    if len(alpha) != 3 or not all(map(math.isfinite, alpha)) or alpha[0] <= 0 or min(alpha) < 0:
         raise click.BadParameter(
-            f"expected three numbers α_L,α_C,α_R with α_L > 0, e.g. 1,30,1. Received: {value!r}"
+            "expected three finite numbers α_L,α_C,α_R with α_L > 0, e.g. 1,30,1. "
+            f"Received: {value!r}"
         )
     return alpha
+
+
+def _positive_rate(context, parameter, value):
+    """A learning rate: finite and > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"expected a finite number > 0. Received: {value}")
+    return value
 
 
 def _read_toml(path):
@@ -98,7 +131,7 @@ def _read_toml(path):
 @click.option("--num-layers", type=click.IntRange(min=2), help="ResNet layers of Φ.")
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of Φ's quadratic term.")
 @click.option("--alpha", callback=_alpha, help="α_L,α_C,α_R (transport, NLL, HJB weights).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@click.option("--lr", type=float, callback=_positive_rate, help="Adam learning rate.")
 @click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps in training.")
 @click.option("--eval-num-steps", type=click.IntRange(min=1), help="RK4 steps in validation.")
 @click.option("--validate-every", type=click.IntRange(min=1), help="Steps between validations.")
@@ -115,12 +148,12 @@ def _read_toml(path):
 @click.option(
     "--warm-start-batch-size", type=click.IntRange(min=1), help="Points per warm-start step."
 )
-@click.option(
-    "--warm-start-lr", type=click.FloatRange(min=0, min_open=True), help="Warm-start Adam rate."
-)
+@click.option("--warm-start-lr", type=float, callback=_positive_rate, help="Warm-start Adam rate.")
 @click.option("--patience", type=click.IntRange(min=1), help="Validations before lr / 10.")
 @click.option("--precision", type=click.Choice(["float32", "float64"]), help="Float type.")
-@click.option("--seed", type=int, default=0, help="Seed of data, init and order.")
+@click.option(
+    "--seed", type=click.IntRange(0, 2**31 - 1), default=0, help="Seed of data, init and order."
+)
 @click.option(
     "--out",
     "run_dir",
@@ -142,6 +175,17 @@ def _read_toml(path):
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where data sets live.")
 @click.option("--num-train", type=click.IntRange(min=1), help="Toy sets: training points.")
 @click.option(
+    "--train-split",
+    type=click.Choice(["train", "val"]),
+    help="Tabular sets: train on the validation split ('val') when the folder holds only "
+    "val.npy and test.npy (e.g. MINIBOONE's published splits).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the run files of an existing run directory (otherwise refused).",
+)
+@click.option(
     "--strategy",
     type=click.Choice(["default", "mirrored", "multiworker"]),
     default="default",
@@ -157,6 +201,8 @@ def train(
     resume_dir,
     data_dir,
     num_train,
+    train_split,
+    overwrite,
     strategy,
     no_plot,
     as_json,
@@ -165,16 +211,24 @@ def train(
     **flags,
 ):
     """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
-    from tfotflow import datasets, runs
+    from tfotflow import datasets
+
+    file_settings = _read_toml(config_file) if config_file and resume_dir is None else {}
+    if "dataset" in file_settings:
+        dataset = file_settings.pop("dataset")
+    if resume_dir is None and dataset not in datasets.names():  # before TensorFlow starts
+        raise click.BadParameter(
+            f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}",
+            param_hint="DATASET",
+        )
+    _start_tensorflow()
+    from tfotflow import runs
 
     data = None  # loaded here for a new run (its recommended settings), by train_run on resume
     if resume_dir is not None:
         run_dir = resume_dir
         config = runs.read_config(run_dir)
     else:
-        file_settings = _read_toml(config_file) if config_file else {}
-        if "dataset" in file_settings:
-            dataset = file_settings.pop("dataset")
         if "precision" in file_settings:
             file_settings["dtype"] = file_settings.pop("precision")
         unknown = set(file_settings) - set(runs.MODEL_KEYS) - set(runs.TRAIN_KEYS)
@@ -185,15 +239,12 @@ def train(
                 f"known: {known}",
                 param_hint="--config",
             )
-        if dataset not in datasets.names():
-            raise click.BadParameter(
-                f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}",
-                param_hint="DATASET",
-            )
         overrides = {**file_settings, **{k: v for k, v in flags.items() if v is not None}}
         if precision:
             overrides["dtype"] = precision
         options = {"num_train": num_train} if num_train else {}
+        if train_split:
+            options["train_split"] = train_split
         data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
         config = runs.build_config(
             dataset,
@@ -204,6 +255,15 @@ def train(
             options=options,
         )
         run_dir = run_dir or pathlib.Path("runs") / dataset
+        existing = runs.run_files(run_dir)
+        if existing and not overwrite:
+            raise click.BadParameter(
+                f"{run_dir} already holds a run ({', '.join(p.name for p in existing)}): "
+                "continue it with --resume, choose another --out, or pass --overwrite",
+                param_hint="--out",
+            )
+        for path in existing:  # only files a run writes; anything else stays
+            path.unlink()
     console.print(f"[bold]tfotflow train[/] {config['dataset']} → {run_dir}")
     console.print(f"model {config['model']}  train {config['train']}")
     from tfotflow.progress import ProgressBar
@@ -254,6 +314,7 @@ _run_dir = click.argument(
 @_runtime_errors
 def evaluate(run_dir, num_steps, as_json):
     """Test NLL (nats), round-trip error, parameter count and time of a trained run."""
+    _start_tensorflow()
     from tfotflow import runs
 
     model = runs.load_model(run_dir)
@@ -286,6 +347,7 @@ def sample(run_dir, num_samples, output, seed, num_steps, condition):
     if output.suffix != ".npy":
         raise click.BadParameter(f"expected a .npy path. Received: {output}", param_hint="-o")
     condition = None if condition is None else _read_condition(condition)
+    _start_tensorflow()
     from tfotflow import runs
 
     model = runs.load_model(run_dir)
@@ -352,6 +414,7 @@ def export(run_dir, out_dir):
         raise click.BadParameter(
             f"{out_dir} exists and is not empty; choose a new folder", param_hint="OUT_DIR"
         )
+    _start_tensorflow()
     from tfotflow import runs
 
     path = runs.load_model(run_dir).export(out_dir)
@@ -365,6 +428,7 @@ def export(run_dir, out_dir):
 @_runtime_errors
 def plot(run_dir, dims, seed):
     """Plot a run: density, samples and trajectories (2-D), or pairwise marginals."""
+    _start_tensorflow()
     from tfotflow import runs
 
     model = runs.load_model(run_dir)
@@ -514,11 +578,13 @@ def plugins(as_json):
     "--json",
     "json_file",
     type=click.Path(dir_okay=False, path_type=pathlib.Path),
-    help="Also write the results to this JSON file.",
+    help="Write the full results as JSON to this file ('-': standard output); without it "
+    "only the tables are shown.",
 )
 @_runtime_errors
 def bench(quick, suites, miniboone_dir, json_file):
     """Measure tfotflow against autodiff, Hutchinson and TFP's FFJORD on this machine."""
+    _start_tensorflow()
     from tfotflow import bench as benchmarks
     from tfotflow.bench.report import summary_tables
     from tfotflow.checkpoint import atomic_write_bytes
@@ -529,11 +595,11 @@ def bench(quick, suites, miniboone_dir, json_file):
     for table in summary_tables(results):
         console.print(table)
     text = json.dumps(results, indent=1)
-    if json_file is not None:
+    if json_file is not None and str(json_file) == "-":
+        click.echo(text)
+    elif json_file is not None:
         atomic_write_bytes(json_file, (text + "\n").encode())
         console.print(f"wrote {json_file}")
-    else:
-        click.echo(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

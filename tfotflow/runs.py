@@ -59,6 +59,26 @@ DEFAULTS = {
 }
 
 
+RUN_FILES = (
+    "config.json",
+    "warm_start.csv",
+    "metrics.csv",
+    "last.npz",
+    "best.npz",
+    "model.keras",
+    "density.png",
+    "samples.png",
+    "trajectories.png",
+    "marginals.png",
+)
+
+
+def run_files(run_dir):
+    """The files of ``RUN_FILES`` present in ``run_dir`` (none if it does not exist)."""
+    run_dir = pathlib.Path(run_dir)
+    return [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+
+
 class RunError(RuntimeError):
     """A run directory is missing, incomplete or inconsistent."""
 
