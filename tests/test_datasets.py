@@ -3,13 +3,15 @@
 import hashlib
 import io
 import tarfile
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
 
 from tfotflow import datasets
 from tfotflow.datasets import Dataset, DatasetError, Metadata, conditional, tabular, toy
-from tfotflow.datasets.download import DownloadError, download
+from tfotflow.datasets.download import DownloadError, download, extract_tar
 
 from .conftest import shared_file
 
@@ -337,3 +339,53 @@ def test_fetch_downloads_unpacks_and_verifies(tmp_path, rng):
     assert data.test.shape == (3648, 43)
     assert (tmp_path / "miniboone" / "data.npy").exists()
     assert not (tmp_path / "maf-data.tar.gz").exists()
+
+
+def test_unpacking_keeps_the_users_own_files(tmp_path, rng):
+    """The archive's files replace their namesakes only: nothing else in the folder goes."""
+    folder = tmp_path / "miniboone"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    np.save(folder / "val.npy", np.ones((3, 43)))
+    buffer = io.BytesIO()
+    np.save(buffer, rng.normal(size=(36_488, 43)))
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name in ("data/miniboone/data.npy", "data/power/data.npy"):
+            info = tarfile.TarInfo(name)
+            info.size = len(buffer.getvalue())
+            tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    (tmp_path / "maf-data.tar.gz").write_bytes(archive.getvalue())
+    installed = extract_tar(tmp_path / "maf-data.tar.gz", tmp_path, members_under="data")
+    assert installed == ["miniboone", "power"]
+    (tmp_path / "maf-data.tar.gz").unlink()
+    assert (folder / "notes.txt").read_text() == "mine"
+    np.testing.assert_array_equal(np.load(folder / "val.npy"), np.ones((3, 43)))
+    assert (folder / "data.npy").exists() and (tmp_path / "power" / "data.npy").exists()
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+def test_a_silent_server_times_out_and_is_retried(tmp_path):
+    """A connection that never answers fails after the attempts, with the reason named."""
+    calls = []
+
+    def silent(request):
+        calls.append(request.full_url)
+        raise TimeoutError("timed out")
+
+    with pytest.raises(DownloadError, match=r"3 attempts failed \(timeout 0.5 s each\)"):
+        download("http://example.invalid/a", tmp_path / "a", opener=silent, timeout=0.5)
+    assert len(calls) == 3 and not (tmp_path / "a").exists()
+
+
+def test_the_default_opener_has_a_timeout(tmp_path, monkeypatch):
+    seen = {}
+
+    def opener(request, timeout=None):
+        seen["timeout"] = timeout
+        raise urllib.error.URLError("refused")
+
+    monkeypatch.setattr(urllib.request, "urlopen", opener)
+    with pytest.raises(DownloadError, match="URLError"):
+        download("http://example.invalid/a", tmp_path / "a", timeout=7, attempts=1)
+    assert seen["timeout"] == 7

@@ -1,5 +1,8 @@
 """Checkpoints, the recipe's callbacks, resumable training and the stop on NaN."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,6 +106,16 @@ def test_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         checkpoint.save(path, model, state={"epoch": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.npz"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        checkpoint.atomic_write_bytes(tmp_path / "file", b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "file").stat().st_mode) == 0o666 & ~umask
 
 
 def test_checkpoint_from_another_model_is_refused(tmp_path):

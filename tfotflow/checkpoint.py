@@ -23,12 +23,23 @@ class CheckpointError(OSError):
     """A checkpoint is missing, truncated, corrupted, or does not fit the model."""
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, payload):
-    """Writes ``payload`` to ``path`` atomically (temporary file, fsync, rename, fsync dir)."""
+    """Writes ``payload`` to ``path`` atomically (temporary file, fsync, rename, fsync dir).
+
+    The file gets the permissions any new file of the user gets (0o666 less the umask), not
+    the owner-only ones of the temporary file: runs and data are often shared.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
             file.write(payload)
             file.flush()

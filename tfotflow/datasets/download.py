@@ -5,12 +5,13 @@ A download streams into ``<name>.part`` (continuing a previous partial file with
 renamed to its final name: a file under the final name is always complete and verified.
 """
 
+import functools
 import hashlib
 import os
 import pathlib
-import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 
 
@@ -37,8 +38,13 @@ def download(
     progress=None,
     opener=None,
     chunk_size=1 << 20,
+    timeout=30.0,
+    attempts=3,
 ):
     """Downloads ``url`` to ``destination``, resuming a partial download, verified and atomic.
+
+    A connection that fails or stays silent for ``timeout`` seconds (connecting or between
+    reads) is tried again, resuming from the bytes already received, up to ``attempts`` times.
 
     Args:
         url: where to fetch from.
@@ -47,20 +53,43 @@ def download(
         checksum: the expected hex digest, or None when unknown.
         algorithm: the checksum's hash algorithm. Defaults to "sha256".
         progress: ``callable(done_bytes, total_bytes_or_None)`` called as bytes arrive.
-        opener: ``callable(request) -> response``. Defaults to ``urllib.request.urlopen``.
+        opener: ``callable(request) -> response``. Defaults to ``urllib.request.urlopen``
+            with ``timeout``.
         chunk_size: bytes per read. Defaults to 1 MiB.
+        timeout: seconds to wait for a connection or for the next bytes. Defaults to 30.
+        attempts: connections to try before giving up. Defaults to 3.
 
     Returns:
         The destination path.
 
     Raises:
-        DownloadError: if the bytes received do not match the expected size or checksum. A
-            wrong checksum also deletes the partial file, so the next attempt starts over.
+        DownloadError: if no attempt completes (the partial file is kept for the next run), or
+            the bytes received do not match the expected size or checksum. A wrong checksum
+            also deletes the partial file, so the next attempt starts over.
     """
-    opener = opener or urllib.request.urlopen
+    if opener is None:
+        opener = functools.partial(urllib.request.urlopen, timeout=timeout)
     destination = pathlib.Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = destination.with_name(destination.name + ".part")
+    for attempt in range(1, attempts + 1):
+        try:
+            done, total = _transfer(url, part, size, opener, progress, chunk_size)
+            break
+        except (OSError, urllib.error.URLError) as error:  # timeouts and refusals included
+            if attempt == attempts:
+                raise DownloadError(
+                    f"could not download {url}: {attempts} attempts failed (timeout "
+                    f"{timeout:g} s each), the last with {type(error).__name__}: {error}. "
+                    f"The partial file {part} is kept and the next attempt resumes it"
+                ) from error
+    return _finish(
+        url, part, destination, done, size if size is not None else total, checksum, algorithm
+    )
+
+
+def _transfer(url, part, size, opener, progress, chunk_size):
+    """One connection: appends to ``part`` from where it stops; returns (bytes, total)."""
     done = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
     with opener(request) as response:
@@ -80,7 +109,11 @@ def download(
                     progress(done, total)
             handle.flush()
             os.fsync(handle.fileno())
-    expected = size if size is not None else total
+    return done, total
+
+
+def _finish(url, part, destination, done, expected, checksum, algorithm):
+    """Checks the size and checksum of ``part`` and renames it to ``destination``."""
     if expected is not None and done != expected:
         raise DownloadError(
             f"incomplete download of {url}: received {done} of {expected} bytes; "
@@ -99,10 +132,11 @@ def download(
 
 
 def extract_tar(archive, target, *, members_under=""):
-    """Extracts a tar archive into ``target`` atomically, folder by folder.
+    """Extracts a tar archive into ``target``, file by file, deleting nothing else.
 
-    Everything is unpacked into a temporary folder beside ``target`` first; then each top-level
-    entry found under ``members_under`` replaces its namesake in ``target`` with one rename.
+    Everything is unpacked into a temporary folder beside ``target`` first; then every file
+    found under ``members_under`` replaces its namesake in ``target`` with one rename. Files
+    in ``target`` that the archive does not hold (a user's own splits, notes) are kept.
 
     Returns:
         The names of the top-level entries installed.
@@ -113,15 +147,9 @@ def extract_tar(archive, target, *, members_under=""):
         with tarfile.open(archive) as tar:
             tar.extractall(scratch, filter="data")
         root = pathlib.Path(scratch) / members_under
-        installed = []
-        for entry in sorted(root.iterdir()):
-            final = target / entry.name
-            if final.exists():
-                old = target / f".old-{entry.name}"
-                os.replace(final, old)
-                os.replace(entry, final)
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
-            else:
-                os.replace(entry, final)
-            installed.append(entry.name)
-    return installed
+        for source in sorted(root.rglob("*")):
+            if source.is_file():
+                final = target / source.relative_to(root)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, final)
+        return [entry.name for entry in sorted(root.iterdir())]
