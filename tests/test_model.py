@@ -117,6 +117,9 @@ def test_custom_regularizer_weights_and_unknown_names():
     [
         ({"alpha": (1.0, 2.0)}, "alpha"),
         ({"alpha": (0.0, 1.0, 1.0)}, "alpha"),
+        ({"alpha": (1.0, float("inf"), 1.0)}, "three finite numbers"),
+        ({"alpha": (float("nan"), 1.0, 1.0)}, "three finite numbers"),
+        ({"condition_dim": -1}, "condition_dim"),
         ({"num_steps": 0}, "num_steps=0"),
         ({"dtype": "int32"}, "float32 or float64"),
     ],

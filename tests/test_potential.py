@@ -187,6 +187,16 @@ def test_from_state_dict_rejects_bad_dicts(rng):
         Potential.from_state_dict(
             {k: v for k, v in good.items() if not k.startswith("N.layers.1")}
         )
+    three = {
+        **good,
+        "N.layers.2.weight": rng.normal(size=(4, 4)),
+        "N.layers.2.bias": rng.normal(size=(4,)),
+    }
+    assert Potential.from_state_dict(three).num_layers == 3
+    with pytest.raises(KeyError, match=r"layers \[0, 2\] but lacks \['N.layers.1.weight'\]"):
+        Potential.from_state_dict({k: v for k, v in three.items() if "layers.1." not in k})
+    with pytest.raises(ValueError, match=r"state_dict\['A'\]` must be a matrix"):
+        Potential.from_state_dict({**good, "A": rng.normal(size=3)})
 
 
 @pytest.mark.parametrize("num_layers", [2, 4])

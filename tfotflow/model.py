@@ -1,5 +1,6 @@
 """``OTFlowModel``: a Keras model that trains an OT-Flow with the paper's objective."""
 
+import math
 import numbers
 
 import tensorflow as tf
@@ -21,11 +22,12 @@ def _check_alpha(alpha):
         not isinstance(alpha, (tuple, list))
         or len(alpha) != 3
         or not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in alpha)
+        or not all(math.isfinite(a) for a in alpha)
         or not alpha[0] > 0
         or not all(a >= 0 for a in alpha[1:])
     ):
         raise ValueError(
-            "`alpha` must be three numbers (α_L > 0, α_C >= 0, α_R >= 0). "
+            "`alpha` must be three finite numbers (α_L > 0, α_C >= 0, α_R >= 0). "
             f"Received: alpha={alpha!r}"
         )
     return tuple(float(a) for a in alpha)

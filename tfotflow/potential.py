@@ -379,9 +379,24 @@ class Potential(keras.layers.Layer):
                 f"`state_dict` lacks {missing} of the reference Phi's parameters. "
                 f"Received keys: {sorted(arrays)}"
             )
-        num_layers = 0
-        while f"N.layers.{num_layers}.weight" in arrays:
-            num_layers += 1
+        layers = sorted(
+            int(key.split(".")[2])
+            for key in arrays
+            if key.startswith("N.layers.") and key.endswith(".weight")
+        )
+        num_layers = len(layers)
+        if layers != list(range(num_layers)):
+            missing = sorted(set(range(max(layers) + 1)) - set(layers))
+            raise KeyError(
+                f"`state_dict` has network layers {layers} but lacks "
+                f"{[f'N.layers.{i}.weight' for i in missing]}: the layers must be numbered "
+                "0, 1, … without gaps"
+            )
+        if arrays["A"].ndim != 2:
+            raise ValueError(
+                "`state_dict['A']` must be a matrix [rank, d+1]. "
+                f"Received: shape {arrays['A'].shape}"
+            )
         rank, dim_plus_one = arrays["A"].shape
         width = arrays["w.weight"].shape[-1]
         expected = {
