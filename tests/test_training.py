@@ -153,6 +153,20 @@ def test_nan_stops_training_naming_term_and_step_and_keeps_the_last_checkpoint(t
     assert state["epoch"] == 2 and all(np.isfinite(list(state["logs"].values())))
 
 
+def test_nan_before_the_first_checkpoint_points_at_none(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written") as caught:
+        training.train(
+            fresh_model(),
+            toy_data(),
+            iterations=12,
+            batch_size=64,
+            validate_every=4,
+            run_dir=tmp_path,
+            callbacks=[PoisonAt(1)],
+        )
+    assert "last.npz" not in str(caught.value) and not (tmp_path / "last.npz").exists()
+
+
 def test_clip_weights_alone_on_any_model():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")

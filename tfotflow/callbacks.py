@@ -6,6 +6,7 @@ the best weights kept — plus a stop on the first non-finite loss and atomic ch
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -66,8 +67,12 @@ class StopOnNonFinite(keras.callbacks.Callback):
         message = f"training stopped at step {step}: non-finite {terms}"
         if others:
             message += f" (finite: {others})"
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and os.path.exists(self.checkpoint_path):
             message += f"; the last good checkpoint is {self.checkpoint_path}"
+        elif self.checkpoint_path is not None:
+            message += (
+                "; no checkpoint was written before it (start again, e.g. with a lower rate)"
+            )
         self.model.stop_training = True
         raise NonFiniteLossError(message)
 
