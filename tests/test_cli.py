@@ -209,7 +209,7 @@ def test_datasets_and_plugins_listings():
     assert info["dim"] == 2 and abs(info["entropy"] - np.log(32)) < 1e-12
     rows = json.loads(runner.invoke(cli.main, ["plugins", "--json"]).stdout)
     kinds = {(row["kind"], row["name"]): row["status"] for row in rows}
-    assert kinds[("regularizer", "hjb")] == "ok" and kinds[("dataset", "moons")] == "ok"
+    assert kinds[("regularizer", "hjb")] == "loads" and kinds[("dataset", "moons")] == "loads"
     table = runner.invoke(cli.main, ["plugins"]).stdout
     assert "kinetic_jacobian" in table and "tfotflow" in table
 

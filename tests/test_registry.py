@@ -68,7 +68,7 @@ def test_broken_plugin_warns_and_spares_the_others(plugin_module):
     assert registry.load("fine")() == "good"
     with pytest.warns(PluginWarning):
         rows = {row["name"]: row["status"] for row in registry.status()}
-    assert rows["fine"] == "ok"
+    assert rows["fine"] == "loads"
     assert "ModuleNotFoundError" in rows["broken"] and "expected a callable" in rows["inert"]
 
 
@@ -99,3 +99,19 @@ def test_builtins_come_through_our_own_entry_points():
     assert {"transport", "hjb", "kinetic_jacobian"} <= set(REGULARIZERS.names())
     package, version = DATASETS.package_of("8gaussians")
     assert package == "tfotflow" and version
+
+
+def test_a_plugin_that_exits_on_import_is_isolated(plugin_module, tmp_path, monkeypatch):
+    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(
+        "demo.group",
+        "widget",
+        entry_points=lambda: [
+            entry("exits", "exiting_plugin:thing"),
+            entry("fine", "fake_plugins:good"),
+        ],
+    )
+    with pytest.warns(PluginWarning, match="'exits'.*failed to load.*SystemExit"):
+        rows = {row["name"]: row["status"] for row in registry.status()}
+    assert rows == {"exits": "SystemExit: 3", "fine": "loads"}

@@ -533,7 +533,11 @@ def datasets_download(name, data_dir):
 @main.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def plugins(as_json):
-    """Installed data set and regularizer plugins, with their package and status."""
+    """Installed data set and regularizer plugins, with their package and status.
+
+    "loads": the plugin imports and is callable (a dataset's data is not loaded here; its
+    contract is checked by tfotflow.testing.check_dataset_plugin); otherwise the error.
+    """
     import warnings
 
     from tfotflow.registry import DATASETS, REGULARIZERS
@@ -548,7 +552,7 @@ def plugins(as_json):
         return
     table = Table("kind", "name", "package", "version", "status")
     for row in rows:
-        style = "green" if row["status"] == "ok" else "red"
+        style = "green" if row["status"] == "loads" else "red"
         table.add_row(
             row["kind"],
             row["name"],

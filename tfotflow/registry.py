@@ -89,16 +89,18 @@ class Registry:
         return self._load(name)
 
     def status(self):
-        """One row per plugin: name, package, version, and "ok" or the load error.
+        """One row per plugin: name, package, version, and "loads" or the load error.
 
-        Loads every plugin (a broken one warns, and its row says why).
+        Loads every plugin (a broken one warns, and its row says why). "loads" means the
+        plugin imports and is of the expected kind; a dataset's data contract is checked only
+        by loading its data (:func:`tfotflow.testing.check_dataset_plugin`).
         """
         rows = []
         for name in self.names():
             package, version = self.package_of(name)
             try:
                 self.load(name)
-                state = "ok"
+                state = "loads"
             except PluginError as error:
                 cause = error.__cause__ or error
                 state = f"{type(cause).__name__}: {cause}"
@@ -125,7 +127,9 @@ class Registry:
         entry_point = self._declared()[name]
         try:
             plugin = entry_point.load()
-        except Exception as error:  # any import-time failure of third-party code
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # any import-time failure of third-party code, exit too
             raise self._broken(name, entry_point, "failed to load", error) from error
         problem = self._check(plugin)
         if problem:
