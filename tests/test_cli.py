@@ -191,8 +191,12 @@ def test_runtime_failures_exit_1_with_one_line(tmp_path):
     assert result.exit_code == 1
     assert "RunError" in result.output and "not a run directory" in result.output
     assert "Traceback" not in result.output
-    result = runner.invoke(cli.main, ["datasets", "info", "power", "--data-dir", str(tmp_path)])
-    assert result.exit_code == 1 and "tfotflow datasets download power" in result.output
+    result = runner.invoke(
+        cli.main, ["datasets", "info", "power", "--data-dir", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output  # what it is needs no data files
+    info = json.loads(result.stdout)
+    assert info["dim"] == 6 and "tfotflow datasets download power" in info["splits"]
     result = runner.invoke(cli.main, ["--debug", "evaluate", str(tmp_path)])
     assert result.exit_code == 1 and isinstance(result.exception, runs.RunError)
 

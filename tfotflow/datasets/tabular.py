@@ -284,15 +284,21 @@ def load_tabular(name, *, seed=0, data_dir, verify=True, train_split="train", dt
             f"dataset {name!r} in {data_dir} has {train.shape[1]} columns after preprocessing, "
             f"expected {DIMENSIONS[name]}: the files are not the MAF ones."
         )
-    metadata = Metadata(
+    metadata = tabular_metadata(name, dim=train.shape[1])
+    cast = [np.ascontiguousarray(split, dtype=dtype) for split in (train, val, test)]
+    return Dataset(*cast, metadata=metadata)
+
+
+def tabular_metadata(name, *, dim=None):
+    """The :class:`Metadata` of MAF set ``name`` (no data needed); ``dim`` defaults to the
+    dimension after the MAF preprocessing."""
+    return Metadata(
         name=name,
-        dim=train.shape[1],
+        dim=DIMENSIONS[name] if dim is None else dim,
         description=DESCRIPTIONS[name],
         citation=MAF_CITATION,
         hyperparameters={"num_layers": 2, "dtype": "float32", **HYPERPARAMETERS[name]},
     )
-    cast = [np.ascontiguousarray(split, dtype=dtype) for split in (train, val, test)]
-    return Dataset(*cast, metadata=metadata)
 
 
 def fetch(name, data_dir, *, progress=None, url=MAF_ARCHIVE_URL, opener=None):
