@@ -292,10 +292,12 @@ def train(
         )
         console.print(f"[yellow]interrupted[/]; {hint}")
         sys.exit(130)
-    result = runs.evaluate(model, data)
+    with console.status("scoring the test set…"):
+        result = runs.evaluate(model, data)
     result = {"run_dir": str(run_dir), **result}
     if not no_plot:
-        paths = runs.plot(model, data, run_dir, seed=config["seed"])
+        with console.status("plotting…"):
+            paths = runs.plot(model, data, run_dir, seed=config["seed"])
         result["plots"] = [str(p) for p in paths]
     _emit(result, as_json)
 

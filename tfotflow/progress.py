@@ -40,7 +40,10 @@ class ProgressBar(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.progress.start()
         done = int(self.model.optimizer.iterations.numpy())  # > 0 when resuming
-        self.task = self.progress.add_task("train", total=self.total, completed=done, metrics="")
+        # Until the first step returns, the step's graph is being built and compiled.
+        self.task = self.progress.add_task(
+            "train", total=self.total, completed=done, metrics="compiling the training step…"
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         shown = " ".join(f"{name}={float(value):.4g}" for name, value in (logs or {}).items())
