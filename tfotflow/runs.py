@@ -1,7 +1,7 @@
 """Run directories: one training run's configuration, metrics, checkpoints, model and plots.
 
 ```none
-RUN_DIR/config.json    every setting (data set, seed, model, training), written first
+RUN_DIR/config.json    every setting (data set and its dimension, seed, model, training), first
 RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps
 RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, lr
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
@@ -132,9 +132,11 @@ def load_model(run_dir):
     config = read_config(run_dir)
     for name in ("best.npz", "last.npz"):
         if (run_dir / name).exists():
-            arrays, _ = checkpoint.read(run_dir / name)
-            condition_dim = config["model"].get("condition_dim", 0)
-            dim = int(arrays["weight/0"].shape[1]) - condition_dim - 1  # A: [r, d+k+1]
+            dim = config.get("dim")
+            if dim is None:  # a run written before config.json recorded d: A is [r, d+k+1]
+                arrays, _ = checkpoint.read(run_dir / name)
+                condition_dim = config["model"].get("condition_dim", 0)
+                dim = int(arrays["weight/0"].shape[1]) - condition_dim - 1
             model = new_model(config, dim)
             checkpoint.restore(run_dir / name, model)
             return model
@@ -205,7 +207,11 @@ def train_run(
     run_dir = pathlib.Path(run_dir)
     data = load_data(config) if data is None else data
     # A conditional dataset makes a conditional model: recorded so the run reloads as one.
-    config = {**config, "model": {**config["model"], "condition_dim": data.metadata.condition_dim}}
+    config = {
+        **config,
+        "dim": data.metadata.dim,
+        "model": {**config["model"], "condition_dim": data.metadata.condition_dim},
+    }
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and chief:
         write_json(run_dir / "config.json", config)
