@@ -109,26 +109,34 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
+    """Killed after the second epoch's metrics row but before its checkpoint: the resume
+    truncates the log to the checkpoint and redoes the epoch, so no row is lost or doubled."""
+    from tfotflow import checkpoint
+
     run_dir = tmp_path / "run"
     original = runs.MetricsWriter.on_epoch_end
 
-    def interrupt_after_first(self, epoch, logs=None):
+    def interrupt_after_second(self, epoch, logs=None):
         original(self, epoch, logs)
-        if epoch == 0 and self.path.name == "metrics.csv":  # after the warm start
+        if epoch == 1 and self.path.name == "metrics.csv":  # not the warm start's log
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", interrupt_after_first)
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", interrupt_after_second)
     runner = CliRunner()
     result = runner.invoke(cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--no-plot"])
     assert result.exit_code == 130
     assert f"tfotflow train --resume {run_dir}" in result.output
-    assert not (run_dir / "model.keras").exists() and (run_dir / "last.npz").exists()
+    assert not (run_dir / "model.keras").exists()
+    assert checkpoint.read(run_dir / "last.npz")[1]["state"]["epoch"] == 1
+    assert [row["step"] for row in runs.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
+    (run_dir / ".last.npz.stale1").write_bytes(b"half")  # a write killed midway
 
     monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", original)
     result = runner.invoke(cli.main, ["train", "--resume", str(run_dir), "--no-plot", "--json"])
     assert result.exit_code == 0, result.output
     assert [row["step"] for row in runs.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
     assert (run_dir / "model.keras").exists()
+    assert not (run_dir / ".last.npz.stale1").exists()
 
 
 def test_config_file_then_flags(tmp_path):

@@ -73,6 +73,17 @@ RUN_FILES = (
 )
 
 
+def remove_stale_temporaries(run_dir):
+    """Deletes temporary files a killed write left in ``run_dir`` (``.NAME.XXXX`` of the run
+    files, ``.model.tmp.keras``); returns their paths."""
+    run_dir = pathlib.Path(run_dir)
+    stale = [path for name in RUN_FILES for path in run_dir.glob(f".{name}.*") if path.is_file()]
+    stale += [path for path in [run_dir / ".model.tmp.keras"] if path.exists()]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
 def run_files(run_dir):
     """The files of ``RUN_FILES`` present in ``run_dir`` (none if it does not exist)."""
     run_dir = pathlib.Path(run_dir)
@@ -213,6 +224,8 @@ def train_run(
         "model": {**config["model"], "condition_dim": data.metadata.condition_dim},
     }
     run_dir.mkdir(parents=True, exist_ok=True)
+    if chief:
+        remove_stale_temporaries(run_dir)
     if not resume and chief:
         write_json(run_dir / "config.json", config)
     keras.utils.set_random_seed(config["seed"])

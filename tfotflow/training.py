@@ -177,7 +177,9 @@ def train(
         initial_epoch=initial_epoch,
         steps_per_epoch=validate_every,
         validation_data=validation,
-        callbacks=[*recipe, *callbacks],
+        # The caller's callbacks first: a metrics log written before the checkpoint of the
+        # same epoch is never behind it (a resume truncates the log to the checkpoint).
+        callbacks=[*callbacks, *recipe],
         shuffle=False,  # the stream is shuffled, reproducibly, by batch_stream
         verbose=verbose,
     )
