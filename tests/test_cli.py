@@ -400,3 +400,30 @@ def test_train_split_reaches_the_tabular_loader(tmp_path, rng):
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["options"] == {"train_split": "val"}
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ("width = 0", "`width` must be at least 1"),
+        ('batch_size = "many"', "`batch_size` must be an integer"),
+        ("iterations = -3", "`iterations` must be at least 1"),
+        ("num_steps = 1.5", "`num_steps` must be an integer"),
+        ('dtype = "float16"', "float32 or float64"),
+        ("lr = -0.1", "`lr` must be finite and positive"),
+        ("width = 100000000", "more than half of this machine"),
+        ('precision = "float64"\ndtype = "float32"', "both `precision` and `dtype`"),
+    ],
+)
+def test_bad_config_values_exit_2_and_create_nothing(tmp_path, line, fragment):
+    config = tmp_path / "bad.toml"
+    config.write_text(line + "\n")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli.main, ["train", "moons", "--config", str(config), "--out", str(run_dir)]
+    )
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and (
+        "bad.toml" in result.output or "--config" in result.output
+    )
+    assert not run_dir.exists()

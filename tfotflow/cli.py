@@ -229,6 +229,10 @@ def train(
         run_dir = resume_dir
         config = runs.read_config(run_dir)
     else:
+        if "precision" in file_settings and "dtype" in file_settings:
+            raise click.BadParameter(
+                f"{config_file} sets both `precision` and `dtype`: keep one", param_hint="--config"
+            )
         if "precision" in file_settings:
             file_settings["dtype"] = file_settings.pop("precision")
         unknown = set(file_settings) - set(runs.MODEL_KEYS) - set(runs.TRAIN_KEYS)
@@ -254,6 +258,11 @@ def train(
             data_dir=data_dir,
             options=options,
         )
+        try:
+            runs.check_settings(config, data.metadata.dim, data.metadata.condition_dim)
+        except (TypeError, ValueError) as error:
+            where = f"a flag or {config_file}" if config_file else "a flag"
+            raise click.BadParameter(f"{error} (from {where})", param_hint="settings") from error
         run_dir = run_dir or pathlib.Path("runs") / dataset
         existing = runs.run_files(run_dir)
         if existing and not overwrite:

@@ -17,7 +17,8 @@ from tfotflow.validation import check_float_dtype, check_int, convert_points
 tfd = tfp.distributions
 
 
-def _check_alpha(alpha):
+def check_alpha(alpha):
+    """``alpha`` as three floats (α_L > 0, α_C ≥ 0, α_R ≥ 0, all finite), or a ValueError."""
     if (
         not isinstance(alpha, (tuple, list))
         or len(alpha) != 3
@@ -114,7 +115,7 @@ class OTFlowModel(keras.Model):
         super().__init__(dtype=precision, **kwargs)
         self.precision = precision
         self.dim = check_int("dim", dim, minimum=1)
-        self.alpha = _check_alpha(alpha)
+        self.alpha = check_alpha(alpha)
         self.trace = ode.check_trace(trace)
         self.num_steps = check_int("num_steps", num_steps, minimum=1)
         self.eval_num_steps = check_int(

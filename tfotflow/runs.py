@@ -30,7 +30,8 @@ from tfotflow import checkpoint, datasets, distribute, plotting, training
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.hardware import use_xla
-from tfotflow.model import OTFlowModel
+from tfotflow.model import OTFlowModel, check_alpha
+from tfotflow.validation import check_float_dtype, check_int, check_positive_float
 
 MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
 TRAIN_KEYS = (
@@ -110,6 +111,49 @@ def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir
         "model": {key: settings[key] for key in MODEL_KEYS},
         "train": {key: settings[key] for key in TRAIN_KEYS},
     }
+
+
+_MINIMA = {
+    "width": 1,
+    "num_layers": 2,
+    "rank": 1,
+    "num_steps": 1,
+    "eval_num_steps": 1,
+    "iterations": 1,
+    "batch_size": 1,
+    "validate_every": 1,
+    "patience": 1,
+    "warm_start": 0,
+    "warm_start_batch_size": 1,
+}
+
+
+def check_settings(config, dim, condition_dim=0):
+    """Checks every model and training setting of ``config`` before anything is created.
+
+    Raises:
+        TypeError, ValueError: naming the first bad setting and its value; also when the
+            weights and Adam's two moment estimates alone would need more than half of this
+            machine's memory (a width typed with too many digits).
+    """
+    model, train = config["model"], config["train"]
+    for key, minimum in _MINIMA.items():
+        check_int(key, {**model, **train}[key], minimum=minimum)
+    for key in ("lr", "warm_start_lr"):
+        check_positive_float(key, train[key])
+    check_alpha(model["alpha"])
+    check_float_dtype("dtype", model["dtype"])
+    training.learning_rate_schedule(train["lr"], train["schedule"], 1)  # checks `schedule`
+    width, inputs = model["width"], dim + condition_dim + 1
+    parameters = width * inputs + (model["num_layers"] - 1) * width * width
+    needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available / 2:
+        raise ValueError(
+            f"`width`={width} with num_layers={model['num_layers']} means {parameters:.3g} "
+            f"weights, {needed / 2**30:.3g} GiB with Adam's state: more than half of this "
+            f"machine's {available / 2**30:.3g} GiB"
+        )
 
 
 def write_json(path, value):
