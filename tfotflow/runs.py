@@ -22,6 +22,7 @@ import math
 import os
 import pathlib
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -161,10 +162,21 @@ def write_json(path, value):
 
 
 def read_config(run_dir):
+    """The run's ``config.json``.
+
+    Raises:
+        RunError: naming the file, when it is missing or not a JSON object.
+    """
     path = pathlib.Path(run_dir) / "config.json"
     if not path.exists():
         raise RunError(f"{run_dir} is not a run directory: {path.name} is missing")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} is corrupted (not JSON: {error})") from error
+    if not isinstance(config, dict) or not {"dataset", "model"} <= set(config):
+        raise RunError(f"{path} is not a tfotflow run configuration (no dataset or model)")
+    return config
 
 
 def load_data(config):
@@ -180,22 +192,63 @@ def new_model(config, dim):
 
 
 def load_model(run_dir):
-    """The run's model: ``model.keras`` if training finished, else the best checkpoint."""
+    """The run's model: ``model.keras`` if training finished, else the best checkpoint (also
+    when ``model.keras`` cannot be read: a warning names it).
+
+    Raises:
+        RunError: naming the files, when no model can be read, or when ``model.keras``
+            disagrees with ``config.json``.
+    """
     run_dir = pathlib.Path(run_dir)
-    if (run_dir / "model.keras").exists():
-        return keras.models.load_model(run_dir / "model.keras")
+    saved = run_dir / "model.keras"
+    problems = []
+    if saved.exists():
+        try:
+            model = keras.models.load_model(saved)
+        except Exception as error:  # a truncated or corrupted archive: try the checkpoints
+            problems.append(f"{saved}: {type(error).__name__}: {error}")
+            warnings.warn(f"{saved} cannot be read ({error}); using a checkpoint", stacklevel=2)
+        else:
+            _check_matches_config(model, run_dir)
+            return model
     config = read_config(run_dir)
     for name in ("best.npz", "last.npz"):
-        if (run_dir / name).exists():
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
             dim = config.get("dim")
             if dim is None:  # a run written before config.json recorded d: A is [r, d+k+1]
-                arrays, _ = checkpoint.read(run_dir / name)
+                arrays, _ = checkpoint.read(path)
                 condition_dim = config["model"].get("condition_dim", 0)
                 dim = int(arrays["weight/0"].shape[1]) - condition_dim - 1
             model = new_model(config, dim)
-            checkpoint.restore(run_dir / name, model)
+            checkpoint.restore(path, model)
             return model
+        except checkpoint.CheckpointError as error:
+            problems.append(f"{path}: {error}")
+    if problems:
+        raise RunError(f"no model of {run_dir} can be read: " + "; ".join(problems))
     raise RunError(f"{run_dir} holds neither model.keras nor a checkpoint: train it first")
+
+
+def _check_matches_config(model, run_dir):
+    """``model.keras`` and ``config.json`` must describe the same model."""
+    path = pathlib.Path(run_dir) / "config.json"
+    if not path.exists():
+        return
+    expected = read_config(run_dir)["model"]
+    found = model.get_config()
+    differ = {
+        key: (found[key], expected[key])
+        for key in ("width", "num_layers", "rank", "condition_dim")
+        if key in expected and found.get(key) != expected[key]
+    }
+    if differ:
+        described = ", ".join(f"{k}={a} (config.json: {b})" for k, (a, b) in differ.items())
+        raise RunError(
+            f"{pathlib.Path(run_dir) / 'model.keras'} does not match {path}: {described}"
+        )
 
 
 class MetricsWriter(keras.callbacks.Callback):
@@ -229,11 +282,21 @@ def write_csv(path, rows):
 
 
 def read_csv(path):
+    """The rows of a run's CSV log as dicts of floats ([] when absent).
+
+    Raises:
+        RunError: naming the file, when it is not such a log.
+    """
     path = pathlib.Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+    try:
+        with open(path, newline="") as handle:
+            return [
+                {k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)
+            ]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as error:
+        raise RunError(f"{path} is corrupted ({type(error).__name__}: {error})") from error
 
 
 def train_run(
