@@ -427,3 +427,11 @@ def test_bad_config_values_exit_2_and_create_nothing(tmp_path, line, fragment):
         "bad.toml" in result.output or "--config" in result.output
     )
     assert not run_dir.exists()
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path):
+    result = CliRunner().invoke(
+        cli.main, ["train", "--resume", str(tmp_path), "--width", "9", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "it takes no --width, --out" in result.output

@@ -213,6 +213,26 @@ def train(
     """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
     from tfotflow import datasets
 
+    if resume_dir is not None:
+        given = [f"--{key.replace('_', '-')}" for key, value in flags.items() if value is not None]
+        given += [
+            option
+            for option, value in (
+                ("--out", run_dir),
+                ("--config", config_file),
+                ("--num-train", num_train),
+                ("--train-split", train_split),
+                ("--precision", precision),
+                ("--data-dir", data_dir),
+            )
+            if value is not None
+        ]
+        if given:
+            raise click.BadParameter(
+                f"--resume continues {resume_dir} with the settings in its config.json; "
+                f"it takes no {', '.join(given)}",
+                param_hint="--resume",
+            )
     file_settings = _read_toml(config_file) if config_file and resume_dir is None else {}
     if "dataset" in file_settings:
         dataset = file_settings.pop("dataset")
