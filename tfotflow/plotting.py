@@ -152,8 +152,9 @@ def plot_marginals(
                 axis.hist(shown[:, i], bins=bins, alpha=0.5, density=True)
                 axis.hist(samples[:, i], bins=bins, alpha=0.5, density=True)
             else:
-                axis.scatter(shown[:, j], shown[:, i], s=0.5, alpha=0.4)
-                axis.scatter(samples[:, j], samples[:, i], s=0.5, alpha=0.4)
+                # Samples first, the data on top: the data stay visible where both lie.
+                axis.scatter(samples[:, j], samples[:, i], s=0.5, alpha=0.3, color="tab:orange")
+                axis.scatter(shown[:, j], shown[:, i], s=0.5, alpha=0.3, color="tab:blue")
             axis.set_xticks([])
             axis.set_yticks([])
             if row == k - 1:
