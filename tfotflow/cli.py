@@ -551,7 +551,13 @@ def datasets_info(name, data_dir, as_json):
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where data sets live.")
 @_runtime_errors
 def datasets_download(name, data_dir):
-    """Download the MAF archive (resumable, verified) and unpack NAME into the data folder."""
+    """Download the MAF archive (resumable) and unpack NAME into the data folder.
+
+    What is checked: the archive's length against the server's Content-Length, and NAME's
+    split sizes and dimension after the MAF preprocessing. No checksum of the archive is
+    pinned (none is published with it). Files already in the folder that the archive does
+    not hold are kept.
+    """
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     from tfotflow.datasets import default_data_dir, tabular
