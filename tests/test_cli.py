@@ -41,19 +41,22 @@ def trained(tmp_path_factory):
     return run_dir, json.loads(result.stdout)
 
 
-def test_help_does_not_import_tensorflow():
-    code = (
-        "import sys\n"
-        "from tfotflow.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "for name in ['train', 'datasets', 'plugins']:\n"
-        "    try:\n        main([name, '--help'])\n    except SystemExit:\n        pass\n"
-        "print('TF_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TF')"
-    )
+def assert_runs_without_tensorflow(code):
+    """Runs ``code`` in a fresh interpreter and checks it never imported TensorFlow."""
+    code += "\nimport sys\nprint('TF_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TF')"
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip().endswith("NO_TF")
+
+
+def test_help_does_not_import_tensorflow():
+    assert_runs_without_tensorflow(
+        "from tfotflow.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "for name in ['train', 'datasets', 'plugins']:\n"
+        "    try:\n        main([name, '--help'])\n    except SystemExit:\n        pass\n"
+    )
 
 
 def test_version_names_the_stack():
@@ -318,20 +321,14 @@ def test_conditional_dataset_trains_evaluates_and_samples_given_y(tmp_path):
 
 def test_usage_errors_needing_no_tensorflow_do_not_start_it():
     """An unknown dataset, a bad suffix or condition is refused before TensorFlow is imported."""
-    code = (
-        "import sys\n"
+    assert_runs_without_tensorflow(
         "from click.testing import CliRunner\n"
         "from tfotflow.cli import main\n"
         "for arguments in (['train', 'gaussians'], ['sample', '.', '-o', 'x.txt'],\n"
         "                  ['sample', '.', '-o', 'x.npy', '--condition', 'a'],\n"
         "                  ['export', '.', '.']):\n"
         "    assert CliRunner().invoke(main, arguments).exit_code == 2, arguments\n"
-        "print('TF_IMPORTED' if 'tensorflow' in sys.modules else 'NO_TF')"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert output.strip().endswith("NO_TF")
 
 
 def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path):

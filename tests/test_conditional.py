@@ -9,18 +9,14 @@ import tensorflow_probability as tfp
 from tfotflow import OTFlow, OTFlowModel, Potential, ode, testing
 from tfotflow._keras import keras
 
+from .test_potential import make_potential as random_potential
+
 tfd = tfp.distributions
 
 
 def make_potential(d, k, width=6, num_layers=3, seed=0):
     """A float64 conditional potential with every parameter random."""
-    keras.utils.set_random_seed(seed)
-    potential = Potential(width=width, num_layers=num_layers, condition_dim=k, dtype="float64")
-    potential.build((None, d))
-    rng = np.random.default_rng(seed)
-    for variable in potential.weights:
-        variable.assign(rng.normal(scale=0.5, size=variable.shape))
-    return potential
+    return random_potential(d, width, num_layers, seed=seed, condition_dim=k)
 
 
 @pytest.mark.parametrize("d, k", [(1, 1), (2, 3), (4, 2)])

@@ -10,10 +10,12 @@ from tfotflow.potential import Potential
 CASES = [(1, 3, 2), (2, 8, 2), (5, 16, 3), (4, 7, 5), (12, 6, 3)]  # (d, width, num_layers)
 
 
-def make_potential(d, width, num_layers, seed=0, rank=10):
+def make_potential(d, width, num_layers, seed=0, rank=10, condition_dim=0):
     """A float64 potential with every parameter random (the default init hides bugs in w, b)."""
     tf.keras.utils.set_random_seed(seed)
-    potential = Potential(width=width, num_layers=num_layers, rank=rank, dtype="float64")
+    potential = Potential(
+        width=width, num_layers=num_layers, rank=rank, condition_dim=condition_dim, dtype="float64"
+    )
     potential.build((None, d))
     rng = np.random.default_rng(seed)
     for variable in potential.weights:

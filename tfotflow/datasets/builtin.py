@@ -54,11 +54,12 @@ def _toy_loader(
     num_test=20_000,
     dtype="float64",
 ):
+    """A generated set: a 2-D toy (points) or a conditional one (points and conditions)."""
     del data_dir
-    splits = [
-        np.asarray(toy.GENERATORS[name](rng, n), dtype=dtype)
-        for rng, n in _split_streams(seed, num_train, num_val, num_test)
-    ]
+    streams = _split_streams(seed, num_train, num_val, num_test)
+    if name in conditional.GENERATORS:
+        return _conditional_splits(name, streams, dtype)
+    splits = [np.asarray(toy.GENERATORS[name](rng, n), dtype=dtype) for rng, n in streams]
     log_prob = toy.LOG_PROBS.get(name)
     metadata = Metadata(
         name=name,
@@ -89,19 +90,10 @@ CONDITIONAL_HYPERPARAMETERS = {
 }
 
 
-def _conditional_loader(
-    name,
-    *,
-    seed=0,
-    data_dir=None,
-    num_train=100_000,
-    num_val=10_000,
-    num_test=20_000,
-    dtype="float64",
-):
-    del data_dir
+def _conditional_splits(name, streams, dtype):
+    """The points and conditions of each split of conditional set ``name``, and its
+    metadata."""
     points, conditions = {}, {}
-    streams = _split_streams(seed, num_train, num_val, num_test)
     for split, (rng, n) in zip(("train", "val", "test"), streams):
         x, y = conditional.GENERATORS[name](rng, n)
         points[split], conditions[split] = x.astype(dtype), y.astype(dtype)
@@ -142,9 +134,9 @@ pinwheel = functools.partial(_toy_loader, "pinwheel")
 two_spirals = functools.partial(_toy_loader, "2spirals")
 rings = functools.partial(_toy_loader, "rings")
 
-rotating_gaussians = functools.partial(_conditional_loader, "rotating_gaussians")
-banana = functools.partial(_conditional_loader, "banana")
-linear_gaussian = functools.partial(_conditional_loader, "linear_gaussian")
+rotating_gaussians = functools.partial(_toy_loader, "rotating_gaussians")
+banana = functools.partial(_toy_loader, "banana")
+linear_gaussian = functools.partial(_toy_loader, "linear_gaussian")
 
 power = functools.partial(tabular.load_tabular, "power")
 gas = functools.partial(tabular.load_tabular, "gas")
