@@ -143,3 +143,15 @@ def test_hutchinson_training_trace_with_exact_evaluation():
     assert OTFlowModel.from_config(model.get_config()).trace == "hutchinson"
     with pytest.raises(ValueError, match="`trace` must be one of"):
         OTFlowModel(2, trace="autodiff")
+
+
+def test_fit_on_data_with_a_nan_stops_with_finite_weights(rng):
+    from tfotflow.callbacks import NonFiniteLossError
+
+    points = rng.normal(size=(64, 2))
+    points[37, 1] = np.nan
+    model = OTFlowModel(2, width=4, num_steps=1, dtype="float64")
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    with pytest.raises(NonFiniteLossError, match="non-finite .*nll=nan"):
+        model.fit(points, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    assert all(np.all(np.isfinite(variable.numpy())) for variable in model.weights)

@@ -186,7 +186,14 @@ class OTFlowModel(keras.Model):
                 x, condition, jit_compile=bool(self.jit_compile), trace=self.trace
             )
             scaled = loss / replicas
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        # A non-finite loss (a NaN in the data, a diverging step) must not reach the weights:
+        # its gradient is zeroed, and `fit` stops at once (StopOnNonFinite).
+        finite = tf.math.is_finite(loss)
+        gradients = [
+            tf.where(finite, gradient, tf.zeros_like(gradient))
+            for gradient in tape.gradient(scaled, variables)
+        ]
+        self.optimizer.apply(gradients, variables)
         return self._update_metrics(loss, terms)
 
     def test_step(self, data):
@@ -209,6 +216,17 @@ class OTFlowModel(keras.Model):
     @property
     def metrics(self):
         return list(self._trackers.values())
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """Keras ``fit``, stopping at the first non-finite loss or metric with a
+        :class:`tfotflow.callbacks.NonFiniteLossError` naming the term and the step (a
+        :class:`tfotflow.callbacks.StopOnNonFinite` is added unless one is given)."""
+        from tfotflow.callbacks import StopOnNonFinite
+
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, StopOnNonFinite) for callback in callbacks):
+            callbacks.append(StopOnNonFinite())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def compile(self, optimizer="adam", *, jit_compile=False, **kwargs):
         """Keras ``compile``; ``jit_compile`` defaults to False (TensorFlow's graph runtime,
