@@ -274,7 +274,7 @@ class FakeServer:
     def __init__(self, payload, cut_after=None):
         self.payload, self.cut_after, self.ranges = payload, cut_after, []
 
-    def __call__(self, request):
+    def __call__(self, request, timeout=None):
         header = request.headers.get("Range")
         start = int(header.split("=")[1].rstrip("-")) if header else 0
         self.ranges.append(start)

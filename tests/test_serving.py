@@ -88,7 +88,7 @@ def test_export_command_writes_a_saved_model_and_refuses_a_used_folder(tmp_path)
     run_dir = tmp_path / "run"
     model = OTFlowModel(2, width=4, num_steps=2)
     run_dir.mkdir()
-    runs.write_json(run_dir / "config.json", {"model": {}})
+    runs.write_json(run_dir / "config.json", {"dataset": "moons", "model": {"width": 4}})
     runs.save_model(model, run_dir / "model.keras")
     out = tmp_path / "served"
     result = CliRunner().invoke(cli.main, ["export", str(run_dir), str(out)])

@@ -29,7 +29,9 @@ def weights_of(model):
 
 
 class StopAfter(keras.callbacks.Callback):
-    """Simulates a kill right after the checkpoint of epoch ``epochs``."""
+    """Simulates a kill at the end of epoch ``epochs``, before its checkpoint is written (the
+    caller's callbacks run before the recipe's): the last checkpoint is of epoch ``epochs``−1,
+    and the resumed run must redo epoch ``epochs``."""
 
     def __init__(self, epochs):
         super().__init__()
@@ -51,7 +53,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     interrupted = fresh_model()
     with pytest.raises(KeyboardInterrupt):
         training.train(
-            interrupted, data, run_dir=tmp_path / "resumed", callbacks=[StopAfter(2)], **settings
+            interrupted, data, run_dir=tmp_path / "resumed", callbacks=[StopAfter(3)], **settings
         )
     state = checkpoint.read(tmp_path / "resumed" / "last.npz")[1]["state"]
     assert state["epoch"] == 2

@@ -157,12 +157,12 @@ class OTFlow(tfb.Bijector):
         """Integrates points of shape [..., d] (conditions [..., k] broadcast against them);
         returns the end points [batch..., d] and the log-det [batch...]."""
         num_steps = self._num_steps if num_steps is None else num_steps
-        d = self._potential.dim
         name = "x" if reverse else "y"
-        points = convert_points(name, points, dtype=self.dtype, event_size=d)
+        points = convert_points(name, points, dtype=self.dtype, event_size=self._potential.dim)
         points = assert_finite(name, points, validate_args=self.validate_args)
         if not self._potential.built:
             self._potential.build(points.shape)
+        d = self._potential.dim
         condition = self._potential.check_condition(conditional_input, "conditional_input")
         batch_shape = tf.shape(points)[:-1]
         if condition is not None:
