@@ -278,6 +278,7 @@ def test_strategy_option_reaches_training(monkeypatch, tmp_path):
     assert "strategy" not in config["model"] and "strategy" not in config["train"]
 
 
+@pytest.mark.slow
 def test_conditional_dataset_trains_evaluates_and_samples_given_y(tmp_path):
     """A dataset with conditions trains p(x | y); sample needs --condition, of width k."""
     run_dir = tmp_path / "banana"

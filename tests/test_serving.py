@@ -62,7 +62,7 @@ def serve(path, x, conditions, dtype):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("condition_dim", [0, 2])
+@pytest.mark.parametrize("condition_dim", [pytest.param(0, marks=pytest.mark.slow), 2])
 def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
     model = OTFlowModel(3, width=6, num_steps=3, dtype="float64", condition_dim=condition_dim)
     for variable in model.potential.trainable_variables:  # a non-trivial flow
