@@ -341,7 +341,8 @@ def train_run(
         model = new_model(config, data.metadata.dim)
         rate = training.learning_rate_schedule(train["lr"], train["schedule"], train["iterations"])
         model.compile(
-            optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
+            optimizer=keras.optimizers.Adam(rate),
+            jit_compile=use_xla(data.metadata.dim, data.metadata.condition_dim),
         )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():

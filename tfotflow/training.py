@@ -87,7 +87,7 @@ def warm_start(
         per_call = math.gcd(steps, 50)
         matching.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            jit_compile=use_xla(model.dim),
+            jit_compile=use_xla(model.dim, model.condition_dim),
             steps_per_execution=per_call,
         )
     stream = batch_stream(data.split("train"), batch_size=batch_size, seed=seed)
@@ -153,7 +153,10 @@ def train(
     rate = learning_rate_schedule(learning_rate, schedule, iterations)  # checks `schedule`
     with model.distribute_strategy.scope():
         if getattr(model, "optimizer", None) is None:
-            model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
+            model.compile(
+                optimizer=keras.optimizers.Adam(rate),
+                jit_compile=use_xla(model.dim, model.condition_dim),
+            )
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0
     epochs = math.ceil(iterations / validate_every)

@@ -161,7 +161,7 @@ class OTFlowContender:
         self.optimizer = keras.optimizers.Adam(
             learning_rate_schedule(learning_rate, schedule, iterations)
         )
-        jit = use_xla(d)  # as tfotflow's training does
+        jit = use_xla(d, condition_dim)  # as tfotflow's training does
         self.warm_start, self.warm_start_batch = warm_start, warm_start_batch
         matching = FlowMatching(self.model)
         matching_optimizer = keras.optimizers.Adam(warm_start_lr)
