@@ -349,15 +349,21 @@ def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path):
     assert (run_dir / "notes.txt").read_text() == "mine"  # not a run file: kept
 
 
-def test_commands_print_no_tensorflow_start_up_noise(tmp_path):
-    """A TensorFlow command's stderr holds no absl/CUDA start-up lines unless --debug."""
+@pytest.mark.parametrize("command", ["evaluate", "plugins"])
+def test_commands_print_no_tensorflow_start_up_noise(tmp_path, command):
+    """A command that imports TensorFlow (to score a run, or through the regularizer
+    plugins) holds no absl/CUDA start-up lines on stderr unless --debug."""
+    arguments = ["evaluate", str(tmp_path)] if command == "evaluate" else ["plugins"]
     completed = subprocess.run(
-        [sys.executable, "-m", "tfotflow.cli", "evaluate", str(tmp_path)],
+        [sys.executable, "-m", "tfotflow.cli", *arguments],
         capture_output=True,
         text=True,
         env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"},
     )
-    assert completed.returncode == 1 and "not a run directory" in completed.stderr
+    if command == "evaluate":
+        assert completed.returncode == 1 and "not a run directory" in completed.stderr
+    else:
+        assert completed.returncode == 0 and "kinetic_jacobian" in completed.stdout
     for noise in ("cuInit", "absl::InitializeLog", "cuda"):
         assert noise not in completed.stderr, completed.stderr
 

@@ -265,6 +265,47 @@ def test_miniboone_split_and_standardisation_from_raw(tmp_path, rng):
     np.testing.assert_allclose(np.vstack([data.train, data.val]).mean(0), 0, atol=1e-12)
 
 
+def _damaged_arrays(folder, rng):
+    """Three damaged ``.npy`` files: truncated, pickled objects, and 1-D."""
+    good = folder / "good.npy"
+    np.save(good, rng.normal(size=(50, 43)))
+    truncated = good.read_bytes()[:200]
+    pickled = folder / "pickled.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    flat = folder / "flat.npy"
+    np.save(flat, np.ones(43))
+    return {
+        "truncated": truncated,
+        "pickled": pickled.read_bytes(),
+        "flat": flat.read_bytes(),
+    }
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled", "flat"])
+@pytest.mark.parametrize("file", ["data.npy", "val.npy"])
+def test_damaged_data_arrays_are_named(tmp_path, rng, damage, file):
+    """A damaged array (raw or pre-split) gets an error naming its file and the cure."""
+    folder = tmp_path / "miniboone"
+    folder.mkdir()
+    contents = _damaged_arrays(tmp_path, rng)[damage]
+    if file == "val.npy":
+        np.save(folder / "test.npy", rng.normal(size=(5, 43)))
+    (folder / file).write_bytes(contents)
+    expected = r"(cannot be read|expected a 2-D numeric array)"
+    with pytest.raises(DatasetError, match=rf"{folder / file}.*{expected}") as caught:
+        datasets.load("miniboone", data_dir=tmp_path, train_split="val")
+    assert "tfotflow datasets download miniboone" in str(caught.value)
+
+
+def test_damaged_csv_is_named(tmp_path):
+    pytest.importorskip("pandas")
+    (tmp_path / "hepmass").mkdir()
+    for file in tabular.FILES["hepmass"]:
+        (tmp_path / file).write_bytes(b"\x00\xff\xfe not a csv \x00")
+    with pytest.raises(DatasetError, match=r"1000_train.csv cannot be read"):
+        datasets.load("hepmass", data_dir=tmp_path, verify=False)
+
+
 # ----------------------------------------------------------------------------- downloads
 
 
@@ -327,18 +368,37 @@ def test_corrupted_download_is_deleted_not_used(tmp_path):
 
 
 def test_fetch_downloads_unpacks_and_verifies(tmp_path, rng):
-    raw = rng.normal(size=(36_488, 43))
+    data = tabular.fetch("miniboone", tmp_path, opener=FakeServer(_miniboone_archive(rng)))
+    assert data.test.shape == (3648, 43)
+    assert (tmp_path / "miniboone" / "data.npy").exists()
+    assert not (tmp_path / "maf-data.tar.gz").exists()
+
+
+def _miniboone_archive(rng):
     buffer = io.BytesIO()
-    np.save(buffer, raw)
+    np.save(buffer, rng.normal(size=(36_488, 43)))
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         info = tarfile.TarInfo("data/miniboone/data.npy")
         info.size = len(buffer.getvalue())
         tar.addfile(info, io.BytesIO(buffer.getvalue()))
-    data = tabular.fetch("miniboone", tmp_path, opener=FakeServer(archive.getvalue()))
-    assert data.test.shape == (3648, 43)
-    assert (tmp_path / "miniboone" / "data.npy").exists()
+    return archive.getvalue()
+
+
+def test_a_corrupt_archive_left_behind_is_downloaded_again(tmp_path, rng):
+    payload = _miniboone_archive(rng)
+    (tmp_path / "maf-data.tar.gz").write_bytes(payload[: len(payload) // 2])
+    server = FakeServer(payload)
+    data = tabular.fetch("miniboone", tmp_path, opener=server)
+    assert server.ranges == [0] and data.test.shape == (3648, 43)
     assert not (tmp_path / "maf-data.tar.gz").exists()
+
+
+def test_a_freshly_downloaded_corrupt_archive_is_deleted_and_named(tmp_path):
+    server = FakeServer(b"\x1f\x8b not really gzip")
+    with pytest.raises(DatasetError, match="cannot be unpacked.*downloads it again"):
+        tabular.fetch("miniboone", tmp_path, opener=server)
+    assert not (tmp_path / "maf-data.tar.gz").exists() and server.ranges == [0]
 
 
 def test_unpacking_keeps_the_users_own_files(tmp_path, rng):

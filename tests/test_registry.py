@@ -115,3 +115,20 @@ def test_a_plugin_that_exits_on_import_is_isolated(plugin_module, tmp_path, monk
     with pytest.warns(PluginWarning, match="'exits'.*failed to load.*SystemExit"):
         rows = {row["name"]: row["status"] for row in registry.status()}
     assert rows == {"exits": "SystemExit: 3", "fine": "loads"}
+
+
+def test_a_plugin_whose_extras_are_missing_says_what_to_install(monkeypatch):
+    """The built-in tabular sets declare the ``tabular`` extra; without pandas they say so."""
+    from tfotflow import registry
+
+    gas = DATASETS._declared()["gas"]
+    assert gas.extras == ["tabular"] and registry.missing_requirements(gas) in ([], ["pandas"])
+    assert registry.missing_requirements(gas, installed=lambda package: False) == ["pandas"]
+    assert registry.missing_requirements(DATASETS._declared()["power"]) == []
+    real = registry._installed
+    monkeypatch.setattr(
+        registry, "_installed", lambda package: package != "pandas" and real(package)
+    )
+    rows = {row["name"]: row["status"] for row in DATASETS.status()}
+    assert rows["gas"] == rows["hepmass"] == "loads; needs pandas: pip install 'tfotflow[tabular]'"
+    assert rows["power"] == rows["miniboone"] == "loads"

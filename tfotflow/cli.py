@@ -587,6 +587,7 @@ def plugins(as_json):
 
     from tfotflow.registry import DATASETS, REGULARIZERS
 
+    _start_tensorflow()  # the regularizer plugins are TensorFlow code
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # broken plugins are shown in the table instead
@@ -597,13 +598,14 @@ def plugins(as_json):
         return
     table = Table("kind", "name", "package", "version", "status")
     for row in rows:
-        style = "green" if row["status"] == "loads" else "red"
+        status = row["status"]
+        style = "green" if status == "loads" else "yellow" if status.startswith("loads") else "red"
         table.add_row(
             row["kind"],
             row["name"],
             str(row["package"]),
             str(row["version"]),
-            f"[{style}]{row['status']}[/]",
+            f"[{style}]{status}[/]",
         )
     Console().print(table)
 

@@ -9,13 +9,16 @@ entry-point groups a third-party package uses (``tfotflow.datasets``,
 - two packages declaring one name warn and name the winner (the first one found);
 - a plugin that fails to import, or is not of the expected kind, warns with its package and
   name and never breaks the others;
-- an unknown name lists what is installed and how to add more.
+- an unknown name lists what is installed and how to add more;
+- a plugin declared with extras (``gas = "pkg.module:gas [tabular]"``) is reported with the
+  packages those extras need and are missing.
 
 This module imports no TensorFlow.
 """
 
 import functools
 import importlib.metadata
+import re
 import warnings
 
 
@@ -93,7 +96,9 @@ class Registry:
 
         Loads every plugin (a broken one warns, and its row says why). "loads" means the
         plugin imports and is of the expected kind; a dataset's data contract is checked only
-        by loading its data (:func:`tfotflow.testing.check_dataset_plugin`).
+        by loading its data (:func:`tfotflow.testing.check_dataset_plugin`). A plugin that
+        loads but whose declared extras need packages that are not installed reads
+        "loads; needs pandas: pip install 'tfotflow[tabular]'".
         """
         rows = []
         for name in self.names():
@@ -101,6 +106,10 @@ class Registry:
             try:
                 self.load(name)
                 state = "loads"
+                missing = missing_requirements(self._declared()[name])
+                if missing:
+                    extras = ",".join(self._declared()[name].extras)
+                    state += f"; needs {', '.join(missing)}: pip install '{package}[{extras}]'"
             except PluginError as error:
                 cause = error.__cause__ or error
                 state = f"{type(cause).__name__}: {cause}"
@@ -151,6 +160,41 @@ def _require_callable(plugin):
     if not callable(plugin):
         return f"expected a callable, got {type(plugin).__name__}"
     return None
+
+
+def missing_requirements(entry_point, installed=None):
+    """The packages that ``entry_point``'s extras require and that are not installed.
+
+    The requirements are read from the declaring package's metadata: ``name[op version];
+    extra == "tabular"`` lines for each extra the entry point names.
+
+    Args:
+        entry_point: an ``importlib.metadata.EntryPoint``, e.g. ``gas = "m:gas [tabular]"``.
+        installed: ``callable(package_name) -> bool``. Defaults to asking the installed
+            package metadata.
+    """
+    dist = getattr(entry_point, "dist", None)
+    if dist is None or not entry_point.extras:
+        return []
+    installed = installed or _installed
+    missing = []
+    for requirement in dist.requires or ():
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if extra is None or extra.group(1) not in entry_point.extras:
+            continue
+        package = re.match(r"\s*([A-Za-z0-9._-]+)", name).group(1)
+        if not installed(package) and package not in missing:
+            missing.append(package)
+    return missing
+
+
+def _installed(package):
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _distribution(entry_point):

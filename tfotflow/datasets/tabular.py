@@ -37,6 +37,8 @@ preprocessed, as several public repositories distribute them) is read as it is.
 
 import collections
 import pathlib
+import tarfile
+import zlib
 
 import numpy as np
 
@@ -199,14 +201,46 @@ def bsds300_splits(path):
         )
 
 
-def _read_pandas(kind, path):
+def _reason(error):
+    """An exception as one line: its type and its message with the line breaks folded."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _unreadable(path, error, name):
+    return DatasetError(
+        f"{path} cannot be read ({_reason(error)}): the file is truncated or "
+        f"not the MAF one. Delete it and run `tfotflow datasets download {name}`."
+    )
+
+
+def _read_array(path, name):
+    """A 2-D numeric array [rows, columns] from the ``.npy`` file ``path`` (no pickles)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:  # truncated, pickled or not .npy
+        raise _unreadable(path, error, name) from error
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise DatasetError(
+            f"{path} holds an array of shape {array.shape} and dtype {array.dtype}; expected a "
+            f"2-D numeric array [rows, columns]. Delete it and run "
+            f"`tfotflow datasets download {name}`."
+        )
+    return array
+
+
+def _read_pandas(kind, path, name):
     try:
         import pandas
     except ImportError as error:
         raise DatasetError(
             f"reading {path} needs pandas: pip install 'tfotflow[tabular]'"
         ) from error
-    return pandas.read_pickle(path) if kind == "pickle" else pandas.read_csv(path, index_col=False)
+    try:
+        if kind == "pickle":
+            return pandas.read_pickle(path)
+        return pandas.read_csv(path, index_col=False)
+    except Exception as error:  # pandas raises many kinds for a damaged file
+        raise _unreadable(path, error, name) from error
 
 
 def _missing_message(name, data_dir, missing):
@@ -230,23 +264,26 @@ def _read_splits(name, data_dir, train_split):
                     f"{presplit['train']} is missing beside val.npy and test.npy; pass "
                     "train_split='val' to train on the validation split, or provide train.npy."
                 )
-            val, test = np.load(presplit["val"]), np.load(presplit["test"])
-            train = val if train_split == "val" else np.load(presplit["train"])
+            val, test = (_read_array(presplit[split], name) for split in ("val", "test"))
+            train = val if train_split == "val" else _read_array(presplit["train"], name)
             return (train, val, test), False
     paths = [data_dir / file for file in FILES[name]]
     missing = [file for file, path in zip(FILES[name], paths) if not path.exists()]
     if missing:
         raise DatasetError(_missing_message(name, data_dir, missing))
     if name == "power":
-        splits = power_splits(np.load(paths[0]))
+        splits = power_splits(_read_array(paths[0], name))
     elif name == "gas":
-        splits = gas_splits(_read_pandas("pickle", paths[0]))
+        splits = gas_splits(_read_pandas("pickle", paths[0], name))
     elif name == "hepmass":
-        splits = hepmass_splits(_read_pandas("csv", paths[0]), _read_pandas("csv", paths[1]))
+        splits = hepmass_splits(*(_read_pandas("csv", path, name) for path in paths))
     elif name == "miniboone":
-        splits = miniboone_splits(np.load(paths[0]))
+        splits = miniboone_splits(_read_array(paths[0], name))
     else:
-        splits = bsds300_splits(paths[0])
+        try:
+            splits = bsds300_splits(paths[0])
+        except (OSError, KeyError) as error:  # h5py's errors for a damaged or foreign file
+            raise _unreadable(paths[0], error, name) from error
     if train_split == "val":
         splits = (splits[1], splits[1], splits[2])
     return splits, True
@@ -305,8 +342,10 @@ def fetch(name, data_dir, *, progress=None, url=MAF_ARCHIVE_URL, opener=None):
     """Downloads the MAF archive, unpacks it into ``data_dir`` and checks the data set ``name``.
 
     The archive download resumes where a previous attempt stopped and is renamed into place
-    only when complete; unpacking replaces each data set folder with one rename; the archive is
-    deleted once ``name`` loads with the documented split sizes.
+    only when complete; an archive already present that cannot be unpacked (truncated or
+    corrupt) is deleted and downloaded once more; unpacking replaces the archive's files one
+    by one and keeps everything else; the archive is deleted once ``name`` loads with the
+    documented split sizes.
 
     Args:
         name: one of the five MAF data sets.
@@ -322,9 +361,20 @@ def fetch(name, data_dir, *, progress=None, url=MAF_ARCHIVE_URL, opener=None):
         raise DatasetError(f"`name` must be one of {sorted(FILES)}. Received: {name!r}")
     data_dir = pathlib.Path(data_dir)
     archive = data_dir / "maf-data.tar.gz"
-    if not archive.exists():
+    fresh = not archive.exists()
+    if fresh:
         download(url, archive, progress=progress, opener=opener)
-    extract_tar(archive, data_dir, members_under="data")
+    try:
+        extract_tar(archive, data_dir, members_under="data")
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        archive.unlink()
+        if fresh:
+            raise DatasetError(
+                f"the archive downloaded from {url} cannot be unpacked "
+                f"({_reason(error)}); it was deleted, so the next attempt downloads it again."
+            ) from error
+        download(url, archive, progress=progress, opener=opener)  # the old copy was damaged
+        extract_tar(archive, data_dir, members_under="data")
     dataset = load_tabular(name, data_dir=data_dir)
     archive.unlink()
     return dataset
