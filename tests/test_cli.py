@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -92,8 +93,18 @@ def test_train_writes_a_complete_run_directory(trained):
     assert np.isfinite(summary["test_nll"]) and summary["num_parameters"] > 0
 
 
-def test_evaluate_sample_plot_round_trip(trained, tmp_path):
+def test_evaluate_sample_plot_round_trip(trained, tmp_path, monkeypatch):
+    from tfotflow import plotting
+
     run_dir, summary = trained
+    titles = {}
+    save = plotting._save
+
+    def keep_title(figure, path):
+        titles[pathlib.Path(path).name] = figure.get_suptitle()
+        return save(figure, path)
+
+    monkeypatch.setattr(plotting, "_save", keep_title)
     runner = CliRunner()
     result = runner.invoke(cli.main, ["evaluate", str(run_dir), "--json", "--num-steps", "4"])
     assert result.exit_code == 0, result.output
@@ -108,6 +119,19 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path):
     (run_dir / "density.png").unlink()
     result = runner.invoke(cli.main, ["plot", str(run_dir)])
     assert result.exit_code == 0 and (run_dir / "density.png").exists()
+    best = min(row["val_nll"] for row in runs.read_csv(run_dir / "metrics.csv"))
+    expected = f"moons, best validation NLL {best:.3f}"
+    assert titles == dict.fromkeys(["density.png", "samples.png", "trajectories.png"], expected)
+
+
+def test_plot_titles_name_the_data_set_and_its_scores(tmp_path):
+    from tfotflow import datasets
+
+    data = datasets.load("checkerboard", num_train=10, num_val=10, num_test=10)
+    title = runs.plot_title(data, tmp_path, test_nll=3.5)
+    assert title == f"checkerboard, test NLL 3.500, exact entropy {np.log(32):.3f}"
+    conditional = datasets.load("banana", num_train=10, num_val=10, num_test=10)
+    assert runs.plot_title(conditional, tmp_path).startswith("banana (conditional), exact")
 
 
 @pytest.mark.slow

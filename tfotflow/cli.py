@@ -326,7 +326,9 @@ def train(
     result = {"run_dir": str(run_dir), **result}
     if not no_plot:
         with console.status("plotting…"):
-            paths = runs.plot(model, data, run_dir, seed=config["seed"])
+            paths = runs.plot(
+                model, data, run_dir, seed=config["seed"], test_nll=result["test_nll"]
+            )
         result["plots"] = [str(p) for p in paths]
     _emit(result, as_json)
 

@@ -36,6 +36,12 @@ def _save(figure, path):
     return pathlib.Path(path)
 
 
+def _heading(figure, title):
+    if title:
+        figure.suptitle(title)
+        figure.tight_layout()
+
+
 def trajectories(model, x, *, condition=None, num_steps=None, points=9):
     """x(t) at ``points`` equally spaced times from t = 0 (data) to 1 (normal); [points, n, d].
 
@@ -76,10 +82,21 @@ def shown_conditions(conditions, count=3):
     return conditions[:count]
 
 
-def plot_2d(model, data, directory, *, conditions=None, seed=0, grid_size=200, num_samples=4000):
+def plot_2d(
+    model,
+    data,
+    directory,
+    *,
+    conditions=None,
+    seed=0,
+    grid_size=200,
+    num_samples=4000,
+    title=None,
+):
     """Writes density.png, samples.png and trajectories.png for a 2-D model; returns the paths.
 
-    ``conditions``: the test conditions, one row per data point, for a conditional model."""
+    ``conditions``: the test conditions, one row per data point, for a conditional model.
+    ``title``: a heading for every figure (e.g. the data set and its test NLL)."""
     plt = _pyplot()
     directory = pathlib.Path(directory)
     low, high = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
@@ -105,6 +122,7 @@ def plot_2d(model, data, directory, *, conditions=None, seed=0, grid_size=200, n
         axis.set_ylabel("x1")
         given = "" if y is None else " | y = (" + ", ".join(f"{v:.2f}" for v in y) + ")"
         axis.set_title(f"learned density p(x{given})")
+    _heading(figure, title)
     paths = [_save(figure, directory / "density.png")]
 
     samples = draw_samples(model, num_samples, conditions, seed=seed)
@@ -116,6 +134,7 @@ def plot_2d(model, data, directory, *, conditions=None, seed=0, grid_size=200, n
     axes[1].set_title("samples")
     axes[0].set_xlim(low[0], high[0])
     axes[0].set_ylim(low[1], high[1])
+    _heading(figure, title)
     paths.append(_save(figure, directory / "samples.png"))
 
     path = trajectories(
@@ -128,16 +147,26 @@ def plot_2d(model, data, directory, *, conditions=None, seed=0, grid_size=200, n
     axis.scatter(path[-1, :, 0], path[-1, :, 1], s=3, label="x(1): normal")
     axis.legend(loc="upper right")
     axis.set_title("trajectories t: 0 → 1")
+    _heading(figure, title)
     paths.append(_save(figure, directory / "trajectories.png"))
     return paths
 
 
 def plot_marginals(
-    model, data, directory, *, conditions=None, dims=(0, 1, 2, 3), seed=0, num_samples=2000
+    model,
+    data,
+    directory,
+    *,
+    conditions=None,
+    dims=(0, 1, 2, 3),
+    seed=0,
+    num_samples=2000,
+    title=None,
 ):
     """Writes marginals.png: pairwise scatter of ``dims``, data (blue) vs samples (orange).
 
-    ``conditions``: the test conditions, one row per data point, for a conditional model."""
+    ``conditions``: the test conditions, one row per data point, for a conditional model.
+    ``title``: a heading (e.g. the data set and its test NLL)."""
     plt = _pyplot()
     dims = list(dims)
     samples = draw_samples(model, num_samples, conditions, seed=seed)
@@ -161,7 +190,12 @@ def plot_marginals(
                 axis.set_xlabel(f"x{j}")
             if col == 0:
                 axis.set_ylabel(f"x{i}")
-    figure.suptitle("data (blue) vs samples (orange)")
+    _heading(
+        figure,
+        "data (blue) vs samples (orange)"
+        if title is None
+        else f"{title}\ndata (blue) vs samples (orange)",
+    )
     return [_save(figure, pathlib.Path(directory) / "marginals.png")]
 
 

@@ -438,12 +438,36 @@ def save_samples(model, n, path, *, condition=None, seed=0, num_steps=None):
     return samples
 
 
-def plot(model, data, run_dir, *, dims=None, seed=0):
-    """The run's plots (see :mod:`tfotflow.plotting`); returns the paths written."""
+def plot_title(data, run_dir, test_nll=None):
+    """The plots' title: the data set, and its test NLL when given, else the run's best
+    validation NLL (from metrics.csv), with the exact entropy when the data set has one."""
+    meta = data.metadata
+    parts = [meta.name if not meta.condition_dim else f"{meta.name} (conditional)"]
+    if test_nll is not None:
+        parts.append(f"test NLL {test_nll:.3f}")
+    else:
+        scores = [
+            row["val_nll"]
+            for row in read_csv(pathlib.Path(run_dir) / "metrics.csv")
+            if "val_nll" in row
+        ]
+        if scores:
+            parts.append(f"best validation NLL {min(scores):.3f}")
+    if meta.entropy is not None:
+        parts.append(f"exact entropy {meta.entropy:.3f}")
+    return ", ".join(parts)
+
+
+def plot(model, data, run_dir, *, dims=None, seed=0, test_nll=None):
+    """The run's plots (see :mod:`tfotflow.plotting`), titled by :func:`plot_title`; returns
+    the paths written."""
     conditions = test_conditions(model, data)
+    title = plot_title(data, run_dir, test_nll)
     if data.metadata.dim == 2:
-        return plotting.plot_2d(model, data.test, run_dir, conditions=conditions, seed=seed)
+        return plotting.plot_2d(
+            model, data.test, run_dir, conditions=conditions, seed=seed, title=title
+        )
     dims = list(dims) if dims else list(range(min(4, data.metadata.dim)))
     return plotting.plot_marginals(
-        model, data.test, run_dir, conditions=conditions, dims=dims, seed=seed
+        model, data.test, run_dir, conditions=conditions, dims=dims, seed=seed, title=title
     )
