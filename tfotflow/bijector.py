@@ -5,7 +5,7 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
 from tfotflow import ode
-from tfotflow.potential import Potential
+from tfotflow.potential import Potential, flatten_batch
 from tfotflow.validation import assert_finite, check_int, check_positive_float, convert_points
 
 tfb = tfp.bijectors
@@ -164,20 +164,14 @@ class OTFlow(tfb.Bijector):
             self._potential.build(points.shape)
         d = self._potential.dim
         condition = self._potential.check_condition(conditional_input, "conditional_input")
-        batch_shape = tf.shape(points)[:-1]
         if condition is not None:
             condition = assert_finite(
                 "conditional_input", condition, validate_args=self.validate_args
             )
-            batch_shape = tf.broadcast_dynamic_shape(batch_shape, tf.shape(condition)[:-1])
-            k = self._potential.condition_dim
-            condition = tf.reshape(
-                tf.broadcast_to(condition, tf.concat([batch_shape, [k]], 0)), [-1, k]
-            )
-        points = tf.broadcast_to(points, tf.concat([batch_shape, [d]], 0))
+        rows, condition, batch_shape = flatten_batch(points, condition)
         state = ode.integrate(
             self._potential,
-            tf.reshape(points, [-1, d]),
+            rows,
             num_steps=num_steps,
             reverse=reverse,
             alpha_transport=self._alpha_transport,
@@ -186,7 +180,7 @@ class OTFlow(tfb.Bijector):
             condition=condition,
         )
         return (
-            tf.reshape(state.x, tf.shape(points)),
+            tf.reshape(state.x, tf.concat([batch_shape, [d]], 0)),
             tf.reshape(state.log_det, batch_shape),
         )
 

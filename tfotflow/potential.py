@@ -17,6 +17,23 @@ def space_time(x, t, condition=None):
     return tf.concat([x, time] if condition is None else [x, condition, time], axis=-1)
 
 
+def flatten_batch(points, condition=None):
+    """Points [..., d] and conditions [..., k] (or None) broadcast to one batch shape and
+    flattened to rows: (points [n, d], conditions [n, k] or None, the batch shape).
+
+    One condition serves many points ([k] against [n, d]) and one point many conditions."""
+    batch_shape = tf.shape(points)[:-1]
+    d = points.shape[-1]
+    if condition is not None:
+        batch_shape = tf.broadcast_dynamic_shape(batch_shape, tf.shape(condition)[:-1])
+        k = condition.shape[-1]
+        condition = tf.reshape(
+            tf.broadcast_to(condition, tf.concat([batch_shape, [k]], 0)), [-1, k]
+        )
+    points = tf.reshape(tf.broadcast_to(points, tf.concat([batch_shape, [d]], 0)), [-1, d])
+    return points, condition, batch_shape
+
+
 def log_cosh(a):
     """σ(a) = log(2 cosh a) = |a| + log(1 + exp(−2|a|)), the antiderivative of tanh, stably."""
     magnitude = tf.abs(a)
@@ -135,11 +152,14 @@ class Potential(keras.layers.Layer):
     (TensorShape([4, 3]), TensorShape([4]))
     """
 
+    # The smallest sizes: one unit, a ResNet with one step, a rank-one quadratic.
+    MINIMA = {"width": 1, "num_layers": 2, "rank": 1}
+
     def __init__(self, width=32, num_layers=2, rank=10, condition_dim=0, **kwargs):
         super().__init__(**kwargs)
-        self.width = check_int("width", width, minimum=1)
-        self.num_layers = check_int("num_layers", num_layers, minimum=2)
-        self.rank = check_int("rank", rank, minimum=1)
+        self.width = check_int("width", width, minimum=self.MINIMA["width"])
+        self.num_layers = check_int("num_layers", num_layers, minimum=self.MINIMA["num_layers"])
+        self.rank = check_int("rank", rank, minimum=self.MINIMA["rank"])
         self.condition_dim = check_int("condition_dim", condition_dim, minimum=0)
         self.dim = None
 
@@ -304,18 +324,12 @@ class Potential(keras.layers.Layer):
         return network + quadratic + W.b, z
 
     def _space_time(self, x, t, condition=None):
-        """s = [x, y, t] as [n, d+k+1], and a function restoring the leading axes of ``x``."""
+        """s = [x, y, t] as [n, d+k+1], and a function restoring the batch axes of ``x`` and
+        ``condition`` broadcast together."""
         x = convert_points("x", x, dtype=self.compute_dtype, event_size=self.dim)
         if not self.built:
             self.build(x.shape)
-        condition = self.check_condition(condition)
-        batch_shape = tf.shape(x)[:-1]
-        x = tf.reshape(x, [-1, self.dim])
-        if condition is not None:
-            condition = tf.reshape(
-                tf.broadcast_to(condition, tf.concat([batch_shape, [self.condition_dim]], 0)),
-                [-1, self.condition_dim],
-            )
+        x, condition, batch_shape = flatten_batch(x, self.check_condition(condition))
         s = space_time(x, tf.convert_to_tensor(t, dtype_hint=x.dtype), condition)
 
         def restore(value, event_shape):

@@ -32,6 +32,7 @@ from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel, check_alpha
+from tfotflow.potential import Potential
 from tfotflow.validation import check_float_dtype, check_int, check_positive_float
 
 MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
@@ -114,15 +115,13 @@ def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir
     }
 
 
+# The smallest value of every integer setting: the potential's and the training loop's from
+# where they are enforced, and the run recipe's own.
 _MINIMA = {
-    "width": 1,
-    "num_layers": 2,
-    "rank": 1,
+    **Potential.MINIMA,
     "num_steps": 1,
     "eval_num_steps": 1,
-    "iterations": 1,
-    "batch_size": 1,
-    "validate_every": 1,
+    **training.LOOP_MINIMA,
     "patience": 1,
     "warm_start": 0,
     "warm_start_batch_size": 1,

@@ -40,6 +40,8 @@ def batch_stream(array, *, batch_size, seed, skip=0):
 
 
 SCHEDULES = ("plateau", "cosine")
+# The smallest loop :func:`train` runs: one step of one point, validated after it.
+LOOP_MINIMA = {"iterations": 1, "batch_size": 1, "validate_every": 1}
 
 
 def learning_rate_schedule(learning_rate, schedule, iterations):
@@ -146,9 +148,11 @@ def train(
     Returns:
         The Keras ``History``.
     """
-    iterations = check_int("iterations", iterations, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    validate_every = check_int("validate_every", min(validate_every, iterations), minimum=1)
+    iterations = check_int("iterations", iterations, minimum=LOOP_MINIMA["iterations"])
+    batch_size = check_int("batch_size", batch_size, minimum=LOOP_MINIMA["batch_size"])
+    validate_every = check_int(
+        "validate_every", min(validate_every, iterations), minimum=LOOP_MINIMA["validate_every"]
+    )
     run_dir = pathlib.Path(run_dir)
     rate = learning_rate_schedule(learning_rate, schedule, iterations)  # checks `schedule`
     with model.distribute_strategy.scope():

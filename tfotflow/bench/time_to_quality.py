@@ -46,7 +46,7 @@ from tfotflow.callbacks import ClipWeights
 from tfotflow.datasets.builtin import CONDITIONAL_HYPERPARAMETERS, TOY_HYPERPARAMETERS
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
-from tfotflow.model import OTFlowModel
+from tfotflow.model import OTFlowModel, batch_points_and_conditions
 from tfotflow.training import batch_stream, learning_rate_schedule
 
 TOLERANCE_NATS = 0.01
@@ -156,7 +156,7 @@ class OTFlowContender:
             trace=trace,
             condition_dim=condition_dim,
         )
-        self.num_steps = num_steps
+        self.num_steps, self.condition_dim = num_steps, condition_dim
         schedule = "plateau" if iterations is None else "cosine"
         self.optimizer = keras.optimizers.Adam(
             learning_rate_schedule(learning_rate, schedule, iterations)
@@ -167,7 +167,7 @@ class OTFlowContender:
         matching_optimizer = keras.optimizers.Adam(warm_start_lr)
 
         def matching_loss(batch):
-            x, y = points_and_conditions(batch)
+            x, y = batch_points_and_conditions(batch, condition_dim)
             return matching.loss_on(x, matching_optimizer.iterations, y)
 
         self.matching_step = training_step(
@@ -179,7 +179,7 @@ class OTFlowContender:
         variables = self.model.trainable_variables
         update = training_step(
             lambda batch: self.model.objective(
-                *points_and_conditions(batch), jit_compile=jit, trace=trace
+                *batch_points_and_conditions(batch, condition_dim), jit_compile=jit, trace=trace
             )[0],
             variables,
             self.optimizer,
@@ -241,6 +241,8 @@ class FFJORDContender:
 
     name = "ffjord"
 
+    condition_dim = 0  # FFJORD takes no conditions
+
     def __init__(self, d, *, hidden, learning_rate, dtype):
         self.d, self.dtype = d, dtype
         self.field = CountedField(d, hidden, dtype)
@@ -301,11 +303,11 @@ class FlowMatchingContender:
 
         self.network = BayesFlowMatching(subnet_kwargs={"widths": tuple(widths), "dropout": 0.0})
         self.network.build((None, d), (None, condition_dim) if condition_dim else None)
-        self.d, self.dtype = d, dtype
+        self.d, self.dtype, self.condition_dim = d, dtype, condition_dim
         self.optimizer = keras.optimizers.Adam(learning_rate)
 
         def loss(batch):
-            x, y = points_and_conditions(batch)
+            x, y = batch_points_and_conditions(batch, condition_dim)
             return self.network.compute_metrics(x, conditions=y, stage="training")["loss"]
 
         self.step = training_step(
@@ -349,11 +351,6 @@ class FlowMatchingContender:
         return [1, 2, 4, 8, 16]
 
 
-def points_and_conditions(batch):
-    """(points, conditions) of a batch: points alone (conditions None) or a pair."""
-    return tuple(batch) if isinstance(batch, (tuple, list)) else (batch, None)
-
-
 def first_rows(data, n):
     """The first ``n`` rows of points, or of (points, conditions)."""
     return tuple(part[:n] for part in data) if isinstance(data, tuple) else data[:n]
@@ -362,7 +359,7 @@ def first_rows(data, n):
 def mean_nll(contender, setting, test, chunk=5000):
     """−mean log p(x) (or log p(x | y)) over ``test``: points, or (points, conditions)."""
     log_prob = contender.log_prob_fn(setting)
-    points, conditions = points_and_conditions(test)
+    points, conditions = batch_points_and_conditions(test, contender.condition_dim)
     total = 0.0
     for i in range(0, len(points), chunk):
         args = [tf.constant(points[i : i + chunk])]
@@ -408,9 +405,9 @@ def matched_accuracy(contenders, test, *, batch, rounds):
     """The cheapest setting that keeps each model's NLL within 0.01 nats of its reference
     NLL (it and every more accurate setting tried), and the ``log_prob`` throughput there."""
     rows, timed = {}, {}
-    x, y = points_and_conditions(first_rows(test, batch))
-    args = [tf.constant(x)] + ([] if y is None else [tf.constant(y)])
-    x = args[0]
+    x, y = batch_points_and_conditions(first_rows(test, batch), contenders[0].condition_dim)
+    x = tf.constant(x)
+    args = [x] + ([] if y is None else [tf.constant(y)])
     for contender in contenders:
         reference = mean_nll(contender, contender.reference_setting(), test)
         tried = {str(s): mean_nll(contender, s, test) for s in contender.settings()}
@@ -580,7 +577,12 @@ def compete(
                 reach[peer] / reach[ours.name] if reach[peer] and reach[ours.name] else None
             ),
         }
-    test_points = len(points_and_conditions(test)[0])
+    test_x, test_y = batch_points_and_conditions(test, k)
+    test_points = len(test_x)
+    exact = data.metadata.log_prob  # the true density, when known: its NLL on these points
+    exact_nll = None
+    if exact is not None:
+        exact_nll = -float(np.mean(exact(test_x) if test_y is None else exact(test_x, test_y)))
     inference = matched_accuracy(
         contenders, test, batch=min(inference_batch, test_points), rounds=rounds
     )
@@ -596,6 +598,7 @@ def compete(
         "dtype": dtype,
         "test_points": test_points,
         "true_entropy": data.metadata.entropy,
+        "exact_test_nll": exact_nll,
         "races": races,
         "versus": versus,
         "inference": inference,
