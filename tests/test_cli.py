@@ -168,7 +168,7 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
 
 def test_config_file_then_flags(tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('dataset = "circles"\nwidth = 5\nalpha = [1, 20, 2]\nlr = 0.02\n')
+    config.write_text('dataset = "circles"\nwidth = 5\nalpha = [1, 20, 2]\nlearning_rate = 0.02\n')
     run_dir = tmp_path / "run"
     arguments = [
         "train",
@@ -187,7 +187,9 @@ def test_config_file_then_flags(tmp_path):
     assert result.exit_code == 0, result.output
     written = json.loads((run_dir / "config.json").read_text())
     assert written["dataset"] == "circles" and written["model"]["width"] == 7  # flag wins
-    assert written["model"]["alpha"] == [1.0, 20.0, 2.0] and written["train"]["lr"] == 0.02
+    assert (
+        written["model"]["alpha"] == [1.0, 20.0, 2.0] and written["train"]["learning_rate"] == 0.02
+    )
     config.write_text("widht = 5\n")
     result = CliRunner().invoke(cli.main, ["train", "--config", str(config)])
     assert result.exit_code == 2 and "unknown setting(s) widht" in result.output
@@ -199,14 +201,14 @@ def test_config_file_then_flags(tmp_path):
         (["train", "--alpha", "1,2"], "--alpha"),
         (["train", "--width", "0"], "--width"),
         (["train", "nonexistent"], "unknown dataset 'nonexistent'"),
-        (["train", "--precision", "float16"], "--precision"),
+        (["train", "--dtype", "float16"], "--dtype"),
         (["sample", ".", "-o", "out.txt"], "expected a .npy path"),
         (["train", "--alpha", "nan,1,1"], "three finite numbers"),
         (["train", "--alpha", "1,inf,1"], "three finite numbers"),
-        (["train", "--lr", "inf"], "--lr"),
-        (["train", "--lr", "nan"], "--lr"),
-        (["train", "--lr", "-0.1"], "--lr"),
-        (["train", "--warm-start-lr", "0"], "--warm-start-lr"),
+        (["train", "--learning-rate", "inf"], "--learning-rate"),
+        (["train", "--learning-rate", "nan"], "--learning-rate"),
+        (["train", "--lr", "-0.1"], "--learning-rate"),
+        (["train", "--warm-start-learning-rate", "0"], "--warm-start-learning-rate"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),
@@ -438,9 +440,9 @@ def test_train_split_reaches_the_tabular_loader(tmp_path, rng):
         ("iterations = -3", "`iterations` must be at least 1"),
         ("num_steps = 1.5", "`num_steps` must be an integer"),
         ('dtype = "float16"', "float32 or float64"),
-        ("lr = -0.1", "`lr` must be finite and positive"),
+        ("learning_rate = -0.1", "`learning_rate` must be finite and positive"),
         ("width = 100000000", "more than half of this machine"),
-        ('precision = "float64"\ndtype = "float32"', "both `precision` and `dtype`"),
+        ('precision = "float64"', "unknown setting(s) precision"),
     ],
 )
 def test_bad_config_values_exit_2_and_create_nothing(tmp_path, line, fragment):

@@ -78,3 +78,19 @@ def test_config_records_the_data_dimension(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["dim"] == 2
     assert runs.load_model(tmp_path / "run").dim == 2  # from the checkpoint and config.json
+
+
+def test_a_data_sets_unknown_recommendations_warn_and_are_ignored():
+    """A plugin recommending a setting under a name no run knows (``lr`` for
+    ``learning_rate``) is told so instead of being silently ignored."""
+    with pytest.warns(UserWarning, match=r"'mine' recommends unknown setting\(s\) lr, "):
+        config = runs.build_config(
+            "mine",
+            metadata_hyperparameters={"lr": 0.5, "width": 9},
+            overrides={},
+            seed=0,
+            data_dir=None,
+            options={},
+        )
+    assert config["model"]["width"] == 9
+    assert config["train"]["learning_rate"] == runs.DEFAULTS["learning_rate"]

@@ -131,7 +131,14 @@ def _read_toml(path):
 @click.option("--num-layers", type=click.IntRange(min=2), help="ResNet layers of Φ.")
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of Φ's quadratic term.")
 @click.option("--alpha", callback=_alpha, help="α_L,α_C,α_R (transport, NLL, HJB weights).")
-@click.option("--lr", type=float, callback=_positive_rate, help="Adam learning rate.")
+@click.option(
+    "--learning-rate",
+    "--lr",
+    "learning_rate",
+    type=float,
+    callback=_positive_rate,
+    help="Adam learning rate.",
+)
 @click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps in training.")
 @click.option("--eval-num-steps", type=click.IntRange(min=1), help="RK4 steps in validation.")
 @click.option("--validate-every", type=click.IntRange(min=1), help="Steps between validations.")
@@ -148,9 +155,13 @@ def _read_toml(path):
 @click.option(
     "--warm-start-batch-size", type=click.IntRange(min=1), help="Points per warm-start step."
 )
-@click.option("--warm-start-lr", type=float, callback=_positive_rate, help="Warm-start Adam rate.")
-@click.option("--patience", type=click.IntRange(min=1), help="Validations before lr / 10.")
-@click.option("--precision", type=click.Choice(["float32", "float64"]), help="Float type.")
+@click.option(
+    "--warm-start-learning-rate", type=float, callback=_positive_rate, help="Warm-start Adam rate."
+)
+@click.option(
+    "--patience", type=click.IntRange(min=1), help="Validations before the rate is divided by 10."
+)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Float type.")
 @click.option(
     "--seed", type=click.IntRange(0, 2**31 - 1), default=0, help="Seed of data, init and order."
 )
@@ -207,7 +218,6 @@ def train(
     no_plot,
     as_json,
     seed,
-    precision,
     **flags,
 ):
     """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
@@ -222,7 +232,6 @@ def train(
                 ("--config", config_file),
                 ("--num-train", num_train),
                 ("--train-split", train_split),
-                ("--precision", precision),
                 ("--data-dir", data_dir),
             )
             if value is not None
@@ -249,23 +258,15 @@ def train(
         run_dir = resume_dir
         config = runs.read_config(run_dir)
     else:
-        if "precision" in file_settings and "dtype" in file_settings:
-            raise click.BadParameter(
-                f"{config_file} sets both `precision` and `dtype`: keep one", param_hint="--config"
-            )
-        if "precision" in file_settings:
-            file_settings["dtype"] = file_settings.pop("precision")
         unknown = set(file_settings) - set(runs.MODEL_KEYS) - set(runs.TRAIN_KEYS)
         if unknown:
-            known = ", ".join(sorted({"dataset", "precision", *runs.MODEL_KEYS, *runs.TRAIN_KEYS}))
+            known = ", ".join(sorted({"dataset", *runs.MODEL_KEYS, *runs.TRAIN_KEYS}))
             raise click.BadParameter(
                 f"unknown setting(s) {', '.join(sorted(unknown))} in {config_file}; "
                 f"known: {known}",
                 param_hint="--config",
             )
         overrides = {**file_settings, **{k: v for k, v in flags.items() if v is not None}}
-        if precision:
-            overrides["dtype"] = precision
         options = {"num_train": num_train} if num_train else {}
         if train_split:
             options["train_split"] = train_split

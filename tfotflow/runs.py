@@ -3,7 +3,7 @@
 ```none
 RUN_DIR/config.json    every setting (data set and its dimension, seed, model, training), first
 RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps
-RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, lr
+RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, learning_rate
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
 RUN_DIR/best.npz       checkpoint at the best validation NLL
 RUN_DIR/model.keras    the final model (best weights), loadable with keras.models.load_model
@@ -39,26 +39,26 @@ MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_ste
 TRAIN_KEYS = (
     "iterations",
     "batch_size",
-    "lr",
+    "learning_rate",
     "schedule",
     "validate_every",
     "patience",
     "warm_start",
     "warm_start_batch_size",
-    "warm_start_lr",
+    "warm_start_learning_rate",
 )
 _MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
 DEFAULTS = {
     **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
     "iterations": 1000,
     "batch_size": 1024,
-    "lr": 0.01,
+    "learning_rate": 0.01,
     "schedule": "plateau",
     "validate_every": 50,
     "patience": 10,
     "warm_start": 0,
     "warm_start_batch_size": 256,
-    "warm_start_lr": 0.02,
+    "warm_start_learning_rate": 0.02,
 }
 
 
@@ -100,6 +100,14 @@ class RunError(RuntimeError):
 def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir, options):
     """The full configuration: defaults < the data set's recommended settings < overrides."""
     settings = dict(DEFAULTS)
+    unknown = sorted(set(metadata_hyperparameters) - set(settings))
+    if unknown:
+        warnings.warn(
+            f"data set {dataset!r} recommends unknown setting(s) {', '.join(unknown)}, which "
+            f"are ignored; the settings are {', '.join(sorted(settings))}",
+            UserWarning,
+            stacklevel=2,
+        )
     settings.update({k: v for k, v in metadata_hyperparameters.items() if k in settings})
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if settings["eval_num_steps"] is None:
@@ -139,11 +147,11 @@ def check_settings(config, dim, condition_dim=0):
     model, train = config["model"], config["train"]
     for key, minimum in _MINIMA.items():
         check_int(key, {**model, **train}[key], minimum=minimum)
-    for key in ("lr", "warm_start_lr"):
+    for key in ("learning_rate", "warm_start_learning_rate"):
         check_positive_float(key, train[key])
     check_alpha(model["alpha"])
     check_float_dtype("dtype", model["dtype"])
-    training.learning_rate_schedule(train["lr"], train["schedule"], 1)  # checks `schedule`
+    training.learning_rate_schedule(train["learning_rate"], train["schedule"], 1)  # `schedule`
     width, inputs = model["width"], dim + condition_dim + 1
     parameters = width * inputs + (model["num_layers"] - 1) * width * width
     needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v
@@ -338,7 +346,9 @@ def train_run(
     train = {**DEFAULTS, **config["train"]}  # runs written before a setting existed
     with strategy.scope():
         model = new_model(config, data.metadata.dim)
-        rate = training.learning_rate_schedule(train["lr"], train["schedule"], train["iterations"])
+        rate = training.learning_rate_schedule(
+            train["learning_rate"], train["schedule"], train["iterations"]
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(rate),
             jit_compile=use_xla(data.metadata.dim, data.metadata.condition_dim),
@@ -357,7 +367,7 @@ def train_run(
             data,
             steps=train["warm_start"],
             batch_size=train["warm_start_batch_size"],
-            learning_rate=train["warm_start_lr"],
+            learning_rate=train["warm_start_learning_rate"],
             seed=config["seed"],
             callbacks=[
                 MetricsWriter(run_dir / "warm_start.csv", warm_rows, start),
@@ -370,7 +380,7 @@ def train_run(
         data,
         iterations=train["iterations"],
         batch_size=train["batch_size"],
-        learning_rate=train["lr"],
+        learning_rate=train["learning_rate"],
         validate_every=train["validate_every"],
         patience=train["patience"],
         schedule=train["schedule"],

@@ -142,7 +142,7 @@ class OTFlowContender:
         dtype,
         warm_start=0,
         warm_start_batch=256,
-        warm_start_lr=0.02,
+        warm_start_learning_rate=0.02,
         iterations=None,
         trace="exact",
         condition_dim=0,
@@ -164,7 +164,7 @@ class OTFlowContender:
         jit = use_xla(d, condition_dim)  # as tfotflow's training does
         self.warm_start, self.warm_start_batch = warm_start, warm_start_batch
         matching = FlowMatching(self.model)
-        matching_optimizer = keras.optimizers.Adam(warm_start_lr)
+        matching_optimizer = keras.optimizers.Adam(warm_start_learning_rate)
 
         def matching_loss(batch):
             x, y = batch_points_and_conditions(batch, condition_dim)
@@ -444,10 +444,10 @@ def recipe(hyperparameters):
         width=h["width"],
         alpha=tuple(h["alpha"]),
         num_steps=h["num_steps"],
-        learning_rate=h["lr"],
+        learning_rate=h["learning_rate"],
         warm_start=h.get("warm_start", 0),
         warm_start_batch=h.get("warm_start_batch_size", 256),
-        warm_start_lr=h.get("warm_start_lr", 0.02),
+        warm_start_learning_rate=h.get("warm_start_learning_rate", 0.02),
         iterations=h["iterations"] if cosine else None,
     )
     return settings, h["batch_size"]

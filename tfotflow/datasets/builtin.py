@@ -27,12 +27,12 @@ TOY_HYPERPARAMETERS = dict(
     eval_num_steps=8,
     batch_size=1024,
     iterations=1250,
-    lr=0.03,
+    learning_rate=0.03,
     schedule="cosine",
     validate_every=250,
     warm_start=1000,
     warm_start_batch_size=256,
-    warm_start_lr=0.02,
+    warm_start_learning_rate=0.02,
     dtype="float32",
 )
 

@@ -39,7 +39,8 @@ class Metadata:
         description: one line on what the data is.
         citation: the licence and how to cite the source.
         hyperparameters: recommended settings (``width``, ``num_layers``, ``alpha``,
-            ``num_steps``, ``eval_num_steps``, ``batch_size``, ``lr``…). Defaults to none.
+            ``num_steps``, ``eval_num_steps``, ``batch_size``, ``learning_rate``…: the keys of
+            a run's config). Defaults to none.
         log_prob: the true log-density ``callable([n, d] array) -> [n] array``, when known;
             for a conditional dataset ``callable(x [n, d], y [n, k]) -> [n]``, log p(x | y).
         entropy: the true differential entropy in nats (the best achievable test NLL), when

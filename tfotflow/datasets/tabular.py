@@ -75,7 +75,7 @@ HYPERPARAMETERS = {
         num_steps=10,
         eval_num_steps=24,
         batch_size=10000,
-        lr=0.03,
+        learning_rate=0.03,
     ),
     "gas": dict(
         width=350,
@@ -83,7 +83,7 @@ HYPERPARAMETERS = {
         num_steps=10,
         eval_num_steps=30,
         batch_size=2000,
-        lr=0.01,
+        learning_rate=0.01,
     ),
     "hepmass": dict(
         width=256,
@@ -91,7 +91,7 @@ HYPERPARAMETERS = {
         num_steps=12,
         eval_num_steps=24,
         batch_size=2000,
-        lr=0.02,
+        learning_rate=0.02,
     ),
     "miniboone": dict(
         width=256,
@@ -99,7 +99,7 @@ HYPERPARAMETERS = {
         num_steps=6,
         eval_num_steps=18,
         batch_size=2000,
-        lr=0.02,
+        learning_rate=0.02,
     ),
     "bsds300": dict(
         width=512,
@@ -107,7 +107,7 @@ HYPERPARAMETERS = {
         num_steps=14,
         eval_num_steps=40,
         batch_size=300,
-        lr=0.001,
+        learning_rate=0.001,
     ),
 }
 DESCRIPTIONS = {

@@ -55,7 +55,7 @@ def load(name, *, seed=0, data_dir=None, dtype="float64"):
             num_steps=8,
             eval_num_steps=16,
             batch_size=min(256, n_train),
-            lr=0.01,
+            learning_rate=0.01,
         ),
     )
     return Dataset(*splits, metadata=metadata)
