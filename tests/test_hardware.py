@@ -40,4 +40,3 @@ def test_even_sizes():
 def test_xla_below_sixteen_dimensions():
     assert hardware.use_xla(2) and hardware.use_xla(15)
     assert not hardware.use_xla(16) and not hardware.use_xla(43)
-    assert not hardware.use_xla(10, condition_dim=10)  # conditional models: graph runtime

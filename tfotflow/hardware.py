@@ -126,10 +126,7 @@ def trace_chunk_elements(itemsize):
 XLA_BELOW_DIM = 16
 
 
-def use_xla(dim, condition_dim=0):
+def use_xla(dim):
     """Whether training at data dimension ``dim`` compiles its step with XLA: ``dim < 16``,
-    unconditional models only. With a condition (``condition_dim > 0``) XLA compiles the
-    solve and its adjoint into a program about 40× slower than the graph runtime's (a
-    training step at d = k = 10, width 64, batch 500: 7.0 s against 0.18 s; the cause is not
-    yet found), so conditional models train in the graph runtime."""
-    return dim < XLA_BELOW_DIM and not condition_dim
+    with or without a condition (the trace runs over the d columns of x only)."""
+    return dim < XLA_BELOW_DIM

@@ -182,9 +182,9 @@ class OTFlowModel(keras.Model):
         # gradients: dividing by their number makes the sum the gradient of the global mean.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss, terms = self.objective(
-                x, condition, jit_compile=bool(self.jit_compile), trace=self.trace
-            )
+            # The solve is traced into this step, which Keras compiles (with XLA when
+            # `jit_compile`): no nested compiled function (see `ode.integrate`).
+            loss, terms = self.objective(x, condition, trace=self.trace)
             scaled = loss / replicas
         # A non-finite loss (a NaN in the data, a diverging step) must not reach the weights:
         # its gradient is zeroed, and `fit` stops at once (StopOnNonFinite).
@@ -198,9 +198,7 @@ class OTFlowModel(keras.Model):
 
     def test_step(self, data):
         x, condition = batch_points_and_conditions(data, self.condition_dim)
-        loss, terms = self.objective(
-            x, condition, num_steps=self.eval_num_steps, jit_compile=bool(self.jit_compile)
-        )
+        loss, terms = self.objective(x, condition, num_steps=self.eval_num_steps)
         return self._update_metrics(loss, terms)
 
     def _update_metrics(self, loss, terms):

@@ -403,7 +403,14 @@ def flow_dynamics(
     d = potential.dim
 
     def rhs(t, state, weights, seed):
-        x, condition = (state[:, :d], state[:, d:]) if potential.condition_dim else (state, None)
+        # Split, not sliced: a slice's gradient takes the state's shape as an input that XLA
+        # must know when compiling, which makes it treat every value feeding the state (the
+        # weights, the data) as a compile-time constant and compile again at every step.
+        x, condition = (
+            tf.split(state, [d, potential.condition_dim], axis=-1)
+            if potential.condition_dim
+            else (state, None)
+        )
         if not with_trace:
             gradient = potential.space_time_gradient(space_time(x, t, condition), weights)
             trace_value = tf.zeros_like(x[:, 0])
@@ -485,7 +492,7 @@ def _integrate(
         seed=seed,
         vjp_rows=vjp_rows,
     )
-    x1 = state1 if condition is None else state1[:, : potential.dim]
+    x1 = state1 if condition is None else tf.split(state1, [potential.dim, -1], axis=-1)[0]
     return FlowState(x1, log_det, costs)
 
 
@@ -526,7 +533,9 @@ def integrate(
         alpha_transport: α_L. Defaults to 1.0.
         running_costs: a tuple of regularizer functions. Defaults to none.
         method: "rk4" or "euler". Defaults to "rk4".
-        jit_compile: compile the solve with XLA. Defaults to False.
+        jit_compile: compile the solve with XLA. Inside a ``tf.function`` that is itself
+            compiled by XLA (a Keras step with ``jit_compile=True``), pass False: the solve is
+            then part of the enclosing program. Defaults to False.
         time_span: ``(t0, t1)`` to integrate only part of the unit interval (for trajectories);
             overrides ``reverse``. Defaults to None.
         log_det: integrate the log-determinant (the exact trace); False transports points
@@ -543,8 +552,12 @@ def integrate(
     Raises:
         ValueError: for a condition that is missing, unexpected or of the wrong width.
 
-    The compiled function is traced once per input shape, dtype, potential and setting; the
-    step count, direction and time span are run-time values and never cause a new trace.
+    Called eagerly, the solve runs as a compiled function, traced once per input shape,
+    dtype, potential and setting; the step count, direction and time span are run-time values
+    and never cause a new trace. Inside a ``tf.function`` it is traced into the enclosing graph
+    (a nested XLA function only with ``jit_compile=True``): XLA compiling the gradient of a
+    nested function call can take every value feeding the call (the weights, the data) as a
+    compile-time constant, and then compiles again at every training step.
     """
     num_steps = check_int("num_steps", num_steps, minimum=1)
     alpha_transport = check_positive_float("alpha_transport", alpha_transport)
@@ -555,7 +568,8 @@ def integrate(
         t0, t1 = (float(t) for t in time_span)
     dtype = x.dtype
     condition = potential.check_condition(condition)
-    return _COMPILED[bool(jit_compile)](
+    inline = tf.inside_function() and not jit_compile
+    return (_integrate if inline else _COMPILED[bool(jit_compile)])(
         potential,
         x,
         condition,

@@ -351,7 +351,7 @@ def train_run(
         )
         model.compile(
             optimizer=keras.optimizers.Adam(rate),
-            jit_compile=use_xla(data.metadata.dim, data.metadata.condition_dim),
+            jit_compile=use_xla(data.metadata.dim),
         )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():

@@ -89,7 +89,7 @@ def warm_start(
         per_call = math.gcd(steps, 50)
         matching.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            jit_compile=use_xla(model.dim, model.condition_dim),
+            jit_compile=use_xla(model.dim),
             steps_per_execution=per_call,
         )
     stream = batch_stream(data.split("train"), batch_size=batch_size, seed=seed)
@@ -159,7 +159,7 @@ def train(
         if getattr(model, "optimizer", None) is None:
             model.compile(
                 optimizer=keras.optimizers.Adam(rate),
-                jit_compile=use_xla(model.dim, model.condition_dim),
+                jit_compile=use_xla(model.dim),
             )
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0

@@ -109,7 +109,7 @@ def compare(
 
     jit = use_xla(d)  # as tfotflow's training does
     ours_step = training_step(
-        lambda x: model.objective(x, jit_compile=jit)[0],
+        lambda x: model.objective(x)[0],  # traced into the step, compiled as it is
         model.trainable_variables,
         model.optimizer,
         jit_compile=jit,

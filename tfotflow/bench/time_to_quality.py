@@ -161,7 +161,7 @@ class OTFlowContender:
         self.optimizer = keras.optimizers.Adam(
             learning_rate_schedule(learning_rate, schedule, iterations)
         )
-        jit = use_xla(d, condition_dim)  # as tfotflow's training does
+        jit = use_xla(d)  # as tfotflow's training does
         self.warm_start, self.warm_start_batch = warm_start, warm_start_batch
         matching = FlowMatching(self.model)
         matching_optimizer = keras.optimizers.Adam(warm_start_learning_rate)
@@ -179,7 +179,7 @@ class OTFlowContender:
         variables = self.model.trainable_variables
         update = training_step(
             lambda batch: self.model.objective(
-                *batch_points_and_conditions(batch, condition_dim), jit_compile=jit, trace=trace
+                *batch_points_and_conditions(batch, condition_dim), trace=trace
             )[0],
             variables,
             self.optimizer,
