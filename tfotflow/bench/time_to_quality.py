@@ -504,7 +504,7 @@ for _name in ("rotating_gaussians", "banana", "linear_gaussian"):
         batch={"otflow": _batch, "bayesflow_fm": 256},
         dtype="float32",
         budgets=(
-            {"otflow": 480.0, "bayesflow_fm": 480.0}  # OT-Flow's 4,000 steps: about 430 s
+            {"otflow": 180.0, "bayesflow_fm": 180.0}  # OT-Flow's 4,000 steps: about 110 s
             if _name == "linear_gaussian"
             else {"otflow": 120.0, "bayesflow_fm": 300.0}
         ),

@@ -121,5 +121,8 @@ DIMS = {"rotating_gaussians": (2, 1), "banana": (2, 1), "linear_gaussian": (10, 
 DESCRIPTIONS = {
     "rotating_gaussians": "two Gaussians whose axis turns with the condition y in [-1, 1]",
     "banana": "a banana whose curvature is the condition y in [-1, 1]",
-    "linear_gaussian": "posterior of theta given x = theta + noise (10-D, closed form)",
+    "linear_gaussian": (
+        "posterior of theta given x = theta + noise (10-D, closed form), from 10,000 "
+        "simulated pairs"
+    ),
 }
