@@ -45,11 +45,7 @@ def configured(dtype, num_layers, regularizers, condition_dim, rng):
 
 @pytest.mark.parametrize(
     "dtype, num_layers, jit_compile, regularizers, condition_dim",
-    # In the fast set: the row with XLA, 3 layers, the kinetic regularizer and a condition.
-    [
-        row if row[1:] == (3, True, KINETIC, 2) else pytest.param(*row, marks=pytest.mark.slow)
-        for row in CONFIGURATIONS
-    ],
+    [pytest.param(*row, marks=pytest.mark.slow) for row in CONFIGURATIONS],
     ids=lambda value: str(value) if not isinstance(value, dict) else "kinetic",
 )
 def test_battery(dtype, num_layers, jit_compile, regularizers, condition_dim, rng):

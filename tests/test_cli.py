@@ -166,30 +166,31 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
     assert not (run_dir / ".last.npz.stale1").exists()
 
 
-def test_config_file_then_flags(tmp_path):
+def stop_before_training(monkeypatch):
+    """Makes ``tfotflow train`` stop (as if interrupted) where training would begin; returns
+    the keyword arguments the training was called with."""
+    seen = {}
+
+    def interrupted(run_dir, config, **kwargs):
+        seen.update(run_dir=run_dir, config=config, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "train_run", interrupted)
+    return seen
+
+
+def test_config_file_then_flags(tmp_path, monkeypatch):
+    seen = stop_before_training(monkeypatch)
     config = tmp_path / "run.toml"
     config.write_text('dataset = "circles"\nwidth = 5\nalpha = [1, 20, 2]\nlearning_rate = 0.02\n')
-    run_dir = tmp_path / "run"
-    arguments = [
-        "train",
-        "--config",
-        str(config),
-        *FAST[:8],
-        "--num-steps",
-        "2",
-        "--width",
-        "7",
-        "--out",
-        str(run_dir),
-        "--no-plot",
-    ]
+    arguments = ["train", "--config", str(config), "--width", "7", "--out", str(tmp_path / "r")]
     result = CliRunner().invoke(cli.main, arguments)
-    assert result.exit_code == 0, result.output
-    written = json.loads((run_dir / "config.json").read_text())
+    assert result.exit_code == 130 and "interrupted" in result.output
+    written = seen["config"]
     assert written["dataset"] == "circles" and written["model"]["width"] == 7  # flag wins
-    assert (
-        written["model"]["alpha"] == [1.0, 20.0, 2.0] and written["train"]["learning_rate"] == 0.02
-    )
+    assert written["model"]["alpha"] == [1.0, 20.0, 2.0]  # the file beats the recipe
+    assert written["train"]["learning_rate"] == 0.02
+    assert written["train"]["iterations"] == 1250  # the toy recipe where neither sets it
     config.write_text("widht = 5\n")
     result = CliRunner().invoke(cli.main, ["train", "--config", str(config)])
     assert result.exit_code == 2 and "unknown setting(s) widht" in result.output
@@ -277,31 +278,12 @@ def test_datasets_download_through_the_cli(tmp_path, monkeypatch, rng):
 
 
 def test_strategy_option_reaches_training(monkeypatch, tmp_path):
-    seen = {}
-    real = runs.train_run
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runs, "train_run", spy)
-    result = CliRunner().invoke(
-        cli.main,
-        [
-            "train",
-            "moons",
-            *FAST,
-            "--out",
-            str(tmp_path / "r"),
-            "--no-plot",
-            "--strategy",
-            "mirrored",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    seen = stop_before_training(monkeypatch)
+    arguments = ["train", "moons", *FAST, "--out", str(tmp_path / "r"), "--strategy", "mirrored"]
+    result = CliRunner().invoke(cli.main, arguments)
+    assert result.exit_code == 130, result.output
     assert seen["strategy"] == "mirrored" and seen["data"] is not None
-    config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert "strategy" not in config["model"] and "strategy" not in config["train"]
+    assert "strategy" not in seen["config"]["model"] and "strategy" not in seen["config"]["train"]
 
 
 @pytest.mark.slow
@@ -358,7 +340,8 @@ def test_usage_errors_needing_no_tensorflow_do_not_start_it():
     )
 
 
-def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path):
+def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path, monkeypatch):
+    seen = stop_before_training(monkeypatch)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text("{}")
@@ -366,12 +349,12 @@ def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli.main, ["train", "moons", *FAST, "--out", str(run_dir)])
     assert result.exit_code == 2 and "--overwrite" in result.output
-    assert (run_dir / "config.json").read_text() == "{}"
+    assert (run_dir / "config.json").read_text() == "{}" and not seen
     result = runner.invoke(
-        cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--overwrite", "--no-plot"]
+        cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--overwrite"]
     )
-    assert result.exit_code == 0, result.output
-    assert json.loads((run_dir / "config.json").read_text())["dataset"] == "moons"
+    assert result.exit_code == 130 and seen["config"]["dataset"] == "moons"
+    assert not (run_dir / "config.json").exists()  # the old run's files are gone
     assert (run_dir / "notes.txt").read_text() == "mine"  # not a run file: kept
 
 

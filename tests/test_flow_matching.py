@@ -99,6 +99,7 @@ def test_bad_flow_matching_options_are_named(option, value, match):
         FlowMatching(tfotflow.OTFlowModel(2, width=4), **{option: value})
 
 
+@pytest.mark.slow
 def test_training_phase_writes_its_loss_then_trains_by_likelihood(tmp_path):
     data = tfotflow.datasets.load("8gaussians", num_train=2000, num_val=200, num_test=10)
     model = tfotflow.OTFlowModel(2, width=8, num_steps=2)

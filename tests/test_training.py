@@ -42,6 +42,7 @@ class StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     tf.config.experimental.enable_op_determinism()
     data = toy_data()
