@@ -92,6 +92,7 @@ def test_keras_file_round_trip_keeps_log_prob(tmp_path, rng):
     np.testing.assert_array_equal(loaded.log_prob(x), model.log_prob(x))
 
 
+@pytest.mark.slow  # the command line's tests train float32 with XLA in the fast set
 def test_float32_and_xla_training(rng):
     model = OTFlowModel(3, width=8, num_steps=2)
     model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=True)

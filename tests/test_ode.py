@@ -196,7 +196,7 @@ def shared_potential():
 COSTS = {"none": (), "transport+hjb": (regularizers.transport, regularizers.hjb)}
 
 
-@pytest.mark.parametrize("num_steps", [1, 3, 8])
+@pytest.mark.parametrize("num_steps", [1, 3, pytest.param(8, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("costs", sorted(COSTS))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_discrete_adjoint_equals_autodiff_of_the_unrolled_solve(
