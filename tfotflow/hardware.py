@@ -3,11 +3,10 @@
 The exact trace streams [chunk, d, m] Jacobians through one matrix product and a few
 elementwise reductions per layer. Over the whole batch at once those arrays spill far out of
 cache and the passes are bandwidth-bound; in very small chunks TensorFlow's per-op overhead
-dominates. Measured on a 2-core AVX2 CPU (32 MiB last-level cache) for a d = 43, width 256,
-batch 2000, 6-step training step (see benchmarks/README.md): chunks of 2**22 float32 elements
-(half the last-level cache) were fastest, 2**20 7 % slower, one pass 1.56× slower and 2**16
-4.6× slower. So on a CPU each chunk's Jacobian takes about half the last-level cache, and on a
-GPU, where one large product is fastest, the batch is not cut at all.
+dominates. Chunks of half the last-level cache were the fastest of the sizes measured
+(benchmarks/README.md, "trace chunk"), so on a CPU each chunk's Jacobian takes about half the
+last-level cache, and on a GPU, where one large product is fastest, the batch is not cut at
+all.
 """
 
 import functools

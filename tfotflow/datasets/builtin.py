@@ -86,8 +86,8 @@ def _split_streams(seed, num_train, num_val, num_test):
 CONDITIONAL_HYPERPARAMETERS = {
     "rotating_gaussians": dict(TOY_HYPERPARAMETERS),
     "banana": dict(TOY_HYPERPARAMETERS),
-    # From its 10,000 simulated pairs a narrow potential generalizes best: width 16 ends
-    # 0.036 nats above the exact posterior, 32 and 64 overfit (benchmarks/README.md).
+    # From its 10,000 simulated pairs a narrow potential generalizes best; wider ones overfit
+    # them (benchmarks/README.md, "linear-Gaussian posterior").
     "linear_gaussian": dict(TOY_HYPERPARAMETERS, width=16, batch_size=500, iterations=4000),
 }
 
