@@ -284,6 +284,7 @@ def test_discrete_adjoint_differentiates_the_same_random_probe(rng):
     )
 
 
+@pytest.mark.slow
 def test_second_derivatives_through_the_solve_fail_loudly(rng):
     """The adjoint loop is not differentiated: a second derivative raises instead of being
     silently zero."""
