@@ -403,14 +403,7 @@ def flow_dynamics(
     d = potential.dim
 
     def rhs(t, state, weights, seed):
-        # Split, not sliced: a slice's gradient takes the state's shape as an input that XLA
-        # must know when compiling, which makes it treat every value feeding the state (the
-        # weights, the data) as a compile-time constant and compile again at every step.
-        x, condition = (
-            tf.split(state, [d, potential.condition_dim], axis=-1)
-            if potential.condition_dim
-            else (state, None)
-        )
+        x, condition = (state[:, :d], state[:, d:]) if potential.condition_dim else (state, None)
         if not with_trace:
             gradient = potential.space_time_gradient(space_time(x, t, condition), weights)
             trace_value = tf.zeros_like(x[:, 0])
@@ -492,7 +485,7 @@ def _integrate(
         seed=seed,
         vjp_rows=vjp_rows,
     )
-    x1 = state1 if condition is None else tf.split(state1, [potential.dim, -1], axis=-1)[0]
+    x1 = state1 if condition is None else state1[:, : potential.dim]
     return FlowState(x1, log_det, costs)
 
 
