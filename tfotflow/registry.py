@@ -106,9 +106,10 @@ class Registry:
             try:
                 self.load(name)
                 state = "loads"
-                missing = missing_requirements(self._declared()[name])
+                entry_point = self._declared()[name]
+                missing = missing_requirements(entry_point)
                 if missing:
-                    extras = ",".join(self._declared()[name].extras)
+                    extras = ",".join(entry_point.extras)
                     state += f"; needs {', '.join(missing)}: pip install '{package}[{extras}]'"
             except PluginError as error:
                 cause = error.__cause__ or error

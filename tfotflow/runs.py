@@ -350,8 +350,7 @@ def train_run(
             train["learning_rate"], train["schedule"], train["iterations"]
         )
         model.compile(
-            optimizer=keras.optimizers.Adam(rate),
-            jit_compile=use_xla(data.metadata.dim),
+            optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
         )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():

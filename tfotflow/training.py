@@ -157,10 +157,7 @@ def train(
     rate = learning_rate_schedule(learning_rate, schedule, iterations)  # checks `schedule`
     with model.distribute_strategy.scope():
         if getattr(model, "optimizer", None) is None:
-            model.compile(
-                optimizer=keras.optimizers.Adam(rate),
-                jit_compile=use_xla(model.dim),
-            )
+            model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
     initial_epoch = resume_state["epoch"] if resume_state else 0
     epochs = math.ceil(iterations / validate_every)
