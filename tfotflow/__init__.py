@@ -1,10 +1,13 @@
 """tfotflow: OT-Flow continuous normalizing flows for TensorFlow, Keras 3 and TFP.
 
 The public names are imported on first use, so ``import tfotflow`` (and the command line's
-``--help``) does not start TensorFlow.
+``--help``) does not start TensorFlow. Saved models load all the same: ``import tfotflow``
+makes ``keras.models.load_model`` find every tfotflow class (:mod:`tfotflow.serialization`).
 """
 
 import importlib
+
+from tfotflow import serialization
 
 __version__ = "0.1.0"
 
@@ -27,12 +30,15 @@ _SUBMODULES = {
     "registry",
     "regularizers",
     "runs",
+    "serialization",
     "serving",
     "testing",
     "training",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+serialization.install()
 
 
 def __getattr__(name):

@@ -19,6 +19,7 @@ the density (:func:`tfotflow.training.train` with ``warm_start_steps``).
 
 import tensorflow as tf
 
+from tfotflow import serialization
 from tfotflow._keras import keras
 from tfotflow.callbacks import ClipWeights
 from tfotflow.model import batch_points_and_conditions
@@ -108,7 +109,7 @@ def flow_matching_loss(potential, x0, z, t, *, alpha_transport=1.0, condition=No
     return tf.reduce_mean(tf.reduce_sum(tf.square(velocity - (z - x0)), axis=-1))
 
 
-@keras.saving.register_keras_serializable(package="tfotflow")
+@serialization.register
 class FlowMatching(keras.Model):
     """Trains an :class:`tfotflow.OTFlowModel`'s potential by OT conditional flow matching.
 

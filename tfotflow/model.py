@@ -6,7 +6,7 @@ import numbers
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfotflow import ode
+from tfotflow import ode, serialization
 from tfotflow._keras import keras
 from tfotflow.bijector import OTFlow
 from tfotflow.distribute import spans_workers
@@ -34,7 +34,7 @@ def check_alpha(alpha):
     return tuple(float(a) for a in alpha)
 
 
-@keras.saving.register_keras_serializable(package="tfotflow")
+@serialization.register
 class OTFlowModel(keras.Model):
     """An OT-Flow density model trained with the OT-Flow objective (Onken et al. 2021, eq. 11).
 

@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from tfotflow import hardware
+from tfotflow import hardware, serialization
 from tfotflow._keras import keras
 from tfotflow.validation import check_int, convert_points
 
@@ -102,7 +102,7 @@ Attributes:
 """
 
 
-@keras.saving.register_keras_serializable(package="tfotflow")
+@serialization.register
 class Potential(keras.layers.Layer):
     """The OT-Flow potential Φ(x, t): a ResNet plus a low-rank quadratic, with closed-form
     gradient and exact trace of the Hessian (Onken et al. 2021, eqs. 10–15).
