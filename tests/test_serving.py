@@ -3,6 +3,7 @@ Keras, and gives the model's own log-densities and samples."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -62,6 +63,57 @@ def serve(path, x, conditions, dtype):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+# Keras's conventions, in a fresh interpreter: `import tfotflow` then `load_model`, and
+# `export` with Keras's signature; another format is refused, by name.
+EXPORT = """
+import sys
+import tfotflow
+import keras
+
+model = keras.models.load_model(sys.argv[1])
+try:
+    model.export(sys.argv[2] + "-onnx", format="onnx")
+except ValueError as error:
+    print("refused:", error)
+print(model.export(sys.argv[2], format="tf_saved_model", verbose=False))
+"""
+
+
+def export_in_a_fresh_interpreter(saved, path):
+    completed = subprocess.run(
+        [sys.executable, "-c", EXPORT, str(saved), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    refused, written = completed.stdout.strip().splitlines()[-2:]
+    assert refused.startswith("refused:") and "format='onnx'" in refused
+    assert written == str(path)  # verbose=False: the path alone, no message
+    assert not pathlib.Path(str(path) + "-onnx").exists()
+    return path
+
+
+def test_export_keeps_keras_signature_and_serve_endpoint(tmp_path, rng):
+    model = OTFlowModel(2, width=4, num_steps=2, dtype="float64")
+    x = rng.normal(size=(4, 2))
+    spec = tf.TensorSpec([4, 2], tf.float64)
+    path = model.export(tmp_path / "fixed", input_signature=[spec], verbose=True)
+    served = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(served.serve(x)["log_prob"], model.log_prob(x), rtol=1e-12)
+    np.testing.assert_allclose(
+        served.signatures["serving_default"](x=tf.constant(x))["log_prob"],
+        model.log_prob(x),
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match="input_signature"):
+        model.export(tmp_path / "bad", input_signature=[tf.TensorSpec([None, 3], tf.float64)])
+    with pytest.raises(TypeError, match="is_static"):
+        model.export(tmp_path / "bad", is_static=True)
+    with pytest.raises(ValueError, match="format='litert'"):
+        model.export(tmp_path / "bad", format="litert")
+
+
 @pytest.mark.parametrize("condition_dim", [pytest.param(0, marks=pytest.mark.slow), 2])
 def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
     model = OTFlowModel(3, width=6, num_steps=3, dtype="float64", condition_dim=condition_dim)
@@ -69,7 +121,8 @@ def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
         variable.assign(rng.normal(scale=0.3, size=variable.shape))
     x = rng.normal(size=(5, 3))
     conditions = rng.normal(size=(5, condition_dim)) if condition_dim else None
-    path = model.export(tmp_path / "served")
+    model.save(tmp_path / "model.keras")
+    path = export_in_a_fresh_interpreter(tmp_path / "model.keras", tmp_path / "served")
     result = serve(path, x, conditions, "float64")
     assert result["imported"] == []
     np.testing.assert_allclose(result["log_prob"], model.log_prob(x, conditions), rtol=1e-12)

@@ -451,7 +451,7 @@ def export(run_dir, out_dir):
     _start_tensorflow()
     from tfotflow import runs
 
-    path = runs.load_model(run_dir).export(out_dir)
+    path = runs.load_model(run_dir).export(out_dir, verbose=False)
     click.echo(f"wrote a SavedModel with signatures log_prob and sample to {path}")
 
 

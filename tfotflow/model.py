@@ -280,13 +280,50 @@ class OTFlowModel(keras.Model):
             kwargs["conditional_input"] = condition
         return kwargs
 
-    def export(self, filepath):
-        """Writes a serving SavedModel with ``log_prob`` and ``sample`` signatures (see
-        :mod:`tfotflow.serving`): it loads with ``tf.saved_model.load`` alone, without
-        tfotflow, TensorFlow Probability or Keras. Returns the path."""
+    def export(
+        self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs
+    ):
+        """Keras ``Model.export``: writes a serving SavedModel with the ``log_prob``, ``sample``
+        and ``serve`` endpoints and their signatures (see :mod:`tfotflow.serving`). It loads
+        with ``tf.saved_model.load`` alone, without tfotflow, TensorFlow Probability or Keras.
+
+        Args:
+            filepath: the SavedModel's directory.
+            format: "tf_saved_model", the one format whose graphs hold the ODE solve's loop.
+                Defaults to "tf_saved_model".
+            verbose: print where the artifact was written and its endpoints. Defaults to
+                None (print, as Keras does for this format).
+            input_signature: the points' ``tf.TensorSpec`` (and the conditions', for a
+                conditional model). Defaults to None: [None, d] (and [None, k]).
+            **kwargs: Keras's options of the other formats and backends; none applies here.
+
+        Returns:
+            The path, a ``pathlib.Path``.
+
+        Raises:
+            ValueError: for another ``format`` (naming it) or a bad ``input_signature``.
+            TypeError: for options in ``kwargs``.
+        """
         from tfotflow import serving
 
-        return serving.export(self, filepath)
+        if format != "tf_saved_model":
+            raise ValueError(
+                "OTFlowModel.export writes format='tf_saved_model' only: the RK4 solve is a "
+                "TensorFlow loop of run-time length, which the other formats do not carry. "
+                f"Received: format={format!r}"
+            )
+        if kwargs:
+            raise TypeError(
+                "OTFlowModel.export with format='tf_saved_model' on the TensorFlow backend "
+                f"takes no further options. Received: {', '.join(sorted(kwargs))}"
+            )
+        path = serving.export(self, filepath, input_signature=input_signature)
+        if verbose is None or verbose:
+            print(
+                f"Saved artifact at '{path}'. The following endpoints are available: "
+                "log_prob, sample, serve (= log_prob)"
+            )
+        return path
 
     # ----------------------------------------------------------------------------- config
 

@@ -13,7 +13,9 @@ conditional:    log_prob(x [n, d], condition [n, k])  → {"log_prob": [n]}     
                 sample(condition [m, k], seed [2])     → {"samples": [m, d]}    one per row
 ```
 
-``seed`` is a stateless seed (two int32): the same seed gives the same samples.
+``seed`` is a stateless seed (two int32): the same seed gives the same samples. As in a
+SavedModel written by Keras's ``Model.export``, ``serve`` is the model's call (here the
+log-density, ``served.serve(x)``) and ``serving_default`` its signature.
 """
 
 import pathlib
@@ -24,15 +26,15 @@ import tensorflow as tf
 class _Serving(tf.Module):
     """The exported module: the potential's variables and the two signature functions."""
 
-    def __init__(self, model):
+    def __init__(self, model, input_signature=None):
         super().__init__(name="tfotflow_serving")
         # Keras 3 variables wrap tf.Variables that tf.Module does not find by itself.
         self.weights = [variable.value for variable in model.potential.weights]
         d, k, dtype = model.dim, model.condition_dim, tf.as_dtype(model.precision)
-        points = tf.TensorSpec([None, d], dtype, name="x")
+        points, *conditions = input_signature or _input_signature(model)
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         if k:
-            conditions = tf.TensorSpec([None, k], dtype, name="condition")
+            (conditions,) = conditions
 
             @tf.function(input_signature=[points, conditions])
             def log_prob(x, condition):
@@ -56,15 +58,63 @@ class _Serving(tf.Module):
                 z = tf.random.stateless_normal(tf.stack([num_samples, d]), seed, dtype=dtype)
                 return {"samples": model.bijector.forward(z)}
 
-        self.log_prob, self.sample = log_prob, sample
+        self.log_prob, self.sample, self.serve = log_prob, sample, log_prob
 
 
-def export(model, path):
+def _input_signature(model):
+    """The points' spec [None, d] (and the conditions' [None, k]) in the model's dtype."""
+    dtype = tf.as_dtype(model.precision)
+    specs = [tf.TensorSpec([None, model.dim], dtype, name="x")]
+    if model.condition_dim:
+        specs.append(tf.TensorSpec([None, model.condition_dim], dtype, name="condition"))
+    return specs
+
+
+def check_input_signature(model, input_signature):
+    """``input_signature`` as ``[x_spec]`` or ``[x_spec, condition_spec]`` (named ``x`` and
+    ``condition``) compatible with ``model``'s, or None for the default [None, d] / [None, k].
+
+    Raises:
+        ValueError: naming ``input_signature`` and what was received, when it has the wrong
+            number of specs, or a spec is not [n, d] / [n, k] in the model's dtype.
+    """
+    if input_signature is None:
+        return None
+    specs = [input_signature] if isinstance(input_signature, tf.TensorSpec) else input_signature
+    expected = _input_signature(model)
+    if (
+        not isinstance(specs, (list, tuple))
+        or len(specs) != len(expected)
+        or not all(isinstance(spec, tf.TensorSpec) for spec in specs)
+        or not all(
+            spec.dtype == default.dtype
+            and spec.shape.rank == 2
+            and spec.shape[-1] == default.shape[-1]
+            for spec, default in zip(specs, expected)
+        )
+    ):
+        wanted = " and ".join(
+            f"TensorSpec([n, {spec.shape[-1]}], {spec.dtype.name})" for spec in expected
+        )
+        raise ValueError(
+            f"`input_signature` must be {len(expected)} tf.TensorSpec: {wanted}. "
+            f"Received: input_signature={input_signature!r}"
+        )
+    return [
+        tf.TensorSpec(spec.shape, spec.dtype, name=default.name)
+        for spec, default in zip(specs, expected)
+    ]
+
+
+def export(model, path, *, input_signature=None):
     """Writes ``model`` (an :class:`tfotflow.OTFlowModel`) as a SavedModel to ``path``.
 
     Args:
         model: the trained model.
         path: a directory (created; an existing SavedModel there is replaced).
+        input_signature: the points' ``tf.TensorSpec`` (and the conditions', for a
+            conditional model), e.g. with a fixed batch size. Defaults to [None, d] (and
+            [None, k]) in the model's dtype.
 
     Returns:
         The path, a ``pathlib.Path``.
@@ -78,8 +128,11 @@ def export(model, path):
     ```
     """
     path = pathlib.Path(path)
-    module = _Serving(model)
-    tf.saved_model.save(
-        module, str(path), signatures={"log_prob": module.log_prob, "sample": module.sample}
-    )
+    module = _Serving(model, check_input_signature(model, input_signature))
+    signatures = {
+        "log_prob": module.log_prob,
+        "sample": module.sample,
+        "serving_default": module.log_prob,
+    }
+    tf.saved_model.save(module, str(path), signatures=signatures)
     return path
