@@ -1,39 +1,49 @@
 """Run directories: corrupted or mismatched files are named, and a model is recovered from the
 intact files beside a broken one."""
 
+import io
 import json
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from tfotflow import checkpoint, runs
+from tfotflow import checkpoint, cli, runs
 from tfotflow.model import OTFlowModel
 
 
 def make_run(run_dir, width=5):
-    """A finished run of a small untrained model: config.json, best.npz, model.keras."""
+    """A finished run of a small untrained model: config.json, best.npz, last.npz and
+    model.keras (the checkpoints and model.keras have different weights)."""
     config = runs.build_config(
         "moons",
         metadata_hyperparameters={},
         overrides={"width": width, "num_steps": 2},
         seed=0,
         data_dir=None,
-        options={},
+        options={"num_train": 100, "num_val": 100, "num_test": 100},
     )
     config = {**config, "dim": 2, "model": {**config["model"], "condition_dim": 0}}
     run_dir.mkdir()
     runs.write_json(run_dir / "config.json", config)
     model = runs.new_model(config, 2)
-    checkpoint.save(run_dir / "best.npz", model, state={"epoch": 1})
-    runs.save_model(model, run_dir / "model.keras")
+    for name, shift in (("last.npz", 0.2), ("best.npz", 0.1), ("model.keras", 0.0)):
+        model.potential.w.assign(model.potential.w + shift)
+        if name == "model.keras":
+            runs.save_model(model, run_dir / name)
+        else:
+            checkpoint.save(run_dir / name, model, state={"epoch": 1})
     return model
 
 
 def test_a_corrupted_model_falls_back_to_the_checkpoint(tmp_path):
     model = make_run(tmp_path / "run")
     (tmp_path / "run" / "model.keras").write_bytes(b"not a zip")
-    with pytest.warns(UserWarning, match="model.keras cannot be read"):
-        loaded = runs.load_model(tmp_path / "run")
+    with pytest.warns(UserWarning, match="model.keras: damaged: not a readable zip archive"):
+        loaded, used = runs.load_model(tmp_path / "run")
+    assert used == tmp_path / "run" / "best.npz"
     x = np.zeros((3, 2), "float32")
     np.testing.assert_allclose(loaded.log_prob(x), model.log_prob(x), rtol=1e-6)
 
@@ -42,9 +52,11 @@ def test_nothing_readable_names_every_file(tmp_path):
     make_run(tmp_path / "run")
     (tmp_path / "run" / "model.keras").write_bytes(b"not a zip")
     (tmp_path / "run" / "best.npz").write_bytes(b"truncated")
-    with pytest.warns(UserWarning), pytest.raises(runs.RunError) as caught:
+    (tmp_path / "run" / "last.npz").unlink()
+    with pytest.raises(runs.RunError) as caught:
         runs.load_model(tmp_path / "run")
-    assert "model.keras" in str(caught.value) and "best.npz" in str(caught.value)
+    for name in ("model.keras", "best.npz", "last.npz"):
+        assert name in str(caught.value)
 
 
 def test_a_model_that_disagrees_with_its_config_is_refused(tmp_path):
@@ -77,7 +89,9 @@ def test_config_records_the_data_dimension(tmp_path):
     (tmp_path / "run" / "model.keras").unlink()
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["dim"] == 2
-    assert runs.load_model(tmp_path / "run").dim == 2  # from the checkpoint and config.json
+    with pytest.warns(UserWarning, match="model.keras: absent"):
+        model, _ = runs.load_model(tmp_path / "run")
+    assert model.dim == 2  # from the checkpoint and config.json
 
 
 def test_a_data_sets_unknown_recommendations_warn_and_are_ignored():
@@ -94,3 +108,87 @@ def test_a_data_sets_unknown_recommendations_warn_and_are_ignored():
         )
     assert config["model"]["width"] == 9
     assert config["train"]["learning_rate"] == runs.DEFAULTS["learning_rate"]
+
+
+def damage(path, how):
+    """Damages a run file: ``truncated`` (its first half), ``flipped`` (bytes inverted in
+    the middle) or ``shape`` (one weight of another shape, the file otherwise intact)."""
+    payload = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(payload[: len(payload) // 2])
+    elif how == "flipped":
+        middle = len(payload) // 2
+        flipped = bytes(255 - byte for byte in payload[middle : middle + 16])
+        path.write_bytes(payload[:middle] + flipped + payload[middle + 16 :])
+    elif path.suffix == ".keras":  # the opening layer's bias b_0 [m] becomes [m + 2]
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        weights = io.BytesIO(members["model.weights.h5"])
+        with h5py.File(weights, "r+") as file:
+            bias = file["layers/potential/vars/4"]
+            replacement = np.zeros(bias.shape[0] + 2, bias.dtype)
+            del file["layers/potential/vars/4"]
+            file["layers/potential/vars/4"] = replacement
+        members["model.weights.h5"] = weights.getvalue()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+    else:  # a valid checkpoint, of a model of another width
+        checkpoint.save(path, OTFlowModel(2, width=9), state={"epoch": 1})
+
+
+def evaluate(run_dir):
+    return CliRunner().invoke(cli.main, ["evaluate", str(run_dir), "--num-steps", "1", "--json"])
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "shape"])
+def test_each_damaged_file_is_named_with_its_substitute(tmp_path, how):
+    """model.keras damaged: best.npz is used; model.keras absent and best.npz damaged:
+    last.npz; both checkpoints damaged too: nothing is left, exit 1 naming every file."""
+    run_dir = tmp_path / "run"
+    make_run(run_dir)
+    expected = {}
+    for name in ("model.keras", "best.npz", "last.npz"):
+        model, _ = runs.load_model(run_dir, report=lambda message: None)
+        x = np.zeros((1, 2), "float32")
+        expected[name] = float(model.log_prob(x, num_steps=1)[0])
+        (run_dir / name).rename(run_dir / f"kept-{name}")
+    for name in ("model.keras", "best.npz", "last.npz"):
+        (run_dir / f"kept-{name}").rename(run_dir / name)
+
+    damage(run_dir / "model.keras", how)
+    result = evaluate(run_dir)
+    assert result.exit_code == 0, result.output
+    assert f"{run_dir / 'model.keras'}: damaged" in result.stderr or (
+        how == "shape" and f"{run_dir / 'model.keras'}: cannot be loaded" in result.stderr
+    )
+    assert f"using {run_dir / 'best.npz'} instead" in result.stderr
+    assert json.loads(result.stdout)["weights"] == str(run_dir / "best.npz")
+    used, _ = runs.load_model(run_dir, report=lambda message: None)
+    x = np.zeros((1, 2), "float32")
+    assert float(used.log_prob(x, num_steps=1)[0]) == pytest.approx(expected["best.npz"])
+
+    damage(run_dir / "best.npz", how)
+    result = evaluate(run_dir)
+    assert result.exit_code == 0, result.output
+    assert f"{run_dir / 'best.npz'}: checkpoint" in result.stderr
+    assert f"{run_dir / 'model.keras'}: " in result.stderr
+    assert result.stderr.count(f"using {run_dir / 'last.npz'} instead") == 2
+    assert json.loads(result.stdout)["weights"] == str(run_dir / "last.npz")
+
+    damage(run_dir / "last.npz", how)
+    result = evaluate(run_dir)
+    assert result.exit_code == 1
+    assert "no model of" in result.output
+    for name in ("model.keras", "best.npz", "last.npz"):
+        assert str(run_dir / name) in result.output
+
+
+def test_an_unfinished_run_says_which_checkpoint_it_scores(tmp_path):
+    run_dir = tmp_path / "run"
+    make_run(run_dir)
+    (run_dir / "model.keras").unlink()
+    result = evaluate(run_dir)
+    assert result.exit_code == 0, result.output
+    assert "model.keras: absent (training did not finish)" in result.stderr
+    assert json.loads(result.stdout)["weights"] == str(run_dir / "best.npz")

@@ -15,6 +15,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tfotflow import __version__
@@ -67,6 +68,16 @@ def _start_tensorflow():
         os.close(saved)
         os.close(silent)
     tf.get_logger().setLevel("ERROR")
+
+
+def _load_run_model(run_dir):
+    """The run's model (:func:`tfotflow.runs.load_model`) and its weights file; each file
+    passed over is named on stderr, with the substitute, whatever the warning filters."""
+    from tfotflow import runs
+
+    return runs.load_model(
+        run_dir, report=lambda message: console.print(f"[yellow]warning:[/] {escape(message)}")
+    )
 
 
 def _emit(result, as_json):
@@ -347,13 +358,14 @@ _run_dir = click.argument(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_runtime_errors
 def evaluate(run_dir, num_steps, as_json):
-    """Test NLL (nats), round-trip error, parameter count and time of a trained run."""
+    """Test NLL (nats), round-trip error, parameter count and time of a trained run, and the
+    weights file scored (model.keras, or the checkpoint used when it is absent or damaged)."""
     _start_tensorflow()
     from tfotflow import runs
 
-    model = runs.load_model(run_dir)
+    model, weights = _load_run_model(run_dir)
     data = runs.load_data(runs.read_config(run_dir))
-    _emit(runs.evaluate(model, data, num_steps=num_steps), as_json)
+    _emit({**runs.evaluate(model, data, num_steps=num_steps), "weights": str(weights)}, as_json)
 
 
 @main.command(context_settings=CONTEXT)
@@ -384,7 +396,7 @@ def sample(run_dir, num_samples, output, seed, num_steps, condition):
     _start_tensorflow()
     from tfotflow import runs
 
-    model = runs.load_model(run_dir)
+    model, _ = _load_run_model(run_dir)
     if model.condition_dim and condition is None:
         raise click.BadParameter(
             f"{run_dir} holds a conditional model (condition_dim={model.condition_dim}): "
@@ -449,9 +461,8 @@ def export(run_dir, out_dir):
             f"{out_dir} exists and is not empty; choose a new folder", param_hint="OUT_DIR"
         )
     _start_tensorflow()
-    from tfotflow import runs
 
-    path = runs.load_model(run_dir).export(out_dir, verbose=False)
+    path = _load_run_model(run_dir)[0].export(out_dir, verbose=False)
     click.echo(f"wrote a SavedModel with signatures log_prob and sample to {path}")
 
 
@@ -465,7 +476,7 @@ def plot(run_dir, dims, seed):
     _start_tensorflow()
     from tfotflow import runs
 
-    model = runs.load_model(run_dir)
+    model, _ = _load_run_model(run_dir)
     data = runs.load_data(runs.read_config(run_dir))
     chosen = None
     if dims:

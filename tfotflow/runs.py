@@ -23,6 +23,7 @@ import os
 import pathlib
 import time
 import warnings
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -198,30 +199,40 @@ def new_model(config, dim):
     return OTFlowModel(dim, **{**config["model"], "alpha": tuple(config["model"]["alpha"])})
 
 
-def load_model(run_dir):
-    """The run's model: ``model.keras`` if training finished, else the best checkpoint (also
-    when ``model.keras`` cannot be read: a warning names it).
+def load_model(run_dir, *, report=None):
+    """The run's model and the file its weights came from: ``model.keras`` if training
+    finished, else the best checkpoint, else the last one.
+
+    Every file passed over (absent, damaged, or not this run's model) is reported, with how
+    it is damaged and which file was used instead: ``report(message)`` is called once per file
+    (by default a ``UserWarning``), so no number comes from other weights than it seems.
+
+    Returns:
+        ``(model, path)``: the :class:`tfotflow.OTFlowModel` and the file it was read from.
 
     Raises:
-        RunError: naming the files, when no model can be read, or when ``model.keras``
-            disagrees with ``config.json``.
+        RunError: naming every file tried and what is wrong with it, when no model can be
+            read; or when ``model.keras`` disagrees with ``config.json``.
     """
     run_dir = pathlib.Path(run_dir)
+    report = report or (lambda message: warnings.warn(message, UserWarning, stacklevel=3))
     saved = run_dir / "model.keras"
     problems = []
     if saved.exists():
         try:
             model = keras.models.load_model(saved)
         except Exception as error:  # a truncated or corrupted archive: try the checkpoints
-            problems.append(f"{saved}: {type(error).__name__}: {error}")
-            warnings.warn(f"{saved} cannot be read ({error}); using a checkpoint", stacklevel=2)
+            problems.append((saved, _keras_file_damage(saved, error)))
         else:
             _check_matches_config(model, run_dir)
-            return model
+            return model, saved
+    else:
+        problems.append((saved, "absent (training did not finish)"))
     config = read_config(run_dir)
     for name in ("best.npz", "last.npz"):
         path = run_dir / name
         if not path.exists():
+            problems.append((path, "absent"))
             continue
         try:
             dim = config.get("dim")
@@ -231,12 +242,29 @@ def load_model(run_dir):
                 dim = int(arrays["weight/0"].shape[1]) - condition_dim - 1
             model = new_model(config, dim)
             checkpoint.restore(path, model)
-            return model
         except checkpoint.CheckpointError as error:
-            problems.append(f"{path}: {error}")
-    if problems:
-        raise RunError(f"no model of {run_dir} can be read: " + "; ".join(problems))
-    raise RunError(f"{run_dir} holds neither model.keras nor a checkpoint: train it first")
+            problems.append((path, str(error)))
+            continue
+        for damaged, why in problems:
+            if why != "absent":
+                report(f"{damaged}: {why}; using {path} instead")
+        return model, path
+    tried = "; ".join(f"{path}: {why}" for path, why in problems)
+    if all(why.startswith("absent") for _, why in problems):
+        raise RunError(f"{run_dir} holds neither model.keras nor a checkpoint: train it first")
+    raise RunError(f"no model of {run_dir} can be read; tried {tried}")
+
+
+def _keras_file_damage(path, error):
+    """How a ``.keras`` file that Keras could not load is damaged, in words."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as zip_error:
+        return f"damaged: not a readable zip archive, truncated or overwritten ({zip_error})"
+    if bad_member is not None:
+        return f"damaged: {bad_member} inside it fails its CRC check (corrupted bytes)"
+    return f"cannot be loaded ({type(error).__name__}: {error})"
 
 
 def _check_matches_config(model, run_dir):
