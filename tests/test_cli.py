@@ -234,7 +234,8 @@ def test_runtime_failures_exit_1_with_one_line(tmp_path):
     )
     assert result.exit_code == 0, result.output  # what it is needs no data files
     info = json.loads(result.stdout)
-    assert info["dim"] == 6 and "tfotflow datasets download power" in info["splits"]
+    assert info["dim"] == 6 and info["data"] == "absent" and "splits" not in info
+    assert "tfotflow datasets download power" in info["error"]
     result = runner.invoke(cli.main, ["--debug", "evaluate", str(tmp_path)])
     assert result.exit_code == 1 and isinstance(result.exception, runs.RunError)
 
@@ -448,3 +449,58 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path):
     )
     assert result.exit_code == 2
     assert "it takes no --width, --out" in result.output
+
+
+def test_datasets_info_names_a_damaged_file(tmp_path):
+    (tmp_path / "power").mkdir()
+    (tmp_path / "power" / "data.npy").write_bytes(b"\x93NUMPY garbage")
+    result = CliRunner().invoke(
+        cli.main, ["datasets", "info", "power", "--data-dir", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["data"] == "damaged" and str(tmp_path / "power" / "data.npy") in info["error"]
+    result = CliRunner().invoke(cli.main, ["datasets", "info", "moons", "--json"])
+    info = json.loads(result.stdout)
+    assert info["data"] == "readable" and info["splits"]["test"] > 0
+
+
+def test_config_files_encoding_and_value_types_are_named(tmp_path):
+    run_dir = tmp_path / "run"
+    config = tmp_path / "latin.toml"
+    config.write_bytes("width = 5 # größe\n".encode("latin-1"))
+    arguments = ["train", "moons", "--out", str(run_dir), "--config", str(config)]
+    result = CliRunner().invoke(cli.main, arguments)
+    assert result.exit_code == 2, result.output
+    assert "latin.toml is not UTF-8 text" in result.output
+    config.write_text('alpha = "1,30,1"\n')
+    result = CliRunner().invoke(cli.main, arguments)
+    assert result.exit_code == 2, result.output
+    assert "`alpha` must be three finite numbers" in result.output
+    assert "alpha='1,30,1'" in result.output and "latin.toml" in result.output
+    assert not run_dir.exists()
+
+
+def raising_loader(**options):
+    """A dataset plugin whose loader fails."""
+    return 1 / 0
+
+
+def test_a_plugin_loader_that_raises_is_named(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from tfotflow.datasets import REGISTRY
+
+    installed = REGISTRY._entry_points
+    broken = EntryPoint("broken_set", "tests.test_cli:raising_loader", "tfotflow.datasets")
+    monkeypatch.setattr(REGISTRY, "_entry_points", lambda: [*installed(), broken])
+    REGISTRY.refresh()
+    try:
+        result = CliRunner().invoke(cli.main, ["train", "broken_set", "--iterations", "1"])
+        assert result.exit_code == 1
+        assert "dataset plugin 'broken_set' from" in result.output
+        assert "tests.test_cli:raising_loader" in result.output
+        assert "ZeroDivisionError: division by zero" in result.output
+    finally:
+        monkeypatch.undo()
+        REGISTRY.refresh()

@@ -127,7 +127,13 @@ def _read_toml(path):
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     try:
-        return tomllib.loads(pathlib.Path(path).read_text())
+        return tomllib.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise click.BadParameter(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); TOML files are "
+            "UTF-8",
+            param_hint="--config",
+        ) from error
     except tomllib.TOMLDecodeError as error:
         raise click.BadParameter(
             f"{path} is not valid TOML: {error}", param_hint="--config"
@@ -526,8 +532,8 @@ def datasets_list(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_runtime_errors
 def datasets_info(name, data_dir, as_json):
-    """Dimension (and condition width), description, citation, split sizes and recommended
-    settings of NAME."""
+    """Dimension (and condition width), description, citation and recommended settings of
+    NAME, and whether its data is readable: rows per split, or what is wrong with its files."""
     from tfotflow import datasets as library
 
     if name not in library.names():
@@ -535,29 +541,9 @@ def datasets_info(name, data_dir, as_json):
             f"unknown dataset {name!r}; installed: {', '.join(library.names())}",
             param_hint="NAME",
         )
-    from tfotflow.datasets import tabular
+    from tfotflow.datasets.status import describe
 
-    try:
-        data = library.load(name, data_dir=data_dir)
-        meta, splits = data.metadata, [len(data.train), len(data.val), len(data.test)]
-    except library.DatasetError as error:
-        if name not in tabular.FILES:
-            raise
-        # A MAF set whose files are absent: what it is needs no data; how to get it is said.
-        meta, splits = tabular.tabular_metadata(name), f"not available: {error}"
-    _emit(
-        {
-            "name": meta.name,
-            "dim": meta.dim,
-            "condition_dim": meta.condition_dim,
-            "description": meta.description,
-            "citation": meta.citation,
-            "splits": splits,
-            "hyperparameters": meta.hyperparameters,
-            "entropy": meta.entropy,
-        },
-        as_json,
-    )
+    _emit(describe(name, data_dir=data_dir), as_json)
 
 
 @datasets.command("download", context_settings=CONTEXT)

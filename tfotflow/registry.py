@@ -73,6 +73,10 @@ class Registry:
         """(distribution name, version) of the package declaring ``name``, or (None, None)."""
         return _distribution(self._declared()[name])
 
+    def describe(self, name):
+        """Where ``name`` comes from, for messages: ``package NAME VERSION (module:object)``."""
+        return _describe(self._declared()[name])
+
     def load(self, name):
         """The plugin object named ``name``, imported on first use and cached.
 

@@ -113,7 +113,10 @@ def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if settings["eval_num_steps"] is None:
         settings["eval_num_steps"] = settings["num_steps"]
-    settings["alpha"] = [float(a) for a in settings["alpha"]]
+    alpha = settings["alpha"]
+    if isinstance(alpha, (list, tuple)) and all(type(a) in (int, float) for a in alpha):
+        settings["alpha"] = [float(a) for a in alpha]  # TOML's integers; others are refused
+        # by check_settings, naming `alpha`
     return {
         "dataset": dataset,
         "seed": seed,

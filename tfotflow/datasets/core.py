@@ -20,7 +20,9 @@ import pathlib
 
 import numpy as np
 
+from tfotflow.datasets.download import DownloadError
 from tfotflow.registry import DATASETS as REGISTRY
+from tfotflow.registry import PluginError
 
 SPLITS = ("train", "val", "test")
 
@@ -114,7 +116,8 @@ def load(name, *, seed=0, data_dir=None, **options):
         A checked :class:`Dataset`.
 
     Raises:
-        tfotflow.registry.PluginError: for an unknown or broken plugin.
+        tfotflow.registry.PluginError: for an unknown or broken plugin, or any other
+            exception its loader raises (naming the plugin and its package).
         DatasetError: for data that breaks the contract, or missing files (with how to get them).
 
     >>> data = load("8gaussians", num_train=100, num_val=10, num_test=10)
@@ -123,7 +126,15 @@ def load(name, *, seed=0, data_dir=None, **options):
     """
     loader = REGISTRY.load(name)
     data_dir = pathlib.Path(data_dir) if data_dir is not None else default_data_dir()
-    result = loader(seed=seed, data_dir=data_dir, **options)
+    try:
+        result = loader(seed=seed, data_dir=data_dir, **options)
+    except (DatasetError, DownloadError):  # they name the files and how to get them
+        raise
+    except Exception as error:
+        raise PluginError(
+            f"dataset plugin {name!r} from {REGISTRY.describe(name)} failed: "
+            f"{type(error).__name__}: {error}"
+        ) from error
     return check_dataset(result, plugin=name)
 
 

@@ -252,6 +252,16 @@ def _missing_message(name, data_dir, missing):
     )
 
 
+PRESPLIT_FILES = [f"miniboone/{split}.npy" for split in ("train", "val", "test")]
+
+
+def files_present(name, data_dir):
+    """Whether any of ``name``'s files (or MINIBOONE's pre-split ones) is in ``data_dir``."""
+    data_dir = pathlib.Path(data_dir)
+    files = FILES[name] + (PRESPLIT_FILES if name == "miniboone" else [])
+    return any((data_dir / file).exists() for file in files)
+
+
 def _read_splits(name, data_dir, train_split):
     data_dir = pathlib.Path(data_dir)
     if name == "miniboone":
