@@ -449,6 +449,7 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path):
     )
     assert result.exit_code == 2
     assert "it takes no --width, --out" in result.output
+    assert "--iterations, to train longer" in result.output
 
 
 def test_datasets_info_names_a_damaged_file(tmp_path):
@@ -504,3 +505,31 @@ def test_a_plugin_loader_that_raises_is_named(monkeypatch):
     finally:
         monkeypatch.undo()
         REGISTRY.refresh()
+
+
+def test_resume_extends_a_finished_run_and_stretches_its_cosine_schedule(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = ["--validate-every", "5", "--num-train", "400", "--batch-size", "50"]
+    settings += ["--width", "4", "--num-steps", "1", "--eval-num-steps", "1", "--no-plot"]
+    settings += ["--warm-start", "0", "--schedule", "cosine", "--learning-rate", "0.01"]
+    runner = CliRunner()
+    result = runner.invoke(
+        cli.main, ["train", "moons", "--iterations", "10", "--out", str(run_dir), *settings]
+    )
+    assert result.exit_code == 0, result.output
+    before = runs.read_csv(run_dir / "metrics.csv")
+    result = runner.invoke(cli.main, ["train", "--resume", str(run_dir), "--iterations", "10"])
+    assert result.exit_code == 2 and "must be above the run's 10" in result.output
+    result = runner.invoke(
+        cli.main, ["train", "--resume", str(run_dir), "--iterations", "30", "--no-plot"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "cosine schedule is stretched" in result.output
+    rows = runs.read_csv(run_dir / "metrics.csv")
+    assert [row["step"] for row in rows] == [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
+    assert rows[:2] == before  # the first run's rows are kept as they were
+    assert json.loads((run_dir / "config.json").read_text())["train"]["iterations"] == 30
+    # Stretched: at step k the rate of a 30-step cosine, 0.01 · ½(1 + cos(πk/30)).
+    for row in rows[2:]:
+        expected = 0.01 * 0.5 * (1 + np.cos(np.pi * row["step"] / 30))
+        assert row["learning_rate"] == pytest.approx(expected, rel=1e-5, abs=1e-9)

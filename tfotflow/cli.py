@@ -240,6 +240,7 @@ def train(
     """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
     from tfotflow import datasets
 
+    iterations = flags.pop("iterations") if resume_dir is not None else None
     if resume_dir is not None:
         given = [f"--{key.replace('_', '-')}" for key, value in flags.items() if value is not None]
         given += [
@@ -255,8 +256,8 @@ def train(
         ]
         if given:
             raise click.BadParameter(
-                f"--resume continues {resume_dir} with the settings in its config.json; "
-                f"it takes no {', '.join(given)}",
+                f"--resume continues {resume_dir} with the settings in its config.json "
+                f"(and --iterations, to train longer); it takes no {', '.join(given)}",
                 param_hint="--resume",
             )
     file_settings = _read_toml(config_file) if config_file and resume_dir is None else {}
@@ -274,6 +275,20 @@ def train(
     if resume_dir is not None:
         run_dir = resume_dir
         config = runs.read_config(run_dir)
+        if iterations is not None:
+            try:
+                config = runs.extend(run_dir, config, iterations)
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="--iterations") from error
+            console.print(
+                f"training on to {iterations} iterations"
+                + (
+                    "; the cosine schedule is stretched to them (from here the rate is what a "
+                    f"run of {iterations} iterations would have)"
+                    if config["train"]["schedule"] == "cosine"
+                    else ""
+                )
+            )
     else:
         unknown = set(file_settings) - set(runs.MODEL_KEYS) - set(runs.TRAIN_KEYS)
         if unknown:

@@ -190,6 +190,26 @@ def read_config(run_dir):
     return config
 
 
+def extend(run_dir, config, iterations):
+    """Raises the run's iteration count to ``iterations`` in its ``config.json`` (atomically)
+    and returns the new configuration, for a resume that trains on. A cosine schedule is
+    stretched over the new count: from the step where training resumes, the rate is the one a
+    run of ``iterations`` steps would have there (a rise from a finished run's rate of 0).
+
+    Raises:
+        ValueError: naming ``iterations``, when it is not above the run's count.
+    """
+    done = config["train"]["iterations"]
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations <= done:
+        raise ValueError(
+            f"`iterations` must be above the run's {done} to train on. "
+            f"Received: iterations={iterations!r}"
+        )
+    config = {**config, "train": {**config["train"], "iterations": iterations}}
+    write_json(pathlib.Path(run_dir) / "config.json", config)
+    return config
+
+
 def load_data(config):
     return datasets.load(
         config["dataset"], seed=config["seed"], data_dir=config["data_dir"], **config["options"]
