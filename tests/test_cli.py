@@ -507,6 +507,7 @@ def test_a_plugin_loader_that_raises_is_named(monkeypatch):
         REGISTRY.refresh()
 
 
+@pytest.mark.slow  # two training runs; the refusals of --resume are in the fast set
 def test_resume_extends_a_finished_run_and_stretches_its_cosine_schedule(tmp_path):
     run_dir = tmp_path / "run"
     settings = ["--validate-every", "5", "--num-train", "400", "--batch-size", "50"]

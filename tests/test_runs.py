@@ -141,7 +141,9 @@ def evaluate(run_dir):
     return CliRunner().invoke(cli.main, ["evaluate", str(run_dir), "--num-steps", "1", "--json"])
 
 
-@pytest.mark.parametrize("how", ["truncated", "flipped", "shape"])
+@pytest.mark.parametrize(
+    "how", [pytest.param("truncated", marks=pytest.mark.slow), "flipped", "shape"]
+)
 def test_each_damaged_file_is_named_with_its_substitute(tmp_path, how):
     """model.keras damaged: best.npz is used; model.keras absent and best.npz damaged:
     last.npz; both checkpoints damaged too: nothing is left, exit 1 naming every file."""

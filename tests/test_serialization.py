@@ -48,7 +48,8 @@ print(conditional.log_prob(x, y).numpy().tolist())
 @pytest.mark.parametrize(
     "imports",
     [
-        "import tfotflow\nimport keras",
+        # In the fast set, test_serving's fresh interpreter loads after `import tfotflow`.
+        pytest.param("import tfotflow\nimport keras", marks=pytest.mark.slow),
         "import keras\nimport tfotflow",
         pytest.param(
             "import tfotflow\nimport tensorflow as tf\nkeras = tf.keras", marks=pytest.mark.slow

@@ -95,7 +95,8 @@ def flow_matching_loss(potential, x0, z, t, *, alpha_transport=1.0, condition=No
 
     Args:
         potential: a built :class:`tfotflow.Potential`.
-        x0, z: paired data and normal points, [n, d].
+        x0: data points, [n, d].
+        z: the normal points paired with them, [n, d].
         t: times, [n, 1].
         alpha_transport: α_L. Defaults to 1.0.
         condition: each data point's condition y [n, k] for a conditional potential, or None.

@@ -133,7 +133,8 @@ def solve(rhs, y0, *, t0, t1, num_steps, method="rk4"):
     Args:
         rhs: ``callable(t, y)`` returning dy/dt with the structure of ``y``.
         y0: the initial state, a nest of tensors.
-        t0, t1: the start and end times, Python floats (t1 < t0 integrates backwards).
+        t0: the start time, a Python float.
+        t1: the end time, a Python float (t1 < t0 integrates backwards).
         num_steps: the number of steps, a positive Python int.
         method: "rk4" (4th order) or "euler" (1st order). Defaults to "rk4".
 
@@ -193,7 +194,8 @@ def quadrature_solve(
         q0: a tuple of initial quadrature values.
         params: a nest of tensors ``rhs`` depends on; their gradients come from the adjoint.
         num_steps: the number of steps, an int32 scalar (a tensor: no retracing per value).
-        t0, t1: start and end times, scalars of x's dtype.
+        t0: the start time, a scalar of x's dtype.
+        t1: the end time, a scalar of x's dtype.
         method: "rk4" or "euler". Defaults to "rk4".
         seed: a stateless seed [2] int32 from which every stage's seed is derived, or None.
             Defaults to None.
@@ -353,6 +355,7 @@ TRACES = ("exact", "hutchinson")
 
 
 def check_trace(trace):
+    """``trace`` if it names a trace of :data:`TRACES`, else a ValueError naming it."""
     if trace not in TRACES:
         raise ValueError(f"`trace` must be one of {TRACES}. Received: trace={trace!r}")
     return trace
@@ -396,7 +399,7 @@ def flow_dynamics(
     Returns:
         ``rhs(t, state, weights, seed) -> (dstate/dt, (dℓ/dt [n], dR/dt [n, k]))`` with
         ``weights`` the potential's :class:`tfotflow.potential.PotentialWeights`. The state is
-        the points x [n, d], or for a conditional potential [x, y] [n, d + condition_dim],
+        the points x [n, d], or for a conditional potential (x, y), [n, d + condition_dim],
         whose y-columns do not move.
     """
     with_trace = log_det or bool(running_costs)

@@ -62,4 +62,5 @@ class ProgressBar(keras.callbacks.Callback):
         self.stop()
 
     def stop(self):
+        """Stops the display (an interrupted run), leaving what was shown."""
         self.progress.stop()

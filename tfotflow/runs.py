@@ -169,6 +169,7 @@ def check_settings(config, dim, condition_dim=0):
 
 
 def write_json(path, value):
+    """Writes ``value`` as indented JSON to ``path``, atomically."""
     atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
@@ -211,6 +212,7 @@ def extend(run_dir, config, iterations):
 
 
 def load_data(config):
+    """The run's data set, loaded with the seed, folder and options of its ``config``."""
     return datasets.load(
         config["dataset"], seed=config["seed"], data_dir=config["data_dir"], **config["options"]
     )
@@ -331,6 +333,8 @@ class MetricsWriter(keras.callbacks.Callback):
 
 
 def write_csv(path, rows):
+    """Writes ``rows`` (dicts; the columns in order of first appearance) to ``path`` as CSV,
+    atomically."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)

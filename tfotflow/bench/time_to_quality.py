@@ -69,8 +69,9 @@ def race(step, score, batches, *, budget_seconds, first_score=2.0, factor=1.4, o
         score: returns the current test NLL (a float); its time is not counted.
         batches: an iterator of training batches.
         budget_seconds: training seconds to spend.
-        first_score, factor: score after ``first_score`` training seconds, then whenever the
-            training time has grown by ``factor`` since the last score, and at the end.
+        first_score: training seconds before the first score.
+        factor: then a score whenever the training time has grown by this factor since the
+            last one, and one at the end.
         on_score: called with each new [iteration, training seconds, test NLL] as it is
             scored (a progress log that survives an interrupted race), or None.
 
@@ -201,6 +202,7 @@ class OTFlowContender:
         yield from (("likelihood", x) for x in batch_stream(train, batch_size=batch, seed=seed))
 
     def step(self, phase_and_batch):
+        """One training step: flow matching or maximum likelihood, as the batch says."""
         phase, x = phase_and_batch
         if phase == "warm":
             loss = self.matching_step(x)
@@ -225,9 +227,11 @@ class OTFlowContender:
         return self.model.sample(n, condition, seed=seed)
 
     def evaluations(self, setting, x):
+        """Field evaluations of one ``log_prob`` with ``setting`` RK4 steps: four a step."""
         return 4 * setting
 
     def reference_setting(self):
+        """The reference accuracy: four times the training steps."""
         return 4 * self.num_steps
 
     def settings(self):
@@ -260,6 +264,7 @@ class FFJORDContender:
         return self.field.num_parameters
 
     def batches(self, train, *, batch, seed):
+        """Training batches of ``batch`` rows, shuffled by ``seed``."""
         return iter(batch_stream(train, batch_size=batch, seed=seed))
 
     def log_prob_fn(self, setting):
@@ -274,11 +279,13 @@ class FFJORDContender:
         return self._log_prob[setting]
 
     def evaluations(self, setting, x):
+        """Field evaluations of one ``log_prob`` of ``x`` at tolerance ``setting``, counted."""
         self.field.evaluations.assign(0)
         self.log_prob_fn(setting)(x).numpy()
         return int(self.field.evaluations.numpy())
 
     def reference_setting(self):
+        """The reference accuracy: rtol 1e-5."""
         return 1e-5
 
     def settings(self):
@@ -322,6 +329,7 @@ class FlowMatchingContender:
         return int(sum(math.prod(v.shape) for v in self.network.trainable_variables))
 
     def batches(self, train, *, batch, seed):
+        """Training batches of ``batch`` rows, shuffled by ``seed``."""
         return iter(batch_stream(train, batch_size=batch, seed=seed))
 
     def log_prob_fn(self, setting):
@@ -342,12 +350,15 @@ class FlowMatchingContender:
         )
 
     def evaluations(self, setting, x):
+        """Field evaluations of one ``log_prob`` with ``setting`` steps: six a step."""
         return 6 * setting
 
     def reference_setting(self):
+        """The reference accuracy: 32 steps."""
         return 32
 
     def settings(self):
+        """Step counts to try, cheapest first."""
         return [1, 2, 4, 8, 16]
 
 

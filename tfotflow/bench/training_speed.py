@@ -20,6 +20,9 @@ from tfotflow.model import OTFlowModel
 
 
 def step_flops(d, width, batch, num_steps, num_layers=2):
+    """The trace's floating-point operations in one training step: 2·n·M·m²·d per
+    evaluation (DESIGN.md), four RK4 stages per step, about four times that with the
+    backward pass."""
     return 4 * 4 * num_steps * 2.0 * batch * (num_layers - 1) * width**2 * d
 
 
