@@ -117,18 +117,26 @@ def test_a_plugin_that_exits_on_import_is_isolated(plugin_module, tmp_path, monk
     assert rows == {"exits": "SystemExit: 3", "fine": "loads"}
 
 
-def test_a_plugin_whose_extras_are_missing_says_what_to_install(monkeypatch):
-    """The built-in tabular sets declare the ``tabular`` extra; without pandas they say so."""
+def test_a_plugin_whose_extras_are_missing_says_what_to_install():
+    """A plugin declared with an extra (``name = "module:object [extra]"``) reports the
+    packages of that extra that are not installed, read from its package's metadata."""
+    from importlib.metadata import EntryPoint
+
     from tfotflow import registry
 
-    gas = DATASETS._declared()["gas"]
-    assert gas.extras == ["tabular"] and registry.missing_requirements(gas) in ([], ["pandas"])
-    assert registry.missing_requirements(gas, installed=lambda package: False) == ["pandas"]
-    assert registry.missing_requirements(DATASETS._declared()["power"]) == []
-    real = registry._installed
-    monkeypatch.setattr(
-        registry, "_installed", lambda package: package != "pandas" and real(package)
-    )
-    rows = {row["name"]: row["status"] for row in DATASETS.status()}
-    assert rows["gas"] == rows["hepmass"] == "loads; needs pandas: pip install 'tfotflow[tabular]'"
-    assert rows["power"] == rows["miniboone"] == "loads"
+    class Distribution:
+        metadata = {"Name": "someplugin"}
+        version = "1.0"
+        requires = ['pyarrow>=14; extra == "parquet"', "numpy>=1.26"]
+
+    declared = EntryPoint("parq", "math:sqrt [parquet]", "demo")._for(Distribution())
+    plain = EntryPoint("plain", "math:sqrt", "demo")._for(Distribution())
+    assert declared.extras == ["parquet"]
+    assert registry.missing_requirements(declared, installed=lambda package: False) == ["pyarrow"]
+    assert registry.missing_requirements(declared, installed=lambda package: True) == []
+    assert registry.missing_requirements(plain, installed=lambda package: False) == []
+    demo = Registry("demo", "demo", entry_points=lambda: [declared, plain])
+    rows = {row["name"]: row["status"] for row in demo.status()}
+    if not registry._installed("pyarrow"):
+        assert rows["parq"] == "loads; needs pyarrow: pip install 'someplugin[parquet]'"
+    assert rows["plain"] == "loads"

@@ -102,7 +102,7 @@ class Registry:
         plugin imports and is of the expected kind; a dataset's data contract is checked only
         by loading its data (:func:`tfotflow.testing.check_dataset_plugin`). A plugin that
         loads but whose declared extras need packages that are not installed reads
-        "loads; needs pandas: pip install 'tfotflow[tabular]'".
+        "loads; needs pyarrow: pip install 'somepackage[parquet]'".
         """
         rows = []
         for name in self.names():

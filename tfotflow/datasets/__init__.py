@@ -17,6 +17,7 @@ from tfotflow.datasets.core import (
     load,
     names,
 )
+from tfotflow.datasets.files import from_array, from_file, is_data_file
 
 __all__ = [
     "REGISTRY",
@@ -26,6 +27,9 @@ __all__ = [
     "as_tf_data",
     "check_dataset",
     "default_data_dir",
+    "from_array",
+    "from_file",
+    "is_data_file",
     "load",
     "names",
 ]

@@ -48,6 +48,9 @@ class Metadata:
         entropy: the true differential entropy in nats (the best achievable test NLL), when
             known; for a conditional dataset the conditional entropy H(X | Y) = E_y H(X | y).
         condition_dim: the width k of the conditions (0: points alone). Defaults to 0.
+        source: for data read from a file or array (:func:`tfotflow.datasets.from_file`),
+            what reproduces it: the file, its SHA-256, the columns, the split fractions and
+            seed. Defaults to None (a registered data set).
     """
 
     name: str
@@ -58,6 +61,7 @@ class Metadata:
     log_prob: object = None
     entropy: float | None = None
     condition_dim: int = 0
+    source: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

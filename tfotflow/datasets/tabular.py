@@ -229,12 +229,8 @@ def _read_array(path, name):
 
 
 def _read_pandas(kind, path, name):
-    try:
-        import pandas
-    except ImportError as error:
-        raise DatasetError(
-            f"reading {path} needs pandas: pip install 'tfotflow[tabular]'"
-        ) from error
+    import pandas
+
     try:
         if kind == "pickle":
             return pandas.read_pickle(path)
