@@ -50,7 +50,7 @@ def configured(dtype, num_layers, regularizers, condition_dim, rng):
 )
 def test_battery(dtype, num_layers, jit_compile, regularizers, condition_dim, rng):
     model = configured(dtype, num_layers, regularizers, condition_dim, rng)
-    flow = model.bijector
+    flow = model.flow
     flow._jit_compile = jit_compile  # the same flow, solved by XLA
     x = tf.constant(rng.normal(size=(4, 3)), dtype)
     y = tf.constant(rng.normal(size=(4, condition_dim)), dtype) if condition_dim else None

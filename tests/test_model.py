@@ -67,7 +67,7 @@ def test_every_trainable_weight_gets_a_gradient(rng):
 def test_eval_steps_differ_from_training_steps(rng):
     model = small_model(num_steps=2, eval_num_steps=5)
     x = rng.normal(size=(4, 2))
-    assert model.bijector.num_steps == 5
+    assert model.flow.num_steps == 5
     np.testing.assert_allclose(model(x), model.log_prob(x, num_steps=5), rtol=1e-12)
     np.testing.assert_allclose(model(x, training=True), model.log_prob(x, num_steps=2), rtol=1e-12)
 

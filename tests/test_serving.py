@@ -131,7 +131,7 @@ def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
     assert result["same_seed_same_samples"]
     # The samples are the model's flow applied to the seed's normal draws.
     z = tf.random.stateless_normal([len(samples), 3], seed=[3, 4], dtype=tf.float64)
-    kwargs = {} if conditions is None else {"conditional_input": conditions}
+    kwargs = model.bijector_kwargs(conditions)
     np.testing.assert_allclose(samples, model.bijector.forward(z, **kwargs), rtol=1e-12)
 
 

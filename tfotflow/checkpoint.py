@@ -23,10 +23,11 @@ class CheckpointError(OSError):
     """A checkpoint is missing, truncated, corrupted, or does not fit the model."""
 
 
-def _umask():
+def new_file_mode():
+    """The permissions any new file of the user gets: 0o666 less the umask."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path, payload):
@@ -39,7 +40,7 @@ def atomic_write_bytes(path, payload):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(handle, 0o666 & ~_umask())
+        os.fchmod(handle, new_file_mode())
         with os.fdopen(handle, "wb") as file:
             file.write(payload)
             file.flush()

@@ -1,4 +1,5 @@
-"""The ``tfotflow`` command: train, evaluate, sample, plot, datasets, plugins, bench.
+"""The ``tfotflow`` command: train, evaluate, score, sample, plot, export, datasets, plugins,
+bench.
 
 A thin click group over the library. Progress and tables go to stderr (rich); results go to
 stdout (``--json`` where a program reads them). TensorFlow is imported only inside the
@@ -121,6 +122,56 @@ def _positive_rate(context, parameter, value):
     return value
 
 
+def _names(context, parameter, value):
+    """Comma-separated column names or indices."""
+    if value is None:
+        return None
+    names = [part.strip() for part in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(
+            f"expected comma-separated column names or indices. Received: {value!r}"
+        )
+    return names
+
+
+def _split(context, parameter, value):
+    """Three fractions train,val,test, each > 0, summing to 1."""
+    if value is None:
+        return None
+    try:
+        fractions = [float(part) for part in value.split(",")]
+    except ValueError:
+        fractions = []
+    if (
+        len(fractions) != 3
+        or not all(math.isfinite(f) and f > 0 for f in fractions)
+        or abs(sum(fractions) - 1) > 1e-6
+    ):
+        raise click.BadParameter(
+            f"expected three fractions > 0 summing to 1, e.g. 0.8,0.1,0.1. Received: {value!r}"
+        )
+    return fractions
+
+
+def _say_what_the_file_gave(data):
+    """One line on the rows and columns a file gave, and the rows dropped."""
+    source = data.metadata.source
+    rows = f"{source['rows']} rows" + (
+        f" ({source['dropped']} with missing values dropped)" if source["dropped"] else ""
+    )
+    given = f" given {', '.join(source['condition_columns'])}" if data.conditional else ""
+    console.print(
+        f"{source['path']}: {rows} of {', '.join(source['columns'])}{given}; split "
+        f"{len(data.train)} / {len(data.val)} / {len(data.test)}"
+    )
+    if not data.metadata.hyperparameters:
+        console.print(
+            "settings chosen from the data's size (tfotflow.recipe): "
+            f"d = {data.metadata.dim}, k = {data.metadata.condition_dim}, "
+            f"n = {len(data.train)} training rows"
+        )
+
+
 def _read_toml(path):
     try:
         import tomllib
@@ -219,6 +270,37 @@ def _read_toml(path):
     default="default",
     help="tf.distribute strategy (multiworker reads TF_CONFIG).",
 )
+@click.option(
+    "--whiten",
+    "normalization",
+    flag_value="whiten",
+    default=None,
+    help="Whiten the data in the flow's chain (x = μ + L x̃, L the Cholesky factor of the "
+    "covariance) instead of scaling each column: for strongly correlated columns.",
+)
+@click.option(
+    "--columns",
+    callback=_names,
+    help="Files: the points' columns, comma-separated names or 0-based indices "
+    "(default: every column not in --condition-columns).",
+)
+@click.option(
+    "--condition-columns",
+    callback=_names,
+    help="Files: the conditions' columns (names or indices): a conditional run, p(x | y).",
+)
+@click.option("--key", help="Files: the array of an .npz that holds several.")
+@click.option(
+    "--split",
+    callback=_split,
+    help="Files: train, validation and test fractions, seeded by --seed.  [default: 0.8,0.1,0.1]",
+)
+@click.option(
+    "--drop-missing",
+    is_flag=True,
+    help="Files: drop rows holding an empty cell, NaN or Inf (and say how many) instead of "
+    "refusing them.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the plots at the end.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_runtime_errors
@@ -235,22 +317,40 @@ def train(
     no_plot,
     as_json,
     seed,
+    columns,
+    condition_columns,
+    key,
+    split,
+    drop_missing,
     **flags,
 ):
-    """Train an OT-Flow on DATASET with the paper's settings for it (any flag overrides)."""
+    """Train an OT-Flow on DATASET, a registered data set with its recommended settings or a
+    table file of your own (.csv, .tsv, .txt, .npy, .npz, .parquet) with settings chosen from
+    its size (any flag overrides)."""
     from tfotflow import datasets
 
+    file_options = {
+        "columns": columns,
+        "condition_columns": condition_columns,
+        "key": key,
+        "split": split,
+        "drop_missing": drop_missing or None,
+    }
+    flag_names = {
+        param.name: param.opts[0] for param in click.get_current_context().command.params
+    }
     iterations = flags.pop("iterations") if resume_dir is not None else None
     if resume_dir is not None:
-        given = [f"--{key.replace('_', '-')}" for key, value in flags.items() if value is not None]
+        given = [flag_names[key] for key, value in flags.items() if value is not None]
         given += [
-            option
-            for option, value in (
-                ("--out", run_dir),
-                ("--config", config_file),
-                ("--num-train", num_train),
-                ("--train-split", train_split),
-                ("--data-dir", data_dir),
+            flag_names[name]
+            for name, value in (
+                ("run_dir", run_dir),
+                ("config_file", config_file),
+                ("num_train", num_train),
+                ("train_split", train_split),
+                ("data_dir", data_dir),
+                *file_options.items(),
             )
             if value is not None
         ]
@@ -263,9 +363,19 @@ def train(
     file_settings = _read_toml(config_file) if config_file and resume_dir is None else {}
     if "dataset" in file_settings:
         dataset = file_settings.pop("dataset")
-    if resume_dir is None and dataset not in datasets.names():  # before TensorFlow starts
+    from_file = datasets.is_data_file(dataset)
+    if resume_dir is None and from_file and not pathlib.Path(dataset).is_file():
+        raise click.BadParameter(f"no such file: {dataset}", param_hint="DATASET")
+    if resume_dir is None and not from_file and dataset not in datasets.names():
+        raise click.BadParameter(  # before TensorFlow starts
+            f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}, or a "
+            f"table file ({', '.join(datasets.files.SUFFIXES)})",
+            param_hint="DATASET",
+        )
+    misplaced = [flag_names[name] for name, value in file_options.items() if value is not None]
+    if resume_dir is None and not from_file and misplaced:
         raise click.BadParameter(
-            f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}",
+            f"{', '.join(misplaced)} read a table file; {dataset!r} is a registered data set",
             param_hint="DATASET",
         )
     _start_tensorflow()
@@ -275,6 +385,10 @@ def train(
     if resume_dir is not None:
         run_dir = resume_dir
         config = runs.read_config(run_dir)
+        try:
+            data = runs.load_data(config)  # a changed file is refused before anything runs
+        except datasets.DatasetError as error:
+            raise click.BadParameter(str(error), param_hint="--resume") from error
         if iterations is not None:
             try:
                 config = runs.extend(run_dir, config, iterations)
@@ -302,21 +416,30 @@ def train(
         options = {"num_train": num_train} if num_train else {}
         if train_split:
             options["train_split"] = train_split
-        data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
+        if from_file:
+            chosen = {name: value for name, value in file_options.items() if value is not None}
+            try:
+                data = datasets.from_file(dataset, seed=seed, **chosen)
+            except datasets.DatasetError as error:
+                raise click.BadParameter(str(error), param_hint="DATASET") from error
+            _say_what_the_file_gave(data)
+        else:
+            data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
         config = runs.build_config(
             dataset,
-            metadata_hyperparameters=data.metadata.hyperparameters,
+            metadata_hyperparameters=runs.recommended_settings(data),
             overrides=overrides,
             seed=seed,
             data_dir=data_dir,
             options=options,
+            source=data.metadata.source,
         )
         try:
             runs.check_settings(config, data.metadata.dim, data.metadata.condition_dim)
         except (TypeError, ValueError) as error:
             where = f"a flag or {config_file}" if config_file else "a flag"
             raise click.BadParameter(f"{error} (from {where})", param_hint="settings") from error
-        run_dir = run_dir or pathlib.Path("runs") / dataset
+        run_dir = run_dir or pathlib.Path("runs") / pathlib.Path(dataset).stem
         existing = runs.run_files(run_dir)
         if existing and not overwrite:
             raise click.BadParameter(
@@ -465,6 +588,84 @@ def _read_condition(text):
             f"the condition must be finite. Received: {text}", param_hint="--condition"
         )
     return values.astype(np.float64)
+
+
+@main.command(context_settings=CONTEXT)
+@_run_dir
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    required=True,
+    help="Where the scores go: .npy (the log-densities), .csv or .parquet (with the id column "
+    "and outlier flags).",
+)
+@click.option("--id-column", help="A column of FILE carried into the output (name or index).")
+@click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps (default: the run's).")
+@click.option(
+    "--outliers",
+    "quantile",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Flag rows below this quantile of the validation rows' log-densities (e.g. 0.01).",
+)
+@click.option("--key", help="The array of an .npz that holds several.")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=50_000,
+    help="Rows read and scored at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_runtime_errors
+def score(run_dir, file, output, id_column, num_steps, quantile, key, chunk_rows, as_json):
+    """Write the log-density (nats, in the data's units) of every row of FILE under a trained
+    run, streamed in chunks, with an estimate of the solver's error on FILE's rows."""
+    from tfotflow.scoring import check_output
+
+    try:
+        check_output(output, id_column)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="-o") from error
+    _start_tensorflow()
+    from rich.progress import Progress
+
+    from tfotflow import datasets, runs, scoring
+
+    model, _ = _load_run_model(run_dir)
+    config = runs.read_config(run_dir)
+    columns, condition_columns = runs.scored_columns(config, model.dim, model.condition_dim)
+    threshold = None if quantile is None else runs.outlier_threshold(run_dir, quantile)
+    total = scoring.count_rows(file)
+    try:
+        with Progress(*Progress.get_default_columns(), console=console) as progress:
+            task = progress.add_task(f"scoring {file.name}", total=total)
+            summary = scoring.score_file(
+                model,
+                file,
+                output,
+                columns=columns,
+                condition_columns=condition_columns,
+                id_column=id_column,
+                key=key,
+                num_steps=num_steps,
+                outlier_threshold=threshold,
+                rows=chunk_rows,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+    except datasets.DatasetError as error:
+        raise click.BadParameter(str(error), param_hint="FILE") from error
+    error = summary["discretization_error"]
+    if error and error["max"] > scoring.TRUST_NATS:
+        console.print(
+            f"[yellow]warning:[/] the solver's error on these rows is up to {error['max']:.3g} "
+            f"nats (|{error['num_steps']} − {2 * error['num_steps']} RK4 steps| on "
+            f"{error['rows']} rows): pass a larger --num-steps for scores to trust to "
+            f"{scoring.TRUST_NATS} nats"
+        )
+    if threshold is not None:
+        summary["outlier_threshold"] = threshold
+    _emit(summary, as_json)
 
 
 @main.command(context_settings=CONTEXT)

@@ -166,15 +166,17 @@ class FlowMatching(keras.Model):
         self._loss_tracker = keras.metrics.Mean(name="flow_matching")
 
     def loss_on(self, x0, step, condition=None):
-        """The flow-matching loss on data ``x0`` [n, d] (conditions [n, k]) with the draws of
-        ``step``."""
+        """The flow-matching loss on data ``x0`` [n, d] (conditions [n, k]), in the data's units,
+        with the draws of ``step``; the flow's coordinates are matched (:meth:`OTFlowModel.
+        standardize`)."""
         x0 = tf.cast(x0, self.flow.precision)
+        condition = self.flow.potential.check_condition(condition)
+        x0, condition = self.flow.standardize(x0, condition)  # the flow's coordinates
         seeds = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 3
         )
         n = tf.shape(x0)[0]
         z = tf.random.stateless_normal(tf.shape(x0), seed=seeds[0], dtype=x0.dtype)
-        condition = self.flow.potential.check_condition(condition)
         if condition is None:
             z = ot_pairs(
                 x0,

@@ -3,6 +3,7 @@
 import math
 import numbers
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -15,6 +16,19 @@ from tfotflow.regularizers import resolve as resolve_regularizers
 from tfotflow.validation import check_float_dtype, check_int, convert_points
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
+
+NORMALIZATIONS = ("diagonal", "whiten")
+
+
+def check_normalization(normalization):
+    """``normalization`` if it is one of :data:`NORMALIZATIONS` or None, else a ValueError."""
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {NORMALIZATIONS} or None. "
+            f"Received: normalization={normalization!r}"
+        )
+    return normalization
 
 
 def check_alpha(alpha):
@@ -47,6 +61,19 @@ class OTFlowModel(keras.Model):
     and one metric per regularizer (``transport``, ``hjb``), in training with ``num_steps`` and
     in validation / ``evaluate`` with ``eval_num_steps``.
 
+    The flow works in standardized coordinates x̃ and the model's densities are in the data's
+    own units: x = μ + σ ⊙ x̃ (``normalization="diagonal"``) or x = μ + L x̃ (``"whiten"``, L
+    the Cholesky factor of the data's covariance), a TFP ``Shift`` and ``Scale`` (or
+    ``ScaleMatvecTriL``) chained after the flow, so
+
+    ```none
+    log p(x) = log p̃((x − μ)/σ) − Σ_j log σ_j          (whitened: − Σ_j log L_jj)
+    ```
+
+    μ and σ (or L) are non-trainable weights, the identity until :meth:`adapt` computes them
+    from the data (as ``keras.layers.Normalization.adapt``); they are saved with the model.
+    A conditional model standardizes its conditions too (diagonal; no Jacobian enters).
+
     With ``condition_dim=k`` the model is a conditional density p(x | y) (a conditional
     potential Φ(x, y, t), :class:`tfotflow.Potential`): ``fit`` takes (points, conditions)
     pairs — ``fit(points, conditions)`` or a ``tf.data.Dataset`` of pairs — the objective is
@@ -72,6 +99,10 @@ class OTFlowModel(keras.Model):
             "hutchinson" (one Rademacher probe through the closed-form gradient: unbiased,
             cheaper for large d, noisier). Validation, ``evaluate``, ``log_prob`` and
             ``sample`` always use the exact trace. Defaults to "exact".
+        normalization: the affine map from the flow's coordinates to the data's: "diagonal"
+            (a shift and a scale per column), "whiten" (a shift and a lower-triangular L), or
+            None (none: the data's units are the flow's, as in models saved before it
+            existed). Defaults to "diagonal" (the identity until :meth:`adapt`).
         **kwargs: passed to ``keras.Model`` (``name``).
 
     Example:
@@ -109,6 +140,7 @@ class OTFlowModel(keras.Model):
         dtype="float32",
         condition_dim=0,
         trace="exact",
+        normalization="diagonal",
         **kwargs,
     ):
         precision = check_float_dtype("dtype", dtype).name
@@ -136,10 +168,102 @@ class OTFlowModel(keras.Model):
             dtype=self.precision,
         )
         self.potential.build((None, self.dim))
+        self.normalization = check_normalization(normalization)
+        if self.normalization:
+            self._add_normalization_weights()
         self.built = True
         self._trackers = {
             name: keras.metrics.Mean(name=name) for name in ["loss", "nll", *self.regularizers]
         }
+
+    # ----------------------------------------------------------------------------- units
+
+    def _add_normalization_weights(self):
+        def weight(name, shape, initializer):
+            return self.add_weight(
+                name=name, shape=shape, initializer=initializer, trainable=False
+            )
+
+        d, k = self.dim, self.condition_dim
+        self.loc = weight("loc", (d,), "zeros")
+        if self.normalization == "whiten":
+            self.scale_tril = weight("scale_tril", (d, d), "identity")
+        else:
+            self.scale = weight("scale", (d,), "ones")
+        if k:
+            self.condition_loc = weight("condition_loc", (k,), "zeros")
+            self.condition_scale = weight("condition_scale", (k,), "ones")
+
+    def adapt(self, data, conditions=None):
+        """Sets μ and σ (or L) from the data, as ``keras.layers.Normalization.adapt``: μ the
+        mean of ``data`` [n, d], σ its standard deviation per column, or L the Cholesky factor
+        of its covariance (``normalization="whiten"``); and the conditions' mean and standard
+        deviation per column from ``conditions`` [n, k].
+
+        Args:
+            data: [n, d] points (numpy or a tensor), in the data's units.
+            conditions: [n, k] conditions, for a conditional model.
+
+        Raises:
+            ValueError: for a model without ``normalization``, fewer than two rows, a column
+                that is constant (σ = 0), or a covariance that is not positive definite.
+        """
+        if not self.normalization:
+            raise ValueError(
+                "`adapt` needs a model built with normalization='diagonal' or 'whiten'. "
+                "Received: normalization=None"
+            )
+        x = np.asarray(data, np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim or len(x) < 2:
+            raise ValueError(
+                f"`data` must be [n, {self.dim}] with n >= 2. Received: shape {x.shape}"
+            )
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        _check_spread("data", std)
+        self.loc.assign(mean)
+        if self.normalization == "whiten":
+            covariance = np.cov(x, rowvar=False, bias=True).reshape(self.dim, self.dim)
+            try:
+                self.scale_tril.assign(np.linalg.cholesky(covariance))
+            except np.linalg.LinAlgError as error:
+                raise ValueError(
+                    "`data` has a singular covariance (a column is a linear combination of "
+                    "others): it cannot be whitened; use normalization='diagonal' or drop "
+                    "the column"
+                ) from error
+        else:
+            self.scale.assign(std)
+        if self.condition_dim:
+            y = np.asarray(self.potential.check_condition(conditions), np.float64)
+            y = y.reshape(-1, self.condition_dim)
+            _check_spread("conditions", y.std(axis=0))
+            self.condition_loc.assign(y.mean(axis=0))
+            self.condition_scale.assign(y.std(axis=0))
+
+    @property
+    def affine(self):
+        """The TFP bijector x = μ + σ ⊙ x̃ (or μ + L x̃) from the flow's coordinates to the
+        data's, or None without ``normalization``."""
+        if not self.normalization:
+            return None
+        if self.normalization == "whiten":
+            scale = tfb.ScaleMatvecTriL(scale_tril=tf.convert_to_tensor(self.scale_tril))
+        else:
+            scale = tfb.Scale(tf.convert_to_tensor(self.scale))
+        return tfb.Chain([tfb.Shift(tf.convert_to_tensor(self.loc)), scale])
+
+    def standardize(self, x, condition=None):
+        """The flow's coordinates (x̃, ỹ) of points ``x`` [..., d] and conditions [..., k]
+        given in the data's units (unchanged without ``normalization``)."""
+        if not self.normalization:
+            return x, condition
+        return self.affine.inverse(x), self.standardize_condition(condition)
+
+    def standardize_condition(self, condition):
+        """ỹ = (y − μ_y) / σ_y of conditions [..., k] in the data's units (None stays None)."""
+        if not self.normalization or condition is None:
+            return condition
+        return (condition - self.condition_loc) / self.condition_scale
 
     # ----------------------------------------------------------------------------- objective
 
@@ -152,9 +276,10 @@ class OTFlowModel(keras.Model):
         """
         x = convert_points("x", x, dtype=self.precision, event_size=self.dim)
         condition = self.potential.check_condition(condition)
+        standardized, condition = self.standardize(x, condition)
         state = ode.integrate(
             self.potential,
-            x,
+            standardized,
             num_steps=num_steps or self.num_steps,
             alpha_transport=self.alpha[0],
             running_costs=self._costs,
@@ -162,7 +287,10 @@ class OTFlowModel(keras.Model):
             trace=trace,
             condition=condition,
         )
-        terms = {"nll": tf.reduce_mean(negative_log_likelihood(state))}
+        nll = negative_log_likelihood(state)
+        if self.normalization:  # in the data's units: − log |det| of the affine map
+            nll = nll - self.affine.inverse_log_det_jacobian(x, event_ndims=1)
+        terms = {"nll": tf.reduce_mean(nll)}
         loss = self.alpha[1] * terms["nll"]
         for k, (name, weight) in enumerate(zip(self.regularizers, self._cost_weights)):
             terms[name] = tf.reduce_mean(state.costs[:, k])
@@ -244,13 +372,24 @@ class OTFlowModel(keras.Model):
     # ----------------------------------------------------------------------------- density
 
     @property
-    def bijector(self):
-        """The :class:`tfotflow.OTFlow` sharing this model's potential (evaluation steps)."""
+    def flow(self):
+        """The :class:`tfotflow.OTFlow` sharing this model's potential (evaluation steps), in
+        the flow's standardized coordinates."""
         return OTFlow(self.potential, num_steps=self.eval_num_steps, alpha_transport=self.alpha[0])
 
     @property
+    def bijector(self):
+        """The normal to the data, in the data's units: ``Chain([Shift(μ), Scale(σ), flow])``
+        (``ScaleMatvecTriL(L)`` when whitened), or the flow alone without ``normalization``.
+        Its calls take :meth:`bijector_kwargs`."""
+        if not self.normalization:
+            return self.flow
+        return tfb.Chain([*self.affine.bijectors, self.flow])
+
+    @property
     def distribution(self):
-        """``TransformedDistribution(N(0, I), OTFlow(potential))``, sharing the weights."""
+        """``TransformedDistribution(N(0, I), bijector)``, sharing the weights; its calls take
+        ``bijector_kwargs=model.bijector_kwargs(condition, num_steps)``."""
         base = tfd.MultivariateNormalDiag(tf.zeros(self.dim, self.precision))
         return tfd.TransformedDistribution(base, self.bijector)
 
@@ -258,26 +397,69 @@ class OTFlowModel(keras.Model):
         """log p(x) (or log p(x | y)) for ``x`` [..., d] and a ``condition`` [..., k]
         broadcast against it, with ``num_steps`` (default ``eval_num_steps``); [...]."""
         return self.distribution.log_prob(
-            x, bijector_kwargs=self._bijector_kwargs(condition, num_steps)
+            x, bijector_kwargs=self.bijector_kwargs(condition, num_steps)
         )
 
     def sample(self, n, condition=None, *, seed=None, num_steps=None):
         """``n`` samples from the model (integrating back from the normal): [n, d], or
         [n, ..., d] for a ``condition`` of batch shape [...] ([k]: n samples of p(x | y))."""
-        kwargs = self._bijector_kwargs(condition, num_steps)
+        kwargs = self.bijector_kwargs(condition, num_steps)
         if condition is not None:
-            batch_shape = tf.shape(kwargs["conditional_input"])[:-1]
+            batch_shape = tf.shape(self.potential.check_condition(condition))[:-1]
             base = self.distribution.distribution.sample(
                 tf.concat([[n], batch_shape], 0), seed=seed
             )
             return self.bijector.forward(base, **kwargs)
         return self.distribution.sample(n, seed=seed, bijector_kwargs=kwargs)
 
-    def _bijector_kwargs(self, condition, num_steps):
+    def score_samples(self, data, conditions=None, *, batch_size=8192, num_steps=None):
+        """log p(x) (or log p(x | y)) of every row, in the data's units, scored in batches of
+        ``batch_size`` rows: scikit-learn's name for a density model's per-row scores.
+
+        Args:
+            data: points [n, d] (numpy or a tensor); or an iterable of batches — arrays, or
+                (points, conditions) pairs for a conditional model — e.g. a generator or a
+                ``tf.data.Dataset``, scored one batch at a time (constant memory).
+            conditions: [n, k] conditions of ``data`` given as an array.
+            batch_size: rows per ``log_prob`` call for an array. Defaults to 8192.
+            num_steps: RK4 steps. Defaults to ``eval_num_steps``.
+
+        Returns:
+            [n] float64 numpy array.
+        """
+        return np.concatenate(
+            list(self.iter_scores(data, conditions, batch_size=batch_size, num_steps=num_steps))
+            or [np.zeros([0])]
+        )
+
+    def iter_scores(self, data, conditions=None, *, batch_size=8192, num_steps=None):
+        """The log-densities of :meth:`score_samples`, one [rows] float64 array per batch, as
+        they are computed."""
+        check_int("batch_size", batch_size, minimum=1)
+        if isinstance(data, (np.ndarray, tf.Tensor)) or hasattr(data, "__array__"):
+            points = np.asarray(data)
+            rows = np.asarray(conditions) if conditions is not None else None
+            batches = (
+                (points[i : i + batch_size], None if rows is None else rows[i : i + batch_size])
+                for i in range(0, len(points), batch_size)
+            )
+        else:
+            batches = (batch_points_and_conditions(batch, self.condition_dim) for batch in data)
+        for x, y in batches:
+            x = np.asarray(x, self.precision)
+            y = None if y is None else np.asarray(y, self.precision)
+            yield np.asarray(self.log_prob(x, y, num_steps=num_steps), np.float64)
+
+    def bijector_kwargs(self, condition=None, num_steps=None):
+        """The keyword arguments of :attr:`bijector`'s calls for a ``condition`` y [..., k] (in
+        the data's units) and ``num_steps``: ``{"conditional_input": ỹ, "num_steps": …}``,
+        nested under the flow's name when the bijector is a chain."""
         kwargs = {"num_steps": num_steps} if num_steps else {}
         condition = self.potential.check_condition(condition)
         if condition is not None:
-            kwargs["conditional_input"] = condition
+            kwargs["conditional_input"] = self.standardize_condition(condition)
+        if self.normalization:
+            return {self.flow.name: kwargs}
         return kwargs
 
     def export(
@@ -340,12 +522,24 @@ class OTFlowModel(keras.Model):
             "dtype": self.precision,
             "condition_dim": self.condition_dim,
             "trace": self.trace,
+            "normalization": self.normalization,
             "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The model of ``get_config()``'s dict (one saved before ``normalization`` existed
+        has none)."""
+        return cls(**{"normalization": None, **config})
+
+
+def _check_spread(name, std):
+    constant = np.flatnonzero(~(std > 0))
+    if constant.size:
+        raise ValueError(
+            f"`{name}` has a constant column ({int(constant[0])}): its density is degenerate; "
+            "leave the column out"
+        )
 
 
 def negative_log_likelihood(state):

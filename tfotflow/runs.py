@@ -7,6 +7,8 @@ RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_n
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
 RUN_DIR/best.npz       checkpoint at the best validation NLL
 RUN_DIR/model.keras    the final model (best weights), loadable with keras.models.load_model
+RUN_DIR/val_log_prob.npy  the final model's log-density of every validation row (the reference
+                       of `tfotflow score --outliers`)
 RUN_DIR/*.png          plots
 ```
 
@@ -32,11 +34,21 @@ from tfotflow import checkpoint, datasets, distribute, plotting, training
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.hardware import use_xla
-from tfotflow.model import OTFlowModel, check_alpha
+from tfotflow.model import OTFlowModel, check_alpha, check_normalization
 from tfotflow.potential import Potential
+from tfotflow.recipe import recipe
 from tfotflow.validation import check_float_dtype, check_int, check_positive_float
 
-MODEL_KEYS = ("width", "num_layers", "rank", "alpha", "num_steps", "eval_num_steps", "dtype")
+MODEL_KEYS = (
+    "width",
+    "num_layers",
+    "rank",
+    "alpha",
+    "num_steps",
+    "eval_num_steps",
+    "dtype",
+    "normalization",
+)
 TRAIN_KEYS = (
     "iterations",
     "batch_size",
@@ -70,6 +82,7 @@ RUN_FILES = (
     "last.npz",
     "best.npz",
     "model.keras",
+    "val_log_prob.npy",
     "density.png",
     "samples.png",
     "trajectories.png",
@@ -98,8 +111,21 @@ class RunError(RuntimeError):
     """A run directory is missing, incomplete or inconsistent."""
 
 
-def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir, options):
-    """The full configuration: defaults < the data set's recommended settings < overrides."""
+def recommended_settings(data):
+    """The data set's recommended settings, or, when it recommends none (a user's file), the
+    settings :func:`tfotflow.recipe.recipe` chooses from its d, k and training rows."""
+    if data.metadata.hyperparameters:
+        return dict(data.metadata.hyperparameters)
+    return recipe(data.metadata.dim, len(data.train), data.metadata.condition_dim)
+
+
+def build_config(
+    dataset, *, metadata_hyperparameters, overrides, seed, data_dir, options, source=None
+):
+    """The full configuration: defaults < the data set's recommended settings < overrides.
+
+    ``source`` is ``Metadata.source`` of a data set read from a file: recorded, it reloads
+    the same rows and split (:func:`load_data`)."""
     settings = dict(DEFAULTS)
     unknown = sorted(set(metadata_hyperparameters) - set(settings))
     if unknown:
@@ -117,7 +143,7 @@ def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir
     if isinstance(alpha, (list, tuple)) and all(type(a) in (int, float) for a in alpha):
         settings["alpha"] = [float(a) for a in alpha]  # TOML's integers; others are refused
         # by check_settings, naming `alpha`
-    return {
+    config = {
         "dataset": dataset,
         "seed": seed,
         "data_dir": None if data_dir is None else str(data_dir),
@@ -125,6 +151,16 @@ def build_config(dataset, *, metadata_hyperparameters, overrides, seed, data_dir
         "model": {key: settings[key] for key in MODEL_KEYS},
         "train": {key: settings[key] for key in TRAIN_KEYS},
     }
+    if source is not None:
+        config["source"] = dict(source)
+    return config
+
+
+def adapts(config):
+    """Whether a new run sets its model's normalization from the training data
+    (:meth:`OTFlowModel.adapt`): for data read from a file, and whenever it whitens; a
+    registered data set, already standardized, keeps the identity otherwise."""
+    return "source" in config or config["model"].get("normalization") == "whiten"
 
 
 # The smallest value of every integer setting: the potential's and the training loop's from
@@ -155,6 +191,7 @@ def check_settings(config, dim, condition_dim=0):
         check_positive_float(key, train[key])
     check_alpha(model["alpha"])
     check_float_dtype("dtype", model["dtype"])
+    check_normalization(model["normalization"])
     training.learning_rate_schedule(train["learning_rate"], train["schedule"], 1)  # `schedule`
     width, inputs = model["width"], dim + condition_dim + 1
     parameters = width * inputs + (model["num_layers"] - 1) * width * width
@@ -212,16 +249,38 @@ def extend(run_dir, config, iterations):
 
 
 def load_data(config):
-    """The run's data set, loaded with the seed, folder and options of its ``config``."""
-    return datasets.load(
-        config["dataset"], seed=config["seed"], data_dir=config["data_dir"], **config["options"]
+    """The run's data set: a registered one loaded with the seed, folder and options of its
+    ``config``, or the file of its ``source``, split as it was.
+
+    Raises:
+        tfotflow.datasets.DatasetError: naming the file, when it is missing or changed since
+            the run was trained (its SHA-256 differs).
+    """
+    source = config.get("source")
+    if source is None:
+        return datasets.load(
+            config["dataset"],
+            seed=config["seed"],
+            data_dir=config["data_dir"],
+            **config["options"],
+        )
+    return datasets.from_file(
+        source["path"],
+        columns=source["columns"],
+        condition_columns=source["condition_columns"],
+        key=source["key"],
+        split=source["split"],
+        seed=source["seed"],
+        drop_missing=source["drop_missing"],
+        sha256_expected=source["sha256"],
     )
 
 
 def new_model(config, dim):
     """The run's model for data of dimension ``dim`` (conditional when the run's
     ``model.condition_dim``, recorded from its dataset, is positive)."""
-    return OTFlowModel(dim, **{**config["model"], "alpha": tuple(config["model"]["alpha"])})
+    settings = {"normalization": None, **config["model"]}  # none in runs that predate it
+    return OTFlowModel(dim, **{**settings, "alpha": tuple(settings["alpha"])})
 
 
 def load_model(run_dir, *, report=None):
@@ -407,6 +466,8 @@ def train_run(
         model.compile(
             optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
         )
+        if adapts(config) and not resume:  # a resume restores them from the checkpoint
+            model.adapt(data.train, data.conditions["train"] if data.conditional else None)
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():
         done = checkpoint.read(run_dir / "last.npz")[1]["state"].get("epoch", 0)
@@ -446,7 +507,46 @@ def train_run(
     )
     if chief:
         save_model(model, run_dir / "model.keras")
+        write_npy(run_dir / "val_log_prob.npy", validation_log_prob(model, data))
     return model, data
+
+
+def write_npy(path, array):
+    """Writes ``array`` to ``path`` as .npy, atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def validation_log_prob(model, data):
+    """The model's log-density of every validation row (with its conditions), [n_val]."""
+    conditions = data.conditions["val"] if data.conditional else None
+    return model.score_samples(data.val, conditions)
+
+
+def outlier_threshold(run_dir, quantile, model=None, data=None):
+    """The ``quantile`` of the validation rows' log-densities recorded by the run
+    (``val_log_prob.npy``; computed from ``model`` and ``data`` for a run without it)."""
+    path = pathlib.Path(run_dir) / "val_log_prob.npy"
+    if path.exists():
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise RunError(f"{path} is corrupted ({type(error).__name__}: {error})") from error
+    elif model is not None and data is not None:
+        scores = validation_log_prob(model, data)
+    else:
+        raise RunError(f"{path} is missing: the run did not finish")
+    return float(np.quantile(scores, quantile))
+
+
+def scored_columns(config, dim, condition_dim):
+    """The columns a run trained on, ``(points, conditions)``: a file run's names, or the
+    first d (then k) columns by position for a registered data set."""
+    source = config.get("source")
+    if source is not None:
+        return list(source["columns"]), list(source["condition_columns"])
+    return [str(i) for i in range(dim)], [str(dim + i) for i in range(condition_dim)]
 
 
 def save_model(model, path):
@@ -473,9 +573,8 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500):
     )
     seconds = time.perf_counter() - start
     subset = tf.constant(data.test[:round_trip_points].astype(model.precision))
-    kwargs = {"num_steps": num_steps}
-    if conditions is not None:
-        kwargs["conditional_input"] = tf.constant(conditions[:round_trip_points])
+    condition = None if conditions is None else tf.constant(conditions[:round_trip_points])
+    kwargs = model.bijector_kwargs(condition, num_steps)
     flow = model.bijector
     z = flow.inverse(subset, **kwargs)
     back = flow.forward(tf.identity(z), **kwargs)
@@ -495,9 +594,7 @@ def save_samples(model, n, path, *, condition=None, seed=0, num_steps=None):
     """Draws ``n`` samples (of p(x | y) for a ``condition`` y [k], or [m, k]: then
     [n, m, d]) and writes them to ``path`` (.npy) atomically."""
     samples = np.asarray(model.sample(n, condition, seed=(seed, 0), num_steps=num_steps))
-    buffer = io.BytesIO()
-    np.save(buffer, samples)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_npy(path, samples)
     return samples
 
 

@@ -28,8 +28,9 @@ class _Serving(tf.Module):
 
     def __init__(self, model, input_signature=None):
         super().__init__(name="tfotflow_serving")
-        # Keras 3 variables wrap tf.Variables that tf.Module does not find by itself.
-        self.weights = [variable.value for variable in model.potential.weights]
+        # Keras 3 variables wrap tf.Variables that tf.Module does not find by itself: the
+        # potential's and the normalization's (μ, σ or L).
+        self.weights = [variable.value for variable in model.weights]
         d, k, dtype = model.dim, model.condition_dim, tf.as_dtype(model.precision)
         points, *conditions = input_signature or _input_signature(model)
         seed = tf.TensorSpec([2], tf.int32, name="seed")
@@ -45,7 +46,8 @@ class _Serving(tf.Module):
                 z = tf.random.stateless_normal(
                     tf.stack([tf.shape(condition)[0], d]), seed, dtype=dtype
                 )
-                return {"samples": model.bijector.forward(z, conditional_input=condition)}
+                kwargs = model.bijector_kwargs(condition)
+                return {"samples": model.bijector.forward(z, **kwargs)}
 
         else:
 

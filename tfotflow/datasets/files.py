@@ -44,7 +44,7 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def _has_header(path, separator):
+def has_header(path, separator):
     """Whether the first non-empty line holds a field that is not a number (a header)."""
     with open(path, encoding="utf-8", errors="replace") as file:
         for line in file:
@@ -101,7 +101,7 @@ def read_table(path, *, key=None):
                 raise DatasetError(f"reading {path} needs pyarrow: {INSTALL_TABULAR}") from error
         else:
             separator = SEPARATORS[suffix]
-            header = _has_header(path, separator)
+            header = has_header(path, separator)
             frame = pandas.read_csv(
                 path,
                 sep=separator,
@@ -146,7 +146,7 @@ def _read_array(path, key):
     return array
 
 
-def _resolve(path, frame, chosen, what):
+def resolve_columns(path, frame, chosen, what):
     """Column names for ``chosen`` (names or 0-based indices, as given), or a DatasetError
     naming the one that does not exist."""
     names = list(frame.columns)
@@ -165,7 +165,7 @@ def _resolve(path, frame, chosen, what):
     return resolved
 
 
-def _numeric(path, frame, names, first_line):
+def numeric_columns(path, frame, names, first_line):
     """The columns ``names`` as a float64 array; a cell that is not a number is named."""
     import pandas
 
@@ -384,9 +384,9 @@ def from_file(
             f"{path} changed since the run was trained (SHA-256 {sha256_expected[:12]}…, now "
             f"{digest[:12]}…): the split and the model belong to the old file"
         )
-    condition_names = _resolve(path, frame, condition_columns or [], "condition_columns")
+    condition_names = resolve_columns(path, frame, condition_columns or [], "condition_columns")
     if columns:
-        names = _resolve(path, frame, columns, "columns")
+        names = resolve_columns(path, frame, columns, "columns")
     else:
         names = [name for name in frame.columns if name not in condition_names]
     overlap = sorted(set(names) & set(condition_names))
@@ -396,7 +396,7 @@ def from_file(
         )
     if not names:
         raise DatasetError(f"{path}: no columns are left for the points")
-    values = _numeric(path, frame, names + condition_names, first_line)
+    values = numeric_columns(path, frame, names + condition_names, first_line)
     values, dropped = _drop_missing(
         path, values, names + condition_names, first_line, drop_missing
     )
