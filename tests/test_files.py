@@ -139,3 +139,30 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, table, monkeypat
         monkeypatch.setitem(__import__("sys").modules, name, None)
     with pytest.raises(DatasetError, match=r"needs pyarrow: pip install 'tfotflow\[tabular\]'"):
         datasets.from_file(tmp_path / "t.parquet")
+
+
+@pytest.mark.slow  # three short training runs
+def test_the_same_table_in_three_formats_trains_the_same_model(tmp_path, table):
+    """.csv (with a header), .npy and .parquet: the same rows, split, normalization and
+    weights for the same seed."""
+    from tfotflow import runs
+
+    frame, values = table
+    paths = write_all(tmp_path, frame, values)
+    weights = {}
+    for kind in ("csv", "npy", "parquet"):
+        data = datasets.from_file(paths[kind], seed=5)
+        config = runs.build_config(
+            str(paths[kind]),
+            metadata_hyperparameters=runs.recommended_settings(data),
+            overrides={"iterations": 3, "validate_every": 3, "warm_start": 10, "width": 4},
+            seed=5,
+            data_dir=None,
+            options={},
+            source=data.metadata.source,
+        )
+        model, _ = runs.train_run(tmp_path / f"run-{kind}", config, data=data)
+        weights[kind] = [np.asarray(w) for w in model.weights]
+    for kind in ("npy", "parquet"):
+        for mine, reference in zip(weights[kind], weights["csv"]):
+            np.testing.assert_array_equal(mine, reference)

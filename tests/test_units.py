@@ -130,3 +130,43 @@ def test_normalization_is_saved_with_the_model(rng, tmp_path):
     x = correlated(rng)[:5]
     np.testing.assert_allclose(loaded.log_prob(x), model.log_prob(x), rtol=1e-12)
     assert loaded.normalization == "whiten"
+
+
+def test_the_saved_model_serves_data_units(rng, tmp_path):
+    data = correlated(rng)
+    model = adapted(rng, "whiten", data)
+    path = model.export(tmp_path / "served", verbose=False)
+    served = tf.saved_model.load(str(path))
+    x = data[:6]
+    np.testing.assert_allclose(
+        served.signatures["log_prob"](x=tf.constant(x))["log_prob"],
+        model.log_prob(x),
+        rtol=0,
+        atol=1e-10,
+    )
+    samples = served.signatures["sample"](num_samples=tf.constant(4), seed=tf.constant([1, 2]))
+    z = tf.random.stateless_normal([4, 3], seed=[1, 2], dtype=tf.float64)
+    np.testing.assert_allclose(samples["samples"], model.bijector.forward(z), rtol=1e-10)
+
+
+@pytest.mark.slow  # a training run of the recipe, shortened
+def test_samples_after_a_fit_match_the_data_mean_and_spread(rng, tmp_path):
+    """After a fit on a Gaussian table far from N(0, I), 100k samples have the data's mean
+    and standard deviation to within 1 % of its spread."""
+    from tfotflow import datasets, runs
+
+    data = datasets.from_array(rng.normal(size=(10_000, 2)) * [300.0, 0.02] + [-5e3, 7.0])
+    config = runs.build_config(
+        "gaussian",
+        metadata_hyperparameters=runs.recommended_settings(data),
+        overrides={"iterations": 500, "warm_start": 500},
+        seed=0,
+        data_dir=None,
+        options={},
+        source=data.metadata.source,
+    )
+    model, _ = runs.train_run(tmp_path / "run", config, data=data)
+    samples = np.asarray(model.sample(100_000, seed=(3, 4)), np.float64)
+    spread = data.train.std(axis=0)
+    assert np.all(np.abs(samples.mean(axis=0) - data.train.mean(axis=0)) < 0.01 * spread)
+    assert np.all(np.abs(samples.std(axis=0) - spread) < 0.01 * spread)
