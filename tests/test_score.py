@@ -186,3 +186,49 @@ def test_score_samples_streams_batches_like_one_call(trained):
     np.testing.assert_allclose(model.score_samples(pipeline), whole, rtol=1e-6)
     error = scoring.discretization_error(model, x, sample=50)
     assert error["rows"] == 50 and 0 <= error["mean"] <= error["max"]
+
+
+PEAK = """
+import resource, sys
+import tfotflow, keras
+from tfotflow import scoring
+model = keras.models.load_model(sys.argv[1])
+columns = [str(i) for i in range(model.dim)]
+summary = scoring.score_file(model, sys.argv[2], sys.argv[3], columns=columns, rows=50_000)
+print(summary["rows"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow  # writes and scores a million-row CSV
+def test_score_memory_does_not_grow_with_the_rows(tmp_path):
+    """Scoring 1M rows peaks at the memory of scoring 100k: the file is streamed in chunks.
+    (The 1M-row table alone is 64 MB as float64, 150 MB as text.)"""
+    import subprocess
+    import sys
+
+    from tfotflow.model import OTFlowModel
+
+    OTFlowModel(8, width=8, num_steps=2).save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    peaks = {}
+    for rows in (100_000, 1_000_000):
+        path = tmp_path / f"t{rows}.csv"
+        np.savetxt(path, rng.normal(size=(rows, 8)), fmt="%.6g", delimiter=",")
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PEAK,
+                str(tmp_path / "m.keras"),
+                str(path),
+                str(tmp_path / "s.npy"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        scored, peak_kib = map(int, completed.stdout.split()[-2:])
+        assert scored == rows
+        peaks[rows] = peak_kib / 1024
+    assert peaks[1_000_000] - peaks[100_000] < 40, peaks  # MiB

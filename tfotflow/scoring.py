@@ -29,6 +29,7 @@ from tfotflow.datasets.core import DatasetError
 from tfotflow.datasets.files import (
     INSTALL_TABULAR,
     SEPARATORS,
+    check_table_file,
     has_header,
     numeric_columns,
     read_table,
@@ -100,7 +101,7 @@ def read_chunks(path, *, columns, condition_columns=(), id_column=None, key=None
         DatasetError: naming the file, for a missing column (the run's columns are listed),
             a cell that is not a number, or a missing, NaN or Inf value (file, line, column).
     """
-    path = pathlib.Path(path)
+    path = check_table_file(path)
     suffix = path.suffix.lower()
     wanted = list(columns) + list(condition_columns)
     if suffix in (".npy", ".npz"):
@@ -111,7 +112,6 @@ def read_chunks(path, *, columns, condition_columns=(), id_column=None, key=None
         chunks = _parquet_chunks(path, rows)
         first_line = None
     else:
-        read_table(path)  # an empty or unreadable file is named here
         chunks, first_line = _text_chunks(path, rows)
     start = 0
     for frame in chunks:

@@ -64,6 +64,23 @@ def has_header(path, separator):
     return False
 
 
+def check_table_file(path):
+    """``path`` as a ``pathlib.Path`` to an existing, non-empty file of a table's suffix.
+
+    Raises:
+        DatasetError: naming the file, when it is of another suffix, missing or empty.
+    """
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DatasetError(f"{path}: expected one of {', '.join(SUFFIXES)}. Received: {suffix!r}")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{path} is empty")
+    return path
+
+
 def read_table(path, *, key=None):
     """A file's table as a pandas ``DataFrame`` of its cells, with its column names (a header
     row's names, else "0", "1", …) and, for text files, the cells as read (strings).
@@ -80,14 +97,8 @@ def read_table(path, *, key=None):
         DatasetError: naming the file: missing, of another format, unreadable, empty, an
             ``.npz`` key missing or needed, or a Parquet file without pyarrow installed.
     """
-    path = pathlib.Path(path)
+    path = check_table_file(path)
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DatasetError(f"{path}: expected one of {', '.join(SUFFIXES)}. Received: {suffix!r}")
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DatasetError(f"{path} is empty")
     import pandas  # imported on first use: `tfotflow --help` stays fast
 
     first_line = None
