@@ -22,9 +22,8 @@ import tensorflow as tf
 from tfotflow import serialization
 from tfotflow._keras import keras
 from tfotflow.callbacks import ClipWeights
-from tfotflow.model import batch_points_and_conditions
 from tfotflow.potential import space_time
-from tfotflow.validation import check_int, check_positive_float
+from tfotflow.validation import batch_points_and_conditions, check_int, check_positive_float
 
 
 def sinkhorn_log_plan(cost, *, epsilon, iterations):

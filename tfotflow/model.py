@@ -2,6 +2,7 @@
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -10,10 +11,19 @@ import tensorflow_probability as tfp
 from tfotflow import ode, serialization
 from tfotflow._keras import keras
 from tfotflow.bijector import OTFlow
+from tfotflow.callbacks import ClipWeights, StopOnNonFinite
 from tfotflow.distribute import spans_workers
+from tfotflow.flow_matching import FlowMatching
+from tfotflow.hardware import use_xla
 from tfotflow.potential import Potential
+from tfotflow.recipe import recipe
 from tfotflow.regularizers import resolve as resolve_regularizers
-from tfotflow.validation import check_float_dtype, check_int, convert_points
+from tfotflow.validation import (
+    batch_points_and_conditions,
+    check_float_dtype,
+    check_int,
+    convert_points,
+)
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -86,10 +96,11 @@ class OTFlowModel(keras.Model):
         num_layers: ResNet layers of the potential (≥ 2). Defaults to 2.
         rank: rank of the potential's quadratic term. Defaults to 10.
         alpha: (α_L, α_C, α_R): α_L scales the dynamics (and weights the transport cost), α_C
-            weights the NLL, α_R the HJB residual. Defaults to (1.0, 100.0, 15.0).
-        num_steps: RK4 steps in training. Defaults to 8.
+            weights the NLL, α_R the HJB residual. Defaults to (1.0, 30.0, 1.0), the
+            recipe's (:mod:`tfotflow.recipe`).
+        num_steps: RK4 steps in training. Defaults to the recipe's: 4 for d ≤ 16, else 6.
         eval_num_steps: RK4 steps in validation, ``evaluate``, ``log_prob`` and ``sample``.
-            Defaults to ``num_steps``.
+            Defaults to twice ``num_steps`` when neither is given, else ``num_steps``.
         regularizers: ``{name: weight}`` of registered regularizers (entry-point group
             ``tfotflow.regularizers``). Defaults to ``{"transport": α_L, "hjb": α_R}``.
         dtype: "float32" or "float64". Defaults to "float32".
@@ -133,8 +144,8 @@ class OTFlowModel(keras.Model):
         width=32,
         num_layers=2,
         rank=10,
-        alpha=(1.0, 100.0, 15.0),
-        num_steps=8,
+        alpha=(1.0, 30.0, 1.0),
+        num_steps=None,
         eval_num_steps=None,
         regularizers=None,
         dtype="float32",
@@ -149,6 +160,9 @@ class OTFlowModel(keras.Model):
         self.dim = check_int("dim", dim, minimum=1)
         self.alpha = check_alpha(alpha)
         self.trace = ode.check_trace(trace)
+        if num_steps is None:  # the recipe's, with evaluation at twice the steps
+            num_steps = recipe(self.dim, 1)["num_steps"]
+            eval_num_steps = 2 * num_steps if eval_num_steps is None else eval_num_steps
         self.num_steps = check_int("num_steps", num_steps, minimum=1)
         self.eval_num_steps = check_int(
             "eval_num_steps",
@@ -343,23 +357,121 @@ class OTFlowModel(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
-    def fit(self, *args, callbacks=None, **kwargs):
+    def compile(self, optimizer=None, *, jit_compile=None, **kwargs):
+        """Keras ``compile``. With no ``optimizer``, the recipe's (:mod:`tfotflow.recipe`):
+        Adam with a cosine rate from 0.03, decayed to 0 over the steps of the first ``fit``,
+        which then also follows the recipe (see :meth:`fit`).
+
+        Args:
+            optimizer: a Keras optimizer, or None for the recipe's. Defaults to None.
+            jit_compile: compile the whole step, solve loop and adjoint loop included, with
+                XLA. Defaults to :func:`tfotflow.hardware.use_xla` (d < 16) with the recipe's
+                optimizer, else False (TensorFlow's graph runtime, as fast on CPU once the
+                trace's large products dominate).
+            **kwargs: passed to Keras ``compile``.
+        """
+        self._recipe_schedule = None
+        if optimizer is None:
+            self._recipe_schedule = keras.optimizers.schedules.CosineDecay(0.03, decay_steps=1)
+            optimizer = keras.optimizers.Adam(self._recipe_schedule)
+            jit_compile = use_xla(self.dim) if jit_compile is None else jit_compile
+        super().compile(optimizer=optimizer, jit_compile=bool(jit_compile), **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=None, *, warm_start=None, **kwargs):
         """Keras ``fit``, stopping at the first non-finite loss or metric with a
         :class:`tfotflow.callbacks.NonFiniteLossError` naming the term and the step (a
-        :class:`tfotflow.callbacks.StopOnNonFinite` is added unless one is given)."""
-        from tfotflow.callbacks import StopOnNonFinite
+        :class:`tfotflow.callbacks.StopOnNonFinite` is added unless one is given).
 
-        callbacks = list(callbacks or [])
+        After ``compile()`` with no optimizer, a first ``fit`` on arrays runs the recipe of
+        :mod:`tfotflow.recipe` for their n rows: ``batch_size`` and ``epochs`` default to the
+        recipe's batch and step count, the cosine rate decays over those steps, weights are
+        clipped to [−1.5, 1.5] before each step, and the recipe's flow-matching warm start
+        runs first. A ``fit`` whose settings are far from the recipe's (a batch or a step
+        count under a quarter of it, a constant rate, no warm start) says so, once.
+
+        Args:
+            x: points [n, d], or a ``tf.data.Dataset`` of batches (of (points, conditions)
+                for a conditional model).
+            y: conditions [n, k], for a conditional model.
+            batch_size: points per step. Defaults to the recipe's after ``compile()``, else
+                Keras's.
+            epochs: passes over the data. Defaults to the recipe's step count after
+                ``compile()``, else 1.
+            warm_start: flow-matching steps (:class:`tfotflow.FlowMatching`, Adam at 0.02,
+                the recipe's batch) before maximum likelihood. Defaults to the recipe's 1,000
+                on the first ``fit`` after ``compile()``, else none.
+            **kwargs: passed to Keras ``fit``.
+        """
+        callbacks = list(kwargs.pop("callbacks", None) or [])
         if not any(isinstance(callback, StopOnNonFinite) for callback in callbacks):
             callbacks.append(StopOnNonFinite())
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        rows = len(x) if hasattr(x, "__len__") and not isinstance(x, tf.data.Dataset) else None
+        settings = None if rows is None else recipe(self.dim, rows, self.condition_dim)
+        first = self.optimizer is None or int(self.optimizer.iterations.numpy()) == 0
+        by_recipe = getattr(self, "_recipe_schedule", None) is not None and settings is not None
+        if by_recipe:
+            batch_size = batch_size or min(settings["batch_size"], rows)
+            per_epoch = kwargs.get("steps_per_epoch") or math.ceil(rows / batch_size)
+            if epochs is None:
+                epochs = max(1, math.ceil(settings["iterations"] / per_epoch))
+            if first:
+                self._recipe_schedule.decay_steps = epochs * per_epoch
+                warm_start = settings["warm_start"] if warm_start is None else warm_start
+            if not any(isinstance(callback, ClipWeights) for callback in callbacks):
+                callbacks.insert(0, ClipWeights())
+        epochs = 1 if epochs is None else epochs
+        if settings is not None and first:
+            self._warn_if_far_from(settings, rows, batch_size or 32, epochs, kwargs, warm_start)
+        if warm_start:
+            self._warm_start(x, y, check_int("warm_start", warm_start, minimum=0), settings)
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs
+        )
 
-    def compile(self, optimizer="adam", *, jit_compile=False, **kwargs):
-        """Keras ``compile``; ``jit_compile`` defaults to False (TensorFlow's graph runtime,
-        as fast on CPU once the trace's large products dominate); with True the whole step,
-        solve loop and adjoint loop included, is compiled by XLA (faster for small d: see
-        :func:`tfotflow.hardware.use_xla`)."""
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+    def _warm_start(self, x, y, steps, settings):
+        """``steps`` of :class:`tfotflow.FlowMatching` on the points (and conditions)."""
+        matching = FlowMatching(self)
+        matching.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=use_xla(self.dim))
+        if settings is None:  # a tf.data pipeline of batches
+            matching.fit(x.repeat(), epochs=1, steps_per_epoch=steps, verbose=0)
+        else:
+            batch = settings["warm_start_batch_size"]
+            per_epoch = min(steps, math.ceil(len(x) / batch))
+            matching.fit(
+                x,
+                y,
+                batch_size=batch,
+                epochs=math.ceil(steps / per_epoch),
+                steps_per_epoch=per_epoch,
+                verbose=0,
+            )
+        self._warm_started = True
+
+    def _warn_if_far_from(self, settings, rows, batch_size, epochs, kwargs, warm_start):
+        if getattr(self, "_warned_about_recipe", False):
+            return
+        steps = epochs * (kwargs.get("steps_per_epoch") or math.ceil(rows / batch_size))
+        far = []
+        if batch_size < settings["batch_size"] / 4:
+            far.append(f"batch_size {batch_size} (the recipe's: {settings['batch_size']})")
+        if steps < settings["iterations"] / 4:
+            far.append(f"{steps} steps (the recipe's: {settings['iterations']})")
+        if not isinstance(
+            getattr(self.optimizer, "_learning_rate", None),
+            keras.optimizers.schedules.LearningRateSchedule,
+        ):
+            far.append("a constant learning rate (the recipe's: cosine from 0.03)")
+        if not warm_start and not getattr(self, "_warm_started", False):
+            far.append(f"no warm start (the recipe's: {settings['warm_start']} steps)")
+        if far:
+            self._warned_about_recipe = True
+            warnings.warn(
+                f"fit on {rows} rows with {', '.join(far)}: far from the recipe for d = "
+                f"{self.dim} (tfotflow.recipe); the model may underfit. compile() with no "
+                "optimizer and fit(x) follow the recipe.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def get_compile_config(self):
         return super().get_compile_config()
@@ -547,29 +659,3 @@ def negative_log_likelihood(state):
     d = tf.cast(tf.shape(state.x)[-1], state.x.dtype)
     log_two_pi = tf.constant(1.8378770664093453, state.x.dtype)
     return 0.5 * tf.reduce_sum(tf.square(state.x), axis=-1) + 0.5 * d * log_two_pi - state.log_det
-
-
-def batch_points_and_conditions(data, condition_dim):
-    """(points, conditions) of a Keras data element.
-
-    Unconditional (``condition_dim`` 0): the points of ``x``, ``(x,)``, ``(x, y)`` or
-    ``(x, y, w)``, and None (a ``y`` is ignored, as Keras losses ignore unused targets).
-    Conditional: ``(points, conditions)``, ``((points, conditions),)`` or
-    ``(points, conditions, w)``, as ``fit(points, conditions)`` and a ``tf.data`` of pairs
-    deliver them.
-
-    Raises:
-        ValueError: for a conditional model given points alone.
-    """
-    parts = tuple(data) if isinstance(data, (tuple, list)) else (data,)
-    if len(parts) == 1 and isinstance(parts[0], (tuple, list)):
-        parts = tuple(parts[0])
-    if not condition_dim:
-        return parts[0], None
-    if len(parts) < 2 or parts[1] is None:
-        raise ValueError(
-            f"A conditional model (condition_dim={condition_dim}) trains and evaluates on "
-            "(points, conditions) pairs: `fit(points, conditions)` or a tf.data.Dataset of "
-            "(points, conditions). Received: points alone"
-        )
-    return parts[0], parts[1]

@@ -97,3 +97,29 @@ def assert_finite(name, value, *, validate_args):
     if not validate_args:
         return value
     return tf.debugging.assert_all_finite(value, f"`{name}` must be finite (no NaN or Inf)")
+
+
+def batch_points_and_conditions(data, condition_dim):
+    """(points, conditions) of a Keras data element.
+
+    Unconditional (``condition_dim`` 0): the points of ``x``, ``(x,)``, ``(x, y)`` or
+    ``(x, y, w)``, and None (a ``y`` is ignored, as Keras losses ignore unused targets).
+    Conditional: ``(points, conditions)``, ``((points, conditions),)`` or
+    ``(points, conditions, w)``, as ``fit(points, conditions)`` and a ``tf.data`` of pairs
+    deliver them.
+
+    Raises:
+        ValueError: for a conditional model given points alone.
+    """
+    parts = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    if len(parts) == 1 and isinstance(parts[0], (tuple, list)):
+        parts = tuple(parts[0])
+    if not condition_dim:
+        return parts[0], None
+    if len(parts) < 2 or parts[1] is None:
+        raise ValueError(
+            f"A conditional model (condition_dim={condition_dim}) trains and evaluates on "
+            "(points, conditions) pairs: `fit(points, conditions)` or a tf.data.Dataset of "
+            "(points, conditions). Received: points alone"
+        )
+    return parts[0], parts[1]

@@ -46,8 +46,9 @@ from tfotflow.callbacks import ClipWeights
 from tfotflow.datasets.builtin import CONDITIONAL_HYPERPARAMETERS, TOY_HYPERPARAMETERS
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
-from tfotflow.model import OTFlowModel, batch_points_and_conditions
+from tfotflow.model import OTFlowModel
 from tfotflow.training import batch_stream, learning_rate_schedule
+from tfotflow.validation import batch_points_and_conditions
 
 TOLERANCE_NATS = 0.01
 
