@@ -8,8 +8,10 @@ import pytest
 README = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
-def python_block(after_heading):
-    return re.search(rf"{after_heading}\n.*?```python\n(.*?)```", README, re.S).group(1)
+def python_block(after_heading, index=0):
+    """The ``index``-th Python block of the section under ``after_heading``."""
+    section = re.split(r"\n#{2,} ", README.split(after_heading + "\n", 1)[1], maxsplit=1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)[index]
 
 
 def test_readme_usage_example_runs(capsys):
@@ -22,7 +24,7 @@ def test_readme_usage_example_runs(capsys):
 def test_readme_training_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(python_block("### Training in Python"), "README.md", "exec"), namespace)
+    exec(compile(python_block("### Training in Python", 1), "README.md", "exec"), namespace)
     assert (tmp_path / "ckpt" / "last.npz").exists()
     assert namespace["model"].log_prob(namespace["x"]).shape == (10,)
 
@@ -32,3 +34,13 @@ def test_readme_conditional_example_runs():
     exec(compile(python_block("### Conditional densities"), "README.md", "exec"), namespace)
     assert namespace["samples"].shape == (500, 2)
     assert 1.5 < namespace["nll"] < 6.0  # trained a little: near the entropy 2.14, finite
+
+
+@pytest.mark.slow  # the recipe's 1,000 + 1,250 steps
+def test_readme_keras_recipe_example_runs():
+    namespace = {}
+    exec(compile(python_block("### Training in Python"), "README.md", "exec"), namespace)
+    data, model = namespace["data"], namespace["model"]
+    assert int(model.optimizer.iterations.numpy()) >= 1250
+    nll = -float(model.log_prob(data.test).numpy().mean())
+    assert nll - data.metadata.entropy < 0.1

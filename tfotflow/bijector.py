@@ -120,7 +120,7 @@ class OTFlow(tfb.Bijector):
                 "`potential` must be a tfotflow.Potential. "
                 f"Received: potential={potential!r} of type {type(potential).__name__}"
             )
-        with tf.name_scope(name) as name:
+        with tf.name_scope(name):  # the name stays as given (no graph suffix): chain kwargs key
             self._potential = potential
             self._num_steps = check_int("num_steps", num_steps, minimum=1)
             self._alpha_transport = check_positive_float("alpha_transport", alpha_transport)

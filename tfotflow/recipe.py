@@ -10,17 +10,18 @@ alpha            (1, 30, 1)                       (α_L, α_C, α_R)
 num_steps        4 for d ≤ 16, else 6             (RK4 steps in training)
 eval_num_steps   2 · num_steps
 batch_size       min(1024, n // 4), at least 1
-iterations       80 passes over the data, n · 80 / batch_size, within [1000, 5000]
+iterations       1250 · √(d / 2), within [1250, 5000]
 learning_rate    0.03, cosine-decayed to 0 over the iterations
 warm_start       1000 flow-matching steps of min(256, n) points at rate 0.02
 validate_every   iterations / 5
 ```
 
-At d = 2 with 16,000 rows this is the toy sets' tuned recipe (width 32, α = (1, 30, 1), 4 / 8
-steps, batch 1024, 1,250 iterations, cosine from 0.03, 1,000 warm-start steps), which
-reaches within 0.05 nats of the exact entropy of ``8gaussians``. Above, the potential widens
-with the dimension, but never has more weights than half the training rows: a potential
-with more overfits them (``linear_gaussian`` from 10,000 pairs, ``benchmarks/README.md``).
+At d = 2 with 4,096 rows or more this is the toy sets' tuned recipe (width 32,
+α = (1, 30, 1), 4 / 8 steps, batch 1024, 1,250 iterations, cosine from 0.03, 1,000
+warm-start steps), which reaches within 0.05 nats of the exact entropy of ``8gaussians``.
+Above, the potential widens with the dimension, but never has more weights than half the
+training rows: a potential with more overfits them (``linear_gaussian`` from 10,000 pairs,
+``benchmarks/README.md``), and it trains longer, as √d.
 Any setting given as a flag or in a config file wins over the rule.
 """
 
@@ -52,9 +53,12 @@ def recipe(dim, num_rows, condition_dim=0):
     Returns:
         A dict of run settings (the keys of a run's ``config.json``).
 
-    >>> settings = recipe(2, 16_000)
+    >>> settings = recipe(2, 88_000)
     >>> settings["width"], settings["iterations"], settings["batch_size"]
     (32, 1250, 1024)
+    >>> settings = recipe(10, 8_000, condition_dim=10)
+    >>> settings["width"], settings["iterations"], settings["batch_size"]
+    (32, 2795, 1024)
     >>> recipe(43, 29_556)["width"], recipe(43, 29_556)["num_steps"]
     (64, 6)
     """
@@ -64,7 +68,7 @@ def recipe(dim, num_rows, condition_dim=0):
         width //= 2
     num_steps = 4 if dim <= 16 else 6
     batch_size = max(1, min(1024, num_rows // 4))
-    iterations = min(5000, max(1000, round(80 * num_rows / batch_size)))
+    iterations = min(5000, max(1250, round(1250 * math.sqrt(dim / 2))))
     return {
         "width": width,
         "num_layers": 2,

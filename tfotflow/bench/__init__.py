@@ -12,8 +12,10 @@ SUITES = (
     "quality",
     "scaling_out",
     "time_to_quality",
+    "recipe",
+    "scoring",
 )
-TRAINING_SUITES = ("quality", "time_to_quality")
+TRAINING_SUITES = ("quality", "time_to_quality", "recipe")
 
 
 def run(

@@ -153,6 +153,48 @@ def summary_tables(results):
                 f"{row['wall_seconds']:.0f}",
             )
         tables.append(table)
+    if "recipe" in results:
+        table = Table(
+            "dataset",
+            "way",
+            "test NLL",
+            "gap to truth",
+            "wall s",
+            "CPU s",
+            title="automatic recipe (file, plain Keras) against the tuned one",
+        )
+        for row in results["recipe"]["rows"]:
+            table.add_row(
+                row["dataset"],
+                row["way"],
+                f"{row['test_nll']:.4f}",
+                "—" if row["gap"] is None else f"{row['gap']:.4f}",
+                f"{row['wall_seconds']:.0f}",
+                f"{row['cpu_seconds']:.0f}",
+            )
+        tables.append(table)
+    if "scoring" in results:
+        result = results["scoring"]
+        ours = result["otflow_score_file"]
+        table = Table(
+            "model",
+            "setting",
+            "NLL",
+            "rows/s",
+            "score FILE rows/s ÷ this (>1: tfotflow score faster)",
+            title=f"scoring {result['rows']:,} rows at d = {result['d']} ({result['data']}); "
+            f"tfotflow score: {ours['rows_per_second']:,.0f} rows/s, peak RSS "
+            f"{ours['peak_rss_mib_after']:,.0f} MiB",
+        )
+        for name, row in result["matched"].items():
+            table.add_row(
+                name,
+                f"{row['setting']:g}",
+                f"{row['nll']:.3f}",
+                f"{row['log_prob_per_second']:,.0f}",
+                _ratio(result["score_file_speedups"].get(name)),
+            )
+        tables.append(table)
     if "scaling_out" in results:
         table = Table("strategy", "replicas", "samples/s", "relative", title="tf.distribute")
         for row in results["scaling_out"]["rows"]:
