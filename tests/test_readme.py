@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 README = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -36,11 +37,18 @@ def test_readme_conditional_example_runs():
     assert 1.5 < namespace["nll"] < 6.0  # trained a little: near the entropy 2.14, finite
 
 
-@pytest.mark.slow  # the recipe's 1,000 + 1,250 steps
+@pytest.mark.slow  # XLA compiles of the warm start and the training step
 def test_readme_keras_recipe_example_runs():
+    """As written, with the fit shortened to one epoch and 20 warm-start steps (the recipe's
+    own quality is measured by `tfotflow bench --suite recipe`)."""
+    block = python_block("### Training in Python")
+    assert "model.fit(data.train, verbose=0)" in block
+    block = block.replace(
+        "model.fit(data.train, verbose=0)",
+        "model.fit(data.train, epochs=1, warm_start=20, verbose=0)",
+    )
     namespace = {}
-    exec(compile(python_block("### Training in Python"), "README.md", "exec"), namespace)
-    data, model = namespace["data"], namespace["model"]
-    assert int(model.optimizer.iterations.numpy()) >= 1250
-    nll = -float(model.log_prob(data.test).numpy().mean())
-    assert nll - data.metadata.entropy < 0.1
+    exec(compile(block, "README.md", "exec"), namespace)
+    model = namespace["model"]
+    assert model._recipe_schedule.decay_steps == 20  # one epoch of 20,000 rows at 1,024
+    assert np.all(np.isfinite(model.log_prob(namespace["data"].test[:5])))

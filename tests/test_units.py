@@ -159,7 +159,7 @@ def test_samples_after_a_fit_match_the_data_mean_and_spread(rng, tmp_path):
     config = runs.build_config(
         "gaussian",
         metadata_hyperparameters=runs.recommended_settings(data),
-        overrides={"iterations": 500, "warm_start": 500},
+        overrides={"iterations": 300, "warm_start": 300},
         seed=0,
         data_dir=None,
         options={},
