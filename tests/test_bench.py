@@ -135,3 +135,19 @@ def test_startup_quick_reports_first_and_steady_calls():
         ratios = [row[key] for key in row if key.endswith("_ratio")]
         assert len(ratios) == 3 and all(math.isfinite(r) and r > 0 for r in ratios), row
     assert summary_tables({"startup": result})
+
+
+@pytest.mark.slow
+def test_recipe_and_scoring_suites_quick(tmp_path):
+    """The recipe suite trains every way and scores it; the scoring suite matches accuracy
+    and scores a file end to end."""
+    from tfotflow.bench import recipe, scoring
+
+    result = recipe.run(quick=True, names=("8gaussians", "banana"))
+    ways = {(row["dataset"], row["way"]) for row in result["rows"]}
+    assert ways == {(n, w) for n in ("8gaussians", "banana") for w in ("tuned", "file", "keras")}
+    assert all(math.isfinite(row["test_nll"]) for row in result["rows"])
+    result = scoring.run(quick=True)
+    assert result["rows"] == 20_000 and "otflow" in result["matched"]
+    assert result["otflow_score_file"]["rows_per_second"] > 0
+    assert set(result["score_file_speedups"]) == set(result["matched"]) - {"otflow"}

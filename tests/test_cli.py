@@ -359,7 +359,7 @@ def test_an_existing_run_is_not_replaced_without_overwrite(tmp_path, monkeypatch
     assert (run_dir / "notes.txt").read_text() == "mine"  # not a run file: kept
 
 
-@pytest.mark.parametrize("command", ["evaluate", "plugins"])
+@pytest.mark.parametrize("command", ["evaluate", pytest.param("plugins", marks=pytest.mark.slow)])
 def test_commands_print_no_tensorflow_start_up_noise(tmp_path, command):
     """A command that imports TensorFlow (to score a run, or through the regularizer
     plugins) holds no absl/CUDA start-up lines on stderr unless --debug."""

@@ -100,7 +100,15 @@ def test_integrated_flow_matches_reference(name, jit_compile):
     assert_relative(back.x, golden["zinv_x"])
 
 
-@pytest.mark.parametrize("name, jit_compile", SOLVES)
+# The objective's gradient under XLA compiles the adjoint too (26 s for depth 3): slow set.
+GRADIENT_SOLVES = [
+    pytest.param(name, jit, marks=[pytest.mark.slow] if jit else [])
+    for name in GOLDEN
+    for jit in (False, True)
+]
+
+
+@pytest.mark.parametrize("name, jit_compile", GRADIENT_SOLVES)
 def test_log_density_and_objective_gradient_match_reference(name, jit_compile):
     golden, potential, state_dict = load(name)
     nt = int(golden["nt"])

@@ -142,7 +142,12 @@ def evaluate(run_dir):
 
 
 @pytest.mark.parametrize(
-    "how", [pytest.param("truncated", marks=pytest.mark.slow), "flipped", "shape"]
+    "how",
+    [
+        pytest.param("truncated", marks=pytest.mark.slow),
+        pytest.param("flipped", marks=pytest.mark.slow),
+        "shape",
+    ],
 )
 def test_each_damaged_file_is_named_with_its_substitute(tmp_path, how):
     """model.keras damaged: best.npz is used; model.keras absent and best.npz damaged:

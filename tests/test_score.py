@@ -171,6 +171,7 @@ def test_resume_refuses_a_changed_file(trained, tmp_path):
     assert result.exit_code == 2 and "changed since the run was trained" in result.output
 
 
+@pytest.mark.slow
 def test_score_samples_streams_batches_like_one_call(trained):
     """The Python twin: an array, a generator and a tf.data pipeline give the same scores."""
     import tensorflow as tf

@@ -50,7 +50,7 @@ print(conditional.log_prob(x, y).numpy().tolist())
     [
         # In the fast set, test_serving's fresh interpreter loads after `import tfotflow`.
         pytest.param("import tfotflow\nimport keras", marks=pytest.mark.slow),
-        "import keras\nimport tfotflow",
+        pytest.param("import keras\nimport tfotflow", marks=pytest.mark.slow),
         pytest.param(
             "import tfotflow\nimport tensorflow as tf\nkeras = tf.keras", marks=pytest.mark.slow
         ),

@@ -16,6 +16,7 @@ SUITES = (
     "scoring",
 )
 TRAINING_SUITES = ("quality", "time_to_quality", "recipe")
+DATA_SUITES = (*TRAINING_SUITES, "scoring")  # they read MINIBOONE when given its folder
 
 
 def run(
@@ -42,9 +43,9 @@ def run(
     for suite in suites:
         module = importlib.import_module(f"tfotflow.bench.{suite}")
         kwargs = {}
-        if suite in TRAINING_SUITES:
+        if suite in DATA_SUITES:
             kwargs["miniboone_dir"] = miniboone_dir
-            if names is not None:
-                kwargs["names"] = tuple(names)
+        if suite in TRAINING_SUITES and names is not None:
+            kwargs["names"] = tuple(names)
         results[suite] = module.run(quick=quick, **kwargs)
     return results
