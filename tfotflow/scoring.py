@@ -33,6 +33,7 @@ from tfotflow.datasets.files import (
     has_header,
     numeric_columns,
     read_table,
+    read_text,
     resolve_columns,
 )
 
@@ -156,19 +157,7 @@ def _parquet_chunks(path, rows):
 
 
 def _text_chunks(path, rows):
-    import pandas
-
-    separator = SEPARATORS[path.suffix.lower()]
-    header = has_header(path, separator)
-    reader = pandas.read_csv(
-        path,
-        sep=separator,
-        header=0 if header else None,
-        dtype=str,
-        keep_default_na=False,
-        chunksize=rows,
-        engine="python" if separator == r"\s+" else "c",
-    )
+    reader, first_line = read_text(path, rows=rows)
 
     def frames():
         with reader:
@@ -176,7 +165,7 @@ def _text_chunks(path, rows):
                 frame.columns = [str(column) for column in frame.columns]
                 yield frame
 
-    return frames(), (2 if header else 1)
+    return frames(), first_line
 
 
 def discretization_error(model, points, conditions=None, *, num_steps=None, sample=1000, seed=0):

@@ -81,6 +81,30 @@ def check_table_file(path):
     return path
 
 
+def read_text(path, *, rows=None):
+    """A ``.csv`` / ``.tsv`` / ``.txt`` table read by pandas with every cell as a string (so a
+    cell that is not a number can be named), its header row detected.
+
+    Returns:
+        ``(frame, first_line)``: the ``DataFrame`` — or, with ``rows``, an iterator of frames
+        of that many rows — and the file line of the table's first row (2 after a header).
+    """
+    import pandas
+
+    separator = SEPARATORS[pathlib.Path(path).suffix.lower()]
+    header = has_header(path, separator)
+    frames = pandas.read_csv(
+        path,
+        sep=separator,
+        header=0 if header else None,
+        dtype=str,
+        keep_default_na=False,
+        chunksize=rows,
+        engine="python" if separator == r"\s+" else "c",
+    )
+    return frames, 2 if header else 1
+
+
 def read_table(path, *, key=None):
     """A file's table as a pandas ``DataFrame`` of its cells, with its column names (a header
     row's names, else "0", "1", …) and, for text files, the cells as read (strings).
@@ -111,18 +135,7 @@ def read_table(path, *, key=None):
             except ImportError as error:
                 raise DatasetError(f"reading {path} needs pyarrow: {INSTALL_TABULAR}") from error
         else:
-            separator = SEPARATORS[suffix]
-            header = has_header(path, separator)
-            frame = pandas.read_csv(
-                path,
-                sep=separator,
-                header=0 if header else None,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=True,
-                engine="python" if separator == r"\s+" else "c",
-            )
-            first_line = 2 if header else 1
+            frame, first_line = read_text(path)
     except DatasetError:
         raise
     except Exception as error:  # pandas' and numpy's many parser errors
