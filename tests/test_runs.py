@@ -199,3 +199,30 @@ def test_an_unfinished_run_says_which_checkpoint_it_scores(tmp_path):
     assert result.exit_code == 0, result.output
     assert "model.keras: absent (training did not finish)" in result.stderr
     assert json.loads(result.stdout)["weights"] == str(run_dir / "best.npz")
+
+
+def test_a_data_set_recommending_no_steps_gets_the_recipes():
+    """A plugin recommending only some settings (the README's example) gets the recipe's RK4
+    steps, which the model's signature leaves to the recipe."""
+    from tfotflow.datasets import Dataset, Metadata
+
+    points = np.random.default_rng(0).normal(size=(30, 3))
+    hyperparameters = {"width": 32, "alpha": (1.0, 100.0, 15.0), "batch_size": 256}
+    data = Dataset(
+        points[:20],
+        points[20:25],
+        points[25:],
+        metadata=Metadata("mine", 3, "", "", hyperparameters=hyperparameters),
+    )
+    settings = runs.recommended_settings(data)
+    assert settings["num_steps"] == 4 and settings["eval_num_steps"] == 8
+    config = runs.build_config(
+        "mine",
+        metadata_hyperparameters=settings,
+        overrides={},
+        seed=0,
+        data_dir=None,
+        options={},
+    )
+    runs.check_settings(config, 3)
+    assert config["model"]["alpha"] == [1.0, 100.0, 15.0] and config["model"]["width"] == 32

@@ -113,10 +113,16 @@ class RunError(RuntimeError):
 
 def recommended_settings(data):
     """The data set's recommended settings, or, when it recommends none (a user's file), the
-    settings :func:`tfotflow.recipe.recipe` chooses from its d, k and training rows."""
-    if data.metadata.hyperparameters:
-        return dict(data.metadata.hyperparameters)
-    return recipe(data.metadata.dim, len(data.train), data.metadata.condition_dim)
+    settings :func:`tfotflow.recipe.recipe` chooses from its d, k and training rows. A data
+    set that recommends no RK4 steps gets the recipe's (the model's own default)."""
+    rule = recipe(data.metadata.dim, len(data.train), data.metadata.condition_dim)
+    recommended = dict(data.metadata.hyperparameters)
+    if not recommended:
+        return rule
+    if "num_steps" not in recommended:
+        recommended.setdefault("eval_num_steps", rule["eval_num_steps"])
+        recommended["num_steps"] = rule["num_steps"]
+    return recommended
 
 
 def build_config(
