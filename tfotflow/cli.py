@@ -135,22 +135,15 @@ def _names(context, parameter, value):
 
 
 def _split(context, parameter, value):
-    """Three fractions train,val,test, each > 0, summing to 1."""
+    """Three fractions train,val,test (:func:`tfotflow.datasets.files.check_split`)."""
     if value is None:
         return None
+    from tfotflow.datasets.files import DatasetError, check_split
+
     try:
-        fractions = [float(part) for part in value.split(",")]
-    except ValueError:
-        fractions = []
-    if (
-        len(fractions) != 3
-        or not all(math.isfinite(f) and f > 0 for f in fractions)
-        or abs(sum(fractions) - 1) > 1e-6
-    ):
-        raise click.BadParameter(
-            f"expected three fractions > 0 summing to 1, e.g. 0.8,0.1,0.1. Received: {value!r}"
-        )
-    return fractions
+        return list(check_split(value.split(",")))
+    except DatasetError as error:
+        raise click.BadParameter(str(error)) from error
 
 
 def _say_what_the_file_gave(data):
