@@ -165,8 +165,10 @@ def build_config(
 def adapts(config):
     """Whether a new run sets its model's normalization from the training data
     (:meth:`OTFlowModel.adapt`): for data read from a file, and whenever it whitens; a
-    registered data set, already standardized, keeps the identity otherwise."""
-    return "source" in config or config["model"].get("normalization") == "whiten"
+    registered data set, already standardized, keeps the identity otherwise; a model built
+    without normalization never."""
+    normalization = config["model"].get("normalization")
+    return normalization is not None and ("source" in config or normalization == "whiten")
 
 
 # The smallest value of every integer setting: the potential's and the training loop's from
