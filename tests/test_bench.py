@@ -143,9 +143,9 @@ def test_recipe_and_scoring_suites_quick(tmp_path):
     and scores a file end to end."""
     from tfotflow.bench import recipe, scoring
 
-    result = recipe.run(quick=True, names=("8gaussians", "banana"))
+    result = recipe.run(quick=True, names=("banana",))
     ways = {(row["dataset"], row["way"]) for row in result["rows"]}
-    assert ways == {(n, w) for n in ("8gaussians", "banana") for w in ("tuned", "file", "keras")}
+    assert ways == {("banana", way) for way in ("tuned", "file", "keras")}
     assert all(math.isfinite(row["test_nll"]) for row in result["rows"])
     result = scoring.run(quick=True)
     assert result["rows"] == 20_000 and "otflow" in result["matched"]

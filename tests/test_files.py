@@ -155,7 +155,7 @@ def test_the_same_table_in_three_formats_trains_the_same_model(tmp_path, table):
         config = runs.build_config(
             str(paths[kind]),
             metadata_hyperparameters=runs.recommended_settings(data),
-            overrides={"iterations": 3, "validate_every": 3, "warm_start": 10, "width": 4},
+            overrides={"iterations": 2, "validate_every": 2, "warm_start": 4, "width": 4},
             seed=5,
             data_dir=None,
             options={},

@@ -48,8 +48,7 @@ print(conditional.log_prob(x, y).numpy().tolist())
 @pytest.mark.parametrize(
     "imports",
     [
-        # In the fast set, test_serving's fresh interpreter loads after `import tfotflow`.
-        pytest.param("import tfotflow\nimport keras", marks=pytest.mark.slow),
+        # `import tfotflow` then `import keras`: test_serving's fresh interpreter (fast set).
         pytest.param("import keras\nimport tfotflow", marks=pytest.mark.slow),
         pytest.param(
             "import tfotflow\nimport tensorflow as tf\nkeras = tf.keras", marks=pytest.mark.slow

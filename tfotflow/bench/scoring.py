@@ -55,7 +55,7 @@ def run(quick=False, miniboone_dir=None, rows=1_000_000, train_seconds=60.0):
     """Trains the three models briefly, matches their accuracy, and scores ``rows`` rows."""
     train, test, source = _data(miniboone_dir)
     if quick:
-        rows, train_seconds, test = 20_000, 2.0, test[:200]
+        rows, train_seconds, test = 20_000, 2.0, test[:50]
     test = test[:500]
     keras.utils.set_random_seed(0)
     ours = OTFlowContender(
