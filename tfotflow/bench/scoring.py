@@ -96,9 +96,13 @@ def run(quick=False, miniboone_dir=None, rows=1_000_000, train_seconds=60.0):
     with tempfile.TemporaryDirectory() as folder:
         table = pathlib.Path(folder) / "rows.npy"
         rng = np.random.default_rng(1)
-        picks = rng.integers(len(test), size=rows)
-        np.save(table, (test[picks] + rng.normal(scale=0.01, size=(rows, D))).astype("float32"))
-        del picks
+        written = np.lib.format.open_memmap(table, mode="w+", dtype="float32", shape=(rows, D))
+        for begin in range(0, rows, 50_000):  # in chunks: the peak memory is the scoring's
+            size = min(50_000, rows - begin)
+            picks = rng.integers(len(test), size=size)
+            written[begin : begin + size] = test[picks] + rng.normal(scale=0.01, size=(size, D))
+        written.flush()
+        del written
         start = time.perf_counter()
         summary = scoring.score_file(
             ours.model,
