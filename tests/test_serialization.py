@@ -54,7 +54,7 @@ print(conditional.log_prob(x, y).numpy().tolist())
             "import tfotflow\nimport tensorflow as tf\nkeras = tf.keras", marks=pytest.mark.slow
         ),
     ],
-    ids=["tfotflow-first", "keras-first", "tf.keras"],
+    ids=["keras-first", "tf.keras"],
 )
 def test_load_model_after_import_tfotflow_in_a_fresh_interpreter(saved, imports):
     folder, x, y, expected = saved
