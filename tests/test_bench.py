@@ -138,16 +138,13 @@ def test_startup_quick_reports_first_and_steady_calls():
 
 
 @pytest.mark.slow
-def test_recipe_and_scoring_suites_quick(tmp_path):
-    """The recipe suite trains every way and scores it; the scoring suite matches accuracy
-    and scores a file end to end."""
-    from tfotflow.bench import recipe, scoring
+def test_recipe_suite_quick():
+    """The recipe suite trains a set every way and scores each on its test split. (The
+    scoring suite's parts are tested in test_score; its matched-accuracy step is
+    time_to_quality's, tested above.)"""
+    from tfotflow.bench import recipe
 
     result = recipe.run(quick=True, names=("banana",))
     ways = {(row["dataset"], row["way"]) for row in result["rows"]}
     assert ways == {("banana", way) for way in ("tuned", "file", "keras")}
     assert all(math.isfinite(row["test_nll"]) for row in result["rows"])
-    result = scoring.run(quick=True)
-    assert result["rows"] == 20_000 and "otflow" in result["matched"]
-    assert result["otflow_score_file"]["rows_per_second"] > 0
-    assert set(result["score_file_speedups"]) == set(result["matched"]) - {"otflow"}
