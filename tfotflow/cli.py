@@ -294,6 +294,23 @@ def _read_toml(path):
     help="Files: drop rows holding an empty cell, NaN or Inf (and say how many) instead of "
     "refusing them.",
 )
+@click.option(
+    "--latent-dim",
+    type=click.IntRange(min=0),
+    help="Model the codes of an autoencoder trained first, this many (0: the points "
+    "themselves). Image data sets recommend one.",
+)
+@click.option(
+    "--autoencoder",
+    type=click.Choice(["dense", "conv"]),
+    help="The autoencoder of a latent flow: one dense layer each way, or convolutions (images).",
+)
+@click.option("--autoencoder-epochs", type=click.IntRange(min=1), help="Autoencoder epochs.")
+@click.option(
+    "--unconditional",
+    is_flag=True,
+    help="Model p(x) of a data set that comes with conditions (e.g. labels), ignoring them.",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the plots at the end.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_runtime_errors
@@ -315,6 +332,7 @@ def train(
     key,
     split,
     drop_missing,
+    unconditional,
     **flags,
 ):
     """Train an OT-Flow on DATASET, a registered data set with its recommended settings or a
@@ -343,6 +361,7 @@ def train(
                 ("num_train", num_train),
                 ("train_split", train_split),
                 ("data_dir", data_dir),
+                ("unconditional", unconditional or None),
                 *file_options.items(),
             )
             if value is not None
@@ -397,9 +416,10 @@ def train(
                 )
             )
     else:
-        unknown = set(file_settings) - set(runs.MODEL_KEYS) - set(runs.TRAIN_KEYS)
+        keys = {*runs.MODEL_KEYS, *runs.TRAIN_KEYS, *runs.LATENT_KEYS}
+        unknown = set(file_settings) - keys
         if unknown:
-            known = ", ".join(sorted({"dataset", *runs.MODEL_KEYS, *runs.TRAIN_KEYS}))
+            known = ", ".join(sorted({"dataset", *keys}))
             raise click.BadParameter(
                 f"unknown setting(s) {', '.join(sorted(unknown))} in {config_file}; "
                 f"known: {known}",
@@ -418,6 +438,12 @@ def train(
             _say_what_the_file_gave(data)
         else:
             data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
+        if unconditional:
+            if not data.conditional:
+                raise click.BadParameter(
+                    f"{dataset!r} has no conditions to ignore", param_hint="--unconditional"
+                )
+            data = runs.without_conditions(data)
         config = runs.build_config(
             dataset,
             metadata_hyperparameters=runs.recommended_settings(data),
@@ -426,9 +452,11 @@ def train(
             data_dir=data_dir,
             options=options,
             source=data.metadata.source,
+            unconditional=unconditional,
         )
         try:
-            runs.check_settings(config, data.metadata.dim, data.metadata.condition_dim)
+            meta = data.metadata
+            runs.check_settings(config, meta.dim, meta.condition_dim, meta.image_shape)
         except (TypeError, ValueError) as error:
             where = f"a flag or {config_file}" if config_file else "a flag"
             raise click.BadParameter(f"{error} (from {where})", param_hint="settings") from error
@@ -444,11 +472,20 @@ def train(
             path.unlink()
     console.print(f"[bold]tfotflow train[/] {config['dataset']} → {run_dir}")
     console.print(f"model {config['model']}  train {config['train']}")
+    if "latent" in config:
+        console.print(f"latent {config['latent']}")
     from tfotflow.progress import ProgressBar
 
     bar = ProgressBar(config["train"]["iterations"], console)
     warm_steps = config["train"].get("warm_start", 0) if resume_dir is None else 0  # new runs
     warm_bars = [ProgressBar(warm_steps, console, label="warm start")] if warm_steps else []
+    latent = config.get("latent")
+    autoencoder_bars = []
+    if latent:  # its bar counts the optimizer's steps over every epoch
+        steps = latent["autoencoder_epochs"] * math.ceil(
+            len(data.train) / latent["autoencoder_batch_size"]
+        )
+        autoencoder_bars = [ProgressBar(steps, console, label="autoencoder")]
     try:
         model, data = runs.train_run(
             run_dir,
@@ -456,11 +493,12 @@ def train(
             resume=resume_dir is not None,
             callbacks=[bar],
             warm_start_callbacks=warm_bars,
+            autoencoder_callbacks=autoencoder_bars,
             strategy=strategy,
             data=data,
         )
     except KeyboardInterrupt:
-        for shown in (*warm_bars, bar):
+        for shown in (*autoencoder_bars, *warm_bars, bar):
             shown.stop()
         last = pathlib.Path(run_dir) / "last.npz"
         hint = (
@@ -470,13 +508,19 @@ def train(
         )
         console.print(f"[yellow]interrupted[/]; {hint}")
         sys.exit(130)
+    autoencoder = runs.load_autoencoder(run_dir, config)
     with console.status("scoring the test set…"):
-        result = runs.evaluate(model, data)
+        result = runs.evaluate(model, data, autoencoder=autoencoder)
     result = {"run_dir": str(run_dir), **result}
     if not no_plot:
         with console.status("plotting…"):
             paths = runs.plot(
-                model, data, run_dir, seed=config["seed"], test_nll=result["test_nll"]
+                model,
+                data,
+                run_dir,
+                seed=config["seed"],
+                test_nll=result["test_nll"],
+                autoencoder=autoencoder,
             )
         result["plots"] = [str(p) for p in paths]
     _emit(result, as_json)
@@ -501,8 +545,11 @@ def evaluate(run_dir, num_steps, as_json):
     from tfotflow import runs
 
     model, weights = _load_run_model(run_dir)
-    data = runs.load_data(runs.read_config(run_dir))
-    _emit({**runs.evaluate(model, data, num_steps=num_steps), "weights": str(weights)}, as_json)
+    config = runs.read_config(run_dir)
+    autoencoder = runs.load_autoencoder(run_dir, config)
+    data = runs.load_data(config)
+    result = runs.evaluate(model, data, num_steps=num_steps, autoencoder=autoencoder)
+    _emit({**result, "weights": str(weights)}, as_json)
 
 
 @main.command(context_settings=CONTEXT)
@@ -515,25 +562,37 @@ def evaluate(run_dir, num_steps, as_json):
     "--output",
     type=click.Path(dir_okay=False, path_type=pathlib.Path),
     required=True,
-    help="The .npy file to write.",
+    help="The .npy file to write (images as [n, H, W, C]), or for images a .png grid.",
 )
 @click.option("--seed", type=int, default=0, help="Sampling seed.")
 @click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps (default: the run's).")
 @click.option(
     "--condition",
     help="Conditional runs: y as comma-separated values (k of them), or a .npy file of [k] "
-    "or [m, k] (then n samples for each of the m conditions: [n, m, d]).",
+    "or [m, k] (then n samples for each of the m conditions: [n, m, d]); for labelled data "
+    "(e.g. digits) a class name, such as 3.",
 )
 @_runtime_errors
 def sample(run_dir, num_samples, output, seed, num_steps, condition):
-    """Draw samples from a trained run into a .npy file (of p(x | y) for a conditional run)."""
-    if output.suffix != ".npy":
-        raise click.BadParameter(f"expected a .npy path. Received: {output}", param_hint="-o")
-    condition = None if condition is None else _read_condition(condition)
+    """Draw samples from a trained run into a .npy file (of p(x | y) for a conditional run),
+    or, for a run on images, a .png grid of them."""
+    if output.suffix not in (".npy", ".png"):
+        raise click.BadParameter(
+            f"expected a .npy or .png path. Received: {output}", param_hint="-o"
+        )
     _start_tensorflow()
     from tfotflow import runs
 
+    config = runs.read_config(run_dir)
+    image_shape = config.get("image_shape")
+    if output.suffix == ".png" and image_shape is None:
+        raise click.BadParameter(
+            f"{run_dir} models points, not images: write a .npy file", param_hint="-o"
+        )
+    if condition is not None:
+        condition = _read_condition(condition, config.get("classes"))
     model, _ = _load_run_model(run_dir)
+    autoencoder = runs.load_autoencoder(run_dir, config)
     if model.condition_dim and condition is None:
         raise click.BadParameter(
             f"{run_dir} holds a conditional model (condition_dim={model.condition_dim}): "
@@ -547,15 +606,25 @@ def sample(run_dir, num_samples, output, seed, num_steps, condition):
             param_hint="--condition",
         )
     samples = runs.save_samples(
-        model, num_samples, output, condition=condition, seed=seed, num_steps=num_steps
+        model,
+        num_samples,
+        output,
+        condition=condition,
+        seed=seed,
+        num_steps=num_steps,
+        autoencoder=autoencoder,
+        image_shape=image_shape,
     )
     click.echo(f"wrote samples of shape {list(samples.shape)} to {output}")
 
 
-def _read_condition(text):
-    """A condition from ``--condition``: a .npy file ([k] or [m, k]) or comma-separated values."""
+def _read_condition(text, classes=None):
+    """A condition from ``--condition``: a .npy file ([k] or [m, k]), comma-separated values,
+    or, for labelled data (``classes``), a class name (its one-hot row)."""
     import numpy as np
 
+    if classes and text in classes:
+        return np.eye(len(classes))[classes.index(text)]
     if text.endswith(".npy"):
         try:
             values = np.load(text, allow_pickle=False)
@@ -625,8 +694,14 @@ def score(run_dir, file, output, id_column, num_steps, quantile, key, chunk_rows
 
     from tfotflow import datasets, runs, scoring
 
-    model, _ = _load_run_model(run_dir)
     config = runs.read_config(run_dir)
+    if "latent" in config:
+        raise click.BadParameter(
+            f"{run_dir} models the codes of an autoencoder (a latent flow), whose densities "
+            "are not those of the points: score is for flows of the points themselves",
+            param_hint="RUN_DIR",
+        )
+    model, _ = _load_run_model(run_dir)
     columns, condition_columns = runs.scored_columns(config, model.dim, model.condition_dim)
     threshold = None if quantile is None else runs.outlier_threshold(run_dir, quantile)
     total = scoring.count_rows(file)
@@ -676,8 +751,14 @@ def export(run_dir, out_dir):
             f"{out_dir} exists and is not empty; choose a new folder", param_hint="OUT_DIR"
         )
     _start_tensorflow()
+    from tfotflow import runs, serving
 
-    path = _load_run_model(run_dir)[0].export(out_dir, verbose=False)
+    model = _load_run_model(run_dir)[0]
+    autoencoder = runs.load_autoencoder(run_dir)
+    if autoencoder is None:
+        path = model.export(out_dir, verbose=False)
+    else:
+        path = serving.export(model, out_dir, autoencoder=autoencoder)
     click.echo(f"wrote a SavedModel with signatures log_prob and sample to {path}")
 
 
@@ -687,12 +768,15 @@ def export(run_dir, out_dir):
 @click.option("--seed", type=int, default=0, help="Sampling seed.")
 @_runtime_errors
 def plot(run_dir, dims, seed):
-    """Plot a run: density, samples and trajectories (2-D), or pairwise marginals."""
+    """Plot a run: density, samples and trajectories (2-D), or pairwise marginals; for images,
+    decoded samples (a row per class) and interpolations between test images."""
     _start_tensorflow()
     from tfotflow import runs
 
     model, _ = _load_run_model(run_dir)
-    data = runs.load_data(runs.read_config(run_dir))
+    config = runs.read_config(run_dir)
+    data = runs.load_data(config)
+    autoencoder = runs.load_autoencoder(run_dir, config)
     chosen = None
     if dims:
         try:
@@ -704,7 +788,7 @@ def plot(run_dir, dims, seed):
                 f"expected dimensions in 0..{data.metadata.dim - 1}. Received: {dims!r}",
                 param_hint="--dims",
             )
-    for path in runs.plot(model, data, run_dir, dims=chosen, seed=seed):
+    for path in runs.plot(model, data, run_dir, dims=chosen, seed=seed, autoencoder=autoencoder):
         click.echo(str(path))
 
 

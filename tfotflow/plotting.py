@@ -225,3 +225,87 @@ def plot_races(result, path):
         axis.set_title(f"{row['dataset']} (d = {row['d']})")
         axis.legend(fontsize=8)
     return _save(figure, path)
+
+
+def image_grid(images, image_shape, *, columns, padding=2):
+    """Tiles ``images`` [n, H·W·C] (values in [0, 1]) into one picture, ``columns`` to a row,
+    ``padding`` black pixels between tiles: [rows·(H + p) + p, columns·(W + p) + p] (· C for
+    C > 1), rows = ⌈n / columns⌉."""
+    height, width, channels = image_shape
+    images = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
+    rows = -(-len(images) // columns)
+    grid = np.zeros(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels)
+    )
+    for index, image in enumerate(images.reshape(-1, height, width, channels)):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        grid[top : top + height, left : left + width] = image
+    return grid[..., 0] if channels == 1 else grid
+
+
+def write_image(path, picture):
+    """Writes ``picture`` ([H, W] grey or [H, W, 3] colour, in [0, 1]) as a PNG of exactly
+    H × W pixels, atomically."""
+    _pyplot()  # matplotlib, or the error naming the extra
+    from matplotlib import image
+
+    buffer = io.BytesIO()
+    image.imsave(buffer, picture, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return pathlib.Path(path)
+
+
+def plot_images(model, autoencoder, data, directory, *, seed=0, per_row=10, title=None):
+    """The pictures of a latent flow of images (``data.metadata.image_shape``):
+
+    - ``samples_by_class.png``: one row of decoded samples per class (conditional), or
+      ``samples.png``, a square of samples (unconditional);
+    - ``interpolations.png``: rows decoded along straight lines in the normal space between
+      two test points (of the same class, given as the condition, for a conditional flow).
+    """
+    from tfotflow import latent
+
+    directory, meta = pathlib.Path(directory), data.metadata
+    shape = meta.image_shape
+    classes = meta.condition_dim if meta.classes else 0
+    if classes:
+        eye = np.eye(classes, dtype=model.precision)
+        codes = np.asarray(model.sample(per_row, eye, seed=(seed, 0)))  # [n, classes, d]
+        codes = np.swapaxes(codes, 0, 1).reshape(per_row * classes, -1)
+        name = "samples_by_class.png"
+    else:
+        codes = np.asarray(model.sample(per_row * per_row, seed=(seed, 0)))
+        name = "samples.png"
+    paths = [
+        write_image(
+            directory / name, image_grid(autoencoder.decode(codes), shape, columns=per_row)
+        )
+    ]
+    rows, labels = [], None if not classes else data.conditions["test"].argmax(axis=1)
+    rng = np.random.RandomState(seed)
+    for row in range(min(classes or 8, 10)):
+        if classes:
+            members = np.flatnonzero(labels == row)
+            if len(members) < 2:
+                continue
+            start, end = rng.choice(members, 2, replace=False)
+            condition = eye[row]
+        else:
+            start, end = rng.choice(len(data.test), 2, replace=False)
+            condition = None
+        rows.append(
+            latent.interpolate(
+                model,
+                autoencoder,
+                data.test[start],
+                data.test[end],
+                num_points=per_row,
+                condition=condition,
+            )
+        )
+    if rows:
+        pictures = image_grid(np.concatenate(rows), shape, columns=per_row)
+        paths.append(write_image(directory / "interpolations.png", pictures))
+    del title  # the pictures are pixel-exact grids, without a heading
+    return paths

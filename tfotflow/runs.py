@@ -2,6 +2,8 @@
 
 ```none
 RUN_DIR/config.json    every setting (data set and its dimension, seed, model, training), first
+RUN_DIR/autoencoder.keras, autoencoder.csv
+                       a latent flow's autoencoder (after every epoch) and its log
 RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps
 RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, learning_rate
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
@@ -31,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfotflow import checkpoint, datasets, distribute, plotting, training
+from tfotflow import latent as latent_module
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.hardware import use_xla
@@ -60,6 +63,14 @@ TRAIN_KEYS = (
     "warm_start_batch_size",
     "warm_start_learning_rate",
 )
+# A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
+LATENT_KEYS = (
+    "latent_dim",
+    "autoencoder",
+    "autoencoder_epochs",
+    "autoencoder_batch_size",
+    "autoencoder_learning_rate",
+)
 _MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
 DEFAULTS = {
     **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
@@ -72,11 +83,18 @@ DEFAULTS = {
     "warm_start": 0,
     "warm_start_batch_size": 256,
     "warm_start_learning_rate": 0.02,
+    "latent_dim": 0,
+    "autoencoder": "conv",
+    "autoencoder_epochs": 20,
+    "autoencoder_batch_size": 128,
+    "autoencoder_learning_rate": 0.002,
 }
 
 
 RUN_FILES = (
     "config.json",
+    "autoencoder.keras",
+    "autoencoder.csv",
     "warm_start.csv",
     "metrics.csv",
     "last.npz",
@@ -87,6 +105,8 @@ RUN_FILES = (
     "samples.png",
     "trajectories.png",
     "marginals.png",
+    "samples_by_class.png",
+    "interpolations.png",
 )
 
 
@@ -95,7 +115,11 @@ def remove_stale_temporaries(run_dir):
     files, ``.model.tmp.keras``); returns their paths."""
     run_dir = pathlib.Path(run_dir)
     stale = [path for name in RUN_FILES for path in run_dir.glob(f".{name}.*") if path.is_file()]
-    stale += [path for path in [run_dir / ".model.tmp.keras"] if path.exists()]
+    stale += [
+        path
+        for path in [run_dir / ".model.tmp.keras", run_dir / ".autoencoder.tmp.keras"]
+        if path.exists()
+    ]
     for path in stale:
         path.unlink()
     return stale
@@ -126,12 +150,22 @@ def recommended_settings(data):
 
 
 def build_config(
-    dataset, *, metadata_hyperparameters, overrides, seed, data_dir, options, source=None
+    dataset,
+    *,
+    metadata_hyperparameters,
+    overrides,
+    seed,
+    data_dir,
+    options,
+    source=None,
+    unconditional=False,
 ):
     """The full configuration: defaults < the data set's recommended settings < overrides.
 
     ``source`` is ``Metadata.source`` of a data set read from a file: recorded, it reloads
-    the same rows and split (:func:`load_data`)."""
+    the same rows and split (:func:`load_data`). ``unconditional``: model p(x) of a data set
+    that comes with conditions (they are dropped). A ``latent_dim`` above 0 makes a latent
+    flow, recorded under ``"latent"``."""
     settings = dict(DEFAULTS)
     unknown = sorted(set(metadata_hyperparameters) - set(settings))
     if unknown:
@@ -159,6 +193,10 @@ def build_config(
     }
     if source is not None:
         config["source"] = dict(source)
+    if unconditional:
+        config["unconditional"] = True
+    if settings["latent_dim"]:
+        config["latent"] = {key: settings[key] for key in LATENT_KEYS}
     return config
 
 
@@ -168,7 +206,9 @@ def adapts(config):
     registered data set, already standardized, keeps the identity otherwise; a model built
     without normalization never."""
     normalization = config["model"].get("normalization")
-    return normalization is not None and ("source" in config or normalization == "whiten")
+    return normalization is not None and (
+        "source" in config or "latent" in config or normalization == "whiten"
+    )
 
 
 # The smallest value of every integer setting: the potential's and the training loop's from
@@ -181,22 +221,37 @@ _MINIMA = {
     "patience": 1,
     "warm_start": 0,
     "warm_start_batch_size": 1,
+    "latent_dim": 1,
+    "autoencoder_epochs": 1,
+    "autoencoder_batch_size": 1,
 }
 
 
-def check_settings(config, dim, condition_dim=0):
-    """Checks every model and training setting of ``config`` before anything is created.
+def check_settings(config, dim, condition_dim=0, image_shape=None):
+    """Checks every model and training setting of ``config`` (for data of dimension ``dim``,
+    conditions of width ``condition_dim`` and, for images, ``image_shape``) before anything is
+    created.
 
     Raises:
         TypeError, ValueError: naming the first bad setting and its value; also when the
             weights and Adam's two moment estimates alone would need more than half of this
             machine's memory (a width typed with too many digits).
     """
-    model, train = config["model"], config["train"]
+    model, train, latent = config["model"], config["train"], config.get("latent", {})
+    settings = {**model, **train, **latent}
     for key, minimum in _MINIMA.items():
-        check_int(key, {**model, **train}[key], minimum=minimum)
-    for key in ("learning_rate", "warm_start_learning_rate"):
-        check_positive_float(key, train[key])
+        if key in settings:
+            check_int(key, settings[key], minimum=minimum)
+    for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
+        if key in settings:
+            check_positive_float(key, settings[key])
+    if latent:
+        from tfotflow.latent import check_architecture
+
+        check_architecture(latent["autoencoder"], image_shape)
+        dim = latent["latent_dim"]
+    if config.get("unconditional"):
+        condition_dim = 0
     check_alpha(model["alpha"])
     check_float_dtype("dtype", model["dtype"])
     check_normalization(model["normalization"])
@@ -266,12 +321,13 @@ def load_data(config):
     """
     source = config.get("source")
     if source is None:
-        return datasets.load(
+        data = datasets.load(
             config["dataset"],
             seed=config["seed"],
             data_dir=config["data_dir"],
             **config["options"],
         )
+        return without_conditions(data) if config.get("unconditional") else data
     return datasets.from_file(
         source["path"],
         columns=source["columns"],
@@ -282,6 +338,34 @@ def load_data(config):
         drop_missing=source["drop_missing"],
         sha256_expected=source["sha256"],
     )
+
+
+def without_conditions(data):
+    """``data`` as points alone: its conditions (and class names) dropped."""
+    import dataclasses
+
+    metadata = dataclasses.replace(data.metadata, condition_dim=0, classes=None)
+    return dataclasses.replace(data, metadata=metadata, conditions=None)
+
+
+def load_autoencoder(run_dir, config=None):
+    """The run's frozen autoencoder, or None for a run without a latent flow.
+
+    Raises:
+        RunError: naming ``autoencoder.keras``, when a latent run lacks it or it is damaged.
+    """
+    config = read_config(run_dir) if config is None else config
+    if "latent" not in config:
+        return None
+    path = pathlib.Path(run_dir) / "autoencoder.keras"
+    if not path.exists():
+        raise RunError(f"{path} is missing: the run's autoencoder did not finish training")
+    try:
+        autoencoder = keras.models.load_model(path)
+    except Exception as error:
+        raise RunError(f"{path}: {_keras_file_damage(path, error)}") from error
+    autoencoder.trainable = False
+    return autoencoder
 
 
 def new_model(config, dim):
@@ -435,6 +519,7 @@ def train_run(
     resume=False,
     callbacks=(),
     warm_start_callbacks=(),
+    autoencoder_callbacks=(),
     verbose=0,
     strategy="default",
     data=None,
@@ -445,6 +530,10 @@ def train_run(
     (:func:`tfotflow.training.warm_start`, with ``warm_start_callbacks``), then by maximum
     likelihood (with ``callbacks``); a resumed run continues the latter.
 
+    A latent run (``config["latent"]``) first trains its autoencoder
+    (:func:`tfotflow.latent.fit_autoencoder`, with ``autoencoder_callbacks``; an interrupted
+    one continues), and the flow models its codes; ``data`` returned is still the points.
+
     ``strategy`` names a :mod:`tfotflow.distribute` strategy; only its chief writes files.
     ``data`` is the run's dataset when the caller already loaded it (else it is loaded from
     ``config``).
@@ -453,17 +542,36 @@ def train_run(
     chief = distribute.is_chief(strategy)
     run_dir = pathlib.Path(run_dir)
     data = load_data(config) if data is None else data
+    meta = data.metadata
+    latent = config.get("latent")
     # A conditional dataset makes a conditional model: recorded so the run reloads as one.
     config = {
         **config,
-        "dim": data.metadata.dim,
-        "model": {**config["model"], "condition_dim": data.metadata.condition_dim},
+        "dim": latent["latent_dim"] if latent else meta.dim,
+        "model": {**config["model"], "condition_dim": meta.condition_dim},
+        **({"image_shape": list(meta.image_shape)} if meta.image_shape else {}),
+        **({"classes": list(meta.classes)} if meta.classes else {}),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     if chief:
         remove_stale_temporaries(run_dir)
     if not resume and chief:
         write_json(run_dir / "config.json", config)
+    images = data
+    if latent:  # the autoencoder first (continued if interrupted), then a flow of its codes
+        autoencoder = latent_module.fit_autoencoder(
+            data,
+            latent_dim=latent["latent_dim"],
+            architecture=latent["autoencoder"],
+            epochs=latent["autoencoder_epochs"],
+            batch_size=latent["autoencoder_batch_size"],
+            learning_rate=latent["autoencoder_learning_rate"],
+            run_dir=run_dir,
+            seed=config["seed"],
+            callbacks=autoencoder_callbacks,
+            verbose=verbose,
+        )
+        data = latent_module.encode_data(autoencoder, data)
     keras.utils.set_random_seed(config["seed"])
     train = {**DEFAULTS, **config["train"]}  # runs written before a setting existed
     with strategy.scope():
@@ -516,7 +624,7 @@ def train_run(
     if chief:
         save_model(model, run_dir / "model.keras")
         write_npy(run_dir / "val_log_prob.npy", validation_log_prob(model, data))
-    return model, data
+    return model, images
 
 
 def write_npy(path, array):
@@ -570,9 +678,20 @@ def test_conditions(model, data):
     return data.conditions["test"].astype(model.precision) if data.conditional else None
 
 
-def evaluate(model, data, *, num_steps=None, round_trip_points=500):
+def evaluate(model, data, *, num_steps=None, round_trip_points=500, autoencoder=None):
     """Test NLL (nats; the conditional NLL −log p(x | y) for conditional data), round-trip
-    error, parameter count and seconds of one evaluation."""
+    error, parameter count and seconds of one evaluation.
+
+    With the run's ``autoencoder`` (a latent flow) the NLL is the codes' (the latent NLL), and
+    ``reconstruction_error`` is the mean squared error per value of the test points decoded
+    from their codes."""
+    if autoencoder is not None:
+        codes = latent_module.encode_data(autoencoder, data)
+        return {
+            **evaluate(model, codes, num_steps=num_steps, round_trip_points=round_trip_points),
+            "latent_dim": autoencoder.latent_dim,
+            "reconstruction_error": latent_module.reconstruction_error(autoencoder, data.test),
+        }
     num_steps = num_steps or model.eval_num_steps
     conditions = test_conditions(model, data)
     start = time.perf_counter()
@@ -598,10 +717,39 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500):
     }
 
 
-def save_samples(model, n, path, *, condition=None, seed=0, num_steps=None):
-    """Draws ``n`` samples (of p(x | y) for a ``condition`` y [k], or [m, k]: then
-    [n, m, d]) and writes them to ``path`` (.npy) atomically."""
+def draw(model, n, *, condition=None, seed=0, num_steps=None, autoencoder=None):
+    """``n`` samples, [n, d] (of p(x | y) for a ``condition`` y [k]; for [m, k]: [n, m, d]);
+    a latent flow's codes decoded by its ``autoencoder``: [n, D] (or [n, m, D])."""
     samples = np.asarray(model.sample(n, condition, seed=(seed, 0), num_steps=num_steps))
+    if autoencoder is None:
+        return samples
+    return autoencoder.decode(samples.reshape(-1, samples.shape[-1])).reshape(
+        *samples.shape[:-1], autoencoder.input_dim
+    )
+
+
+def save_samples(
+    model, n, path, *, condition=None, seed=0, num_steps=None, autoencoder=None, image_shape=None
+):
+    """Draws ``n`` samples (:func:`draw`) and writes them to ``path`` atomically: a .npy
+    array (images as [n, H, W, C] with ``image_shape``), or a .png grid of the images, a
+    row of 10 per ``condition`` row (or 10 to a row)."""
+    samples = draw(
+        model, n, condition=condition, seed=seed, num_steps=num_steps, autoencoder=autoencoder
+    )
+    path = pathlib.Path(path)
+    if path.suffix == ".png":
+        if image_shape is None:
+            raise ValueError(f"`path` {path}: a .png grid needs images; this run's points are not")
+        rows = samples if samples.ndim == 2 else np.swapaxes(samples, 0, 1)
+        columns = 10 if samples.ndim == 2 else samples.shape[0]
+        picture = plotting.image_grid(
+            rows.reshape(-1, samples.shape[-1]), image_shape, columns=columns
+        )
+        plotting.write_image(path, picture)
+        return samples
+    if image_shape is not None:
+        samples = samples.reshape(*samples.shape[:-1], *image_shape)
     write_npy(path, samples)
     return samples
 
@@ -626,9 +774,14 @@ def plot_title(data, run_dir, test_nll=None):
     return ", ".join(parts)
 
 
-def plot(model, data, run_dir, *, dims=None, seed=0, test_nll=None):
+def plot(model, data, run_dir, *, dims=None, seed=0, test_nll=None, autoencoder=None):
     """The run's plots (see :mod:`tfotflow.plotting`), titled by :func:`plot_title`; returns
-    the paths written."""
+    the paths written. A latent flow of images (with its ``autoencoder``) gets sample grids and
+    interpolations (:func:`tfotflow.plotting.plot_images`)."""
+    if autoencoder is not None and data.metadata.image_shape is not None:
+        return plotting.plot_images(model, autoencoder, data, run_dir, seed=seed)
+    if autoencoder is not None:  # other points: the codes' marginals
+        data = latent_module.encode_data(autoencoder, data)
     conditions = test_conditions(model, data)
     title = plot_title(data, run_dir, test_nll)
     if data.metadata.dim == 2:

@@ -29,6 +29,7 @@ CLASSES = {
     "Potential": "tfotflow.potential",
     "OTFlowModel": "tfotflow.model",
     "FlowMatching": "tfotflow.flow_matching",
+    "Autoencoder": "tfotflow.latent",
 }
 
 

@@ -13,7 +13,10 @@ conditional:    log_prob(x [n, d], condition [n, k])  → {"log_prob": [n]}     
                 sample(condition [m, k], seed [2])     → {"samples": [m, d]}    one per row
 ```
 
-``seed`` is a stateless seed (two int32): the same seed gives the same samples. As in a
+``seed`` is a stateless seed (two int32): the same seed gives the same samples. A latent flow
+(exported with its autoencoder, :mod:`tfotflow.latent`) takes and returns points of width D:
+``log_prob`` encodes x and gives the codes' log-density (the latent NLL's), and ``sample``
+decodes the flow's samples (images, flattened). As in a
 SavedModel written by Keras's ``Model.export``, ``serve`` is the model's call (here the
 log-density, ``served.serve(x)``) and ``serving_default`` its signature.
 """
@@ -26,20 +29,28 @@ import tensorflow as tf
 class _Serving(tf.Module):
     """The exported module: the potential's variables and the two signature functions."""
 
-    def __init__(self, model, input_signature=None):
+    def __init__(self, model, input_signature=None, autoencoder=None):
         super().__init__(name="tfotflow_serving")
         # Keras 3 variables wrap tf.Variables that tf.Module does not find by itself: the
-        # potential's and the normalization's (μ, σ or L).
-        self.weights = [variable.value for variable in model.weights]
+        # potential's and the normalization's (μ, σ or L), and the autoencoder's.
+        parts = [model] if autoencoder is None else [model, autoencoder]
+        self.weights = [variable.value for part in parts for variable in part.weights]
         d, k, dtype = model.dim, model.condition_dim, tf.as_dtype(model.precision)
-        points, *conditions = input_signature or _input_signature(model)
+        points, *conditions = input_signature or _input_signature(model, autoencoder)
+
+        def encode(x):
+            return x if autoencoder is None else tf.cast(autoencoder.encoder(x), dtype)
+
+        def decode(codes):
+            return codes if autoencoder is None else autoencoder.decoder(codes)
+
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         if k:
             (conditions,) = conditions
 
             @tf.function(input_signature=[points, conditions])
             def log_prob(x, condition):
-                return {"log_prob": model.log_prob(x, condition)}
+                return {"log_prob": model.log_prob(encode(x), condition)}
 
             @tf.function(input_signature=[conditions, seed])
             def sample(condition, seed):
@@ -47,26 +58,30 @@ class _Serving(tf.Module):
                     tf.stack([tf.shape(condition)[0], d]), seed, dtype=dtype
                 )
                 kwargs = model.bijector_kwargs(condition)
-                return {"samples": model.bijector.forward(z, **kwargs)}
+                return {"samples": decode(model.bijector.forward(z, **kwargs))}
 
         else:
 
             @tf.function(input_signature=[points])
             def log_prob(x):
-                return {"log_prob": model.log_prob(x)}
+                return {"log_prob": model.log_prob(encode(x))}
 
             @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"), seed])
             def sample(num_samples, seed):
                 z = tf.random.stateless_normal(tf.stack([num_samples, d]), seed, dtype=dtype)
-                return {"samples": model.bijector.forward(z)}
+                return {"samples": decode(model.bijector.forward(z))}
 
         self.log_prob, self.sample, self.serve = log_prob, sample, log_prob
 
 
-def _input_signature(model):
-    """The points' spec [None, d] (and the conditions' [None, k]) in the model's dtype."""
+def _input_signature(model, autoencoder=None):
+    """The points' spec [None, d] (and the conditions' [None, k]) in the model's dtype; with
+    an ``autoencoder``, [None, D] float32 points."""
     dtype = tf.as_dtype(model.precision)
-    specs = [tf.TensorSpec([None, model.dim], dtype, name="x")]
+    if autoencoder is None:
+        specs = [tf.TensorSpec([None, model.dim], dtype, name="x")]
+    else:
+        specs = [tf.TensorSpec([None, autoencoder.input_dim], tf.float32, name="x")]
     if model.condition_dim:
         specs.append(tf.TensorSpec([None, model.condition_dim], dtype, name="condition"))
     return specs
@@ -108,7 +123,7 @@ def check_input_signature(model, input_signature):
     ]
 
 
-def export(model, path, *, input_signature=None):
+def export(model, path, *, input_signature=None, autoencoder=None):
     """Writes ``model`` (an :class:`tfotflow.OTFlowModel`) as a SavedModel to ``path``.
 
     Args:
@@ -117,6 +132,8 @@ def export(model, path, *, input_signature=None):
         input_signature: the points' ``tf.TensorSpec`` (and the conditions', for a
             conditional model), e.g. with a fixed batch size. Defaults to [None, d] (and
             [None, k]) in the model's dtype.
+        autoencoder: for a latent flow, its :class:`tfotflow.latent.Autoencoder`: the
+            SavedModel then takes points of width D and samples decoded points.
 
     Returns:
         The path, a ``pathlib.Path``.
@@ -130,7 +147,9 @@ def export(model, path, *, input_signature=None):
     ```
     """
     path = pathlib.Path(path)
-    module = _Serving(model, check_input_signature(model, input_signature))
+    if autoencoder is not None and input_signature is not None:
+        raise ValueError("`input_signature` is for a flow of the points, not a latent flow")
+    module = _Serving(model, check_input_signature(model, input_signature), autoencoder)
     signatures = {
         "log_prob": module.log_prob,
         "sample": module.sample,

@@ -15,6 +15,7 @@ A conditional dataset (pairs of points x and conditions y, for p(x | y)) says so
 """
 
 import dataclasses
+import math
 import os
 import pathlib
 
@@ -51,6 +52,10 @@ class Metadata:
         source: for data read from a file or array (:func:`tfotflow.datasets.from_file`),
             what reproduces it: the file, its SHA-256, the columns, the split fractions and
             seed. Defaults to None (a registered data set).
+        image_shape: for images, the shape (height, width, channels) of one point, whose d
+            values are its pixels in row-major order, in [0, 1]. Defaults to None.
+        classes: when the conditions are one-hot labels, the name of each class (k of them).
+            Defaults to None.
     """
 
     name: str
@@ -62,6 +67,8 @@ class Metadata:
     entropy: float | None = None
     condition_dim: int = 0
     source: dict | None = None
+    image_shape: tuple | None = None
+    classes: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +183,19 @@ def check_dataset(result, *, plugin):
         raise DatasetError(
             f"dataset plugin {plugin!r} has condition_dim={k}: Dataset.conditions must map "
             f"each of {list(SPLITS)} to a [n, {k}] array. Received: {found}"
+        )
+    shape = metadata.image_shape
+    if shape is not None and (
+        not all(isinstance(n, int) and n > 0 for n in shape) or math.prod(shape) != metadata.dim
+    ):
+        raise DatasetError(
+            f"dataset plugin {plugin!r}: metadata.image_shape must be positive integers whose "
+            f"product is dim={metadata.dim}. Received: {shape!r}"
+        )
+    if metadata.classes is not None and len(metadata.classes) != k:
+        raise DatasetError(
+            f"dataset plugin {plugin!r}: metadata.classes must name condition_dim={k} classes. "
+            f"Received: {len(metadata.classes)}"
         )
     for split in SPLITS:
         array = getattr(result, split)
