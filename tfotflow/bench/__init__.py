@@ -14,6 +14,7 @@ SUITES = (
     "time_to_quality",
     "recipe",
     "scoring",
+    "images",
 )
 TRAINING_SUITES = ("quality", "time_to_quality", "recipe")
 DATA_SUITES = (*TRAINING_SUITES, "scoring")  # they read MINIBOONE when given its folder
