@@ -66,7 +66,9 @@ IDX_TYPES = {
 }
 
 # A latent flow: a small convolutional autoencoder to 32 codes, then a class-conditional
-# OT-Flow on the codes (benchmarks/README.md, "Images").
+# OT-Flow on the codes. Measured on mnist5k (benchmarks/README.md, "Images"): width 128 gives
+# better samples than 64 (Fréchet distance 6.0 against 8.6 at 600 steps), and 16 codes give a
+# worse autoencoder (reconstruction error 0.014 against 0.008) and worse samples.
 IMAGE_HYPERPARAMETERS = dict(
     latent_dim=32,
     autoencoder="conv",
@@ -76,13 +78,13 @@ IMAGE_HYPERPARAMETERS = dict(
     width=128,
     num_layers=2,
     alpha=(1.0, 30.0, 1.0),
-    num_steps=6,
-    eval_num_steps=12,
+    num_steps=4,
+    eval_num_steps=8,
     batch_size=500,
-    iterations=1500,
+    iterations=600,
     learning_rate=0.02,
     schedule="cosine",
-    validate_every=300,
+    validate_every=100,
     warm_start=1000,
     warm_start_batch_size=256,
     warm_start_learning_rate=0.02,
