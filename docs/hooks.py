@@ -3,6 +3,7 @@
 Run by ``mkdocs build --strict``: each problem is a warning, which strict mode turns into a
 failed build. Public means not starting with ``_``; a method that overrides one of a base
 class (Keras's ``train_step``, a callback's ``on_epoch_end``) keeps the base's documentation.
+It also points the README's pictures (``docs/images/``) at the docs folder on the guide page.
 """
 
 import importlib
@@ -66,3 +67,11 @@ def on_pre_build(config):
             log.warning("module %s is in no page of the API reference (docs/api/)", name)
         for missing in undocumented(name):
             log.warning("%s has no docstring", missing)
+
+
+def on_page_markdown(markdown, page, config, files):
+    """The guide page is the README, whose links into ``docs/`` (pictures) are written from
+    the repository's root: there they are made relative to the docs folder."""
+    if page.file.src_uri == "index.md":
+        return markdown.replace("](docs/", "](")
+    return markdown

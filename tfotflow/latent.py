@@ -109,6 +109,7 @@ class Autoencoder(keras.Model):
                 ],
                 name="decoder",
             )
+        self.built = True  # both halves are built from their inputs' shapes
 
     def call(self, x, training=False):
         return self.decoder(self.encoder(x, training=training), training=training)
