@@ -72,6 +72,6 @@ def on_pre_build(config):
 def on_page_markdown(markdown, page, config, files):
     """The guide page is the README, whose links into ``docs/`` (pictures) are written from
     the repository's root: there they are made relative to the docs folder."""
-    if page.file.src_uri == "index.md":
-        return markdown.replace("](docs/", "](")
+    if page.file.src_uri == "index.md" and markdown.strip() == '--8<-- "README.md"':
+        return pathlib.Path("README.md").read_text().replace("](docs/", "](")
     return markdown

@@ -180,9 +180,11 @@ def fit_autoencoder(
 
     Args:
         data: a :class:`tfotflow.datasets.Dataset` (its ``image_shape`` is used for "conv").
-        latent_dim, architecture: see :class:`Autoencoder`.
-        epochs, batch_size, learning_rate: Adam's training on the training split, validated
-            on the validation split.
+        latent_dim: the number of codes.
+        architecture: "dense" or "conv" (see :class:`Autoencoder`).
+        epochs: passes over the training split (validated on the validation split).
+        batch_size: points per Adam step.
+        learning_rate: Adam's rate.
         run_dir: where ``autoencoder.keras`` and ``autoencoder.csv`` go; an interrupted
             training continues from the last epoch written there.
         seed: the shuffling seed. Defaults to 0.

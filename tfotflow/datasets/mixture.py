@@ -114,7 +114,9 @@ def load_mixture(
     Args:
         seed: the draws' seed. Defaults to 0.
         data_dir: unused (the parameters ship with tfotflow).
-        num_train, num_val, num_test: rows per split. Default to 100,000, 10,000 and 20,000.
+        num_train: training rows. Defaults to 100,000.
+        num_val: validation rows. Defaults to 10,000.
+        num_test: test rows. Defaults to 20,000.
         dtype: "float32" or "float64". Defaults to "float32".
     """
     del data_dir
