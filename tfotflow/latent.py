@@ -155,8 +155,10 @@ class _EpochWriter(keras.callbacks.Callback):
         self.run_dir, self.rows = pathlib.Path(run_dir), rows
 
     def on_epoch_end(self, epoch, logs=None):
-        from tfotflow import runs
+        from tfotflow import distribute, runs
 
+        if not distribute.is_chief(self.model.distribute_strategy):
+            return
         runs.save_model(self.model, self.run_dir / "autoencoder.keras")
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         runs.write_csv(self.run_dir / "autoencoder.csv", self.rows)

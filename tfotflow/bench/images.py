@@ -140,13 +140,7 @@ def _per_step_seconds(config, data, steps=5):
     )
     autoencoder.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
     batch = data.train[:128].astype("float32")
-    autoencoder.train_on_batch(batch, batch)
-    spans = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        autoencoder.train_on_batch(batch, batch)
-        spans.append(time.perf_counter() - start)
-    times["autoencoder_step"] = float(np.median(spans))
+    times["autoencoder_step"] = _median_seconds(autoencoder.train_on_batch, batch, batch, steps)
     codes = latent.encode_data(autoencoder, data)
     model = runs.new_model(
         {**config, "model": {**config["model"], "condition_dim": 10}}, lat["latent_dim"]
@@ -156,14 +150,19 @@ def _per_step_seconds(config, data, steps=5):
     size = config["train"]["batch_size"]
     x = codes.train[:size].astype("float32")
     y = codes.conditions["train"][:size].astype("float32")
-    model.train_on_batch(x, y)
-    spans = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        spans.append(time.perf_counter() - start)
-    times["flow_step"] = float(np.median(spans))
+    times["flow_step"] = _median_seconds(model.train_on_batch, x, y, steps)
     return times
+
+
+def _median_seconds(step, x, y, repeats):
+    """The median wall seconds of ``step(x, y)`` over ``repeats`` calls after a first one."""
+    step(x, y)
+    spans = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(x, y)
+        spans.append(time.perf_counter() - start)
+    return float(np.median(spans))
 
 
 def _full_mnist_cost(config, times, digits=60_000):
