@@ -203,7 +203,7 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--width", "0"], "--width"),
         (["train", "nonexistent"], "unknown dataset 'nonexistent'"),
         (["train", "--dtype", "float16"], "--dtype"),
-        (["sample", ".", "-o", "out.txt"], "expected a .npy path"),
+        (["sample", ".", "-o", "out.txt"], "expected a .npy or .png path"),
         (["train", "--alpha", "nan,1,1"], "three finite numbers"),
         (["train", "--alpha", "1,inf,1"], "three finite numbers"),
         (["train", "--learning-rate", "inf"], "--learning-rate"),

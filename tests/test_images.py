@@ -268,7 +268,9 @@ def test_conditional_samples_are_recognized_as_their_class(digit_run, tmp_path):
         drawn = np.load(out)
         assert drawn.shape == (per_class, 28, 28, 1)
         labels = np.full(per_class, int(digit))
-        assert accuracy(classifier, drawn.reshape(per_class, -1), labels) > 0.3  # chance: 0.1
+        recognized = accuracy(classifier, drawn.reshape(per_class, -1), labels)
+        print(f"class {digit}: {recognized:.2f} of the samples recognized")
+        assert recognized > 0.3  # chance: 0.1
 
 
 def test_sample_writes_a_png_grid_and_plot_draws_classes(digit_run, tmp_path):
@@ -314,14 +316,14 @@ def test_image_run_refusals(digit_run, tmp_path):
 
 
 def test_png_needs_an_image_run(tmp_path):
-    run_dir = tmp_path / "toy"
-    args = ["train", "moons", "--out", str(run_dir), "--iterations", "2", "--warm-start", "0",
-            "--num-train", "300", "--no-plot"]  # fmt: skip
-    assert CliRunner().invoke(cli.main, args).exit_code == 0
+    run_dir = tmp_path / "toy"  # a run of 2-D points (refused before its model is read)
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"dataset": "moons", "model": {}}))
     result = CliRunner().invoke(cli.main, ["sample", str(run_dir), "-o", str(tmp_path / "g.png")])
     assert result.exit_code == 2 and "not images" in result.output
 
 
+@pytest.mark.slow
 def test_unconditional_image_run(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "mnist5k", "--unconditional", "--out", str(run_dir), "--latent-dim", "4",

@@ -28,13 +28,13 @@ def test_log_prob_equals_scipy_mixture():
 
 def test_draws_have_the_mixture_moments():
     model, _, _ = mixture.load_parameters()
-    draws = model.sample(np.random.RandomState(0), 200_000)
+    draws = model.sample(np.random.RandomState(0), 100_000)
     mean = model.weights @ model.means
     second = sum(
         w * (s @ s.T + np.outer(m, m)) for w, m, s in zip(model.weights, model.means, model.scales)
     )
     spread = np.sqrt(np.diag(second - np.outer(mean, mean)))
-    assert np.max(np.abs(draws.mean(axis=0) - mean) / spread) < 0.02  # ≈ 9 standard errors
+    assert np.max(np.abs(draws.mean(axis=0) - mean) / spread) < 0.025  # ≈ 8 standard errors
     covariance = np.cov(draws, rowvar=False)
     assert (
         np.max(np.abs(covariance - (second - np.outer(mean, mean))) / np.outer(spread, spread))

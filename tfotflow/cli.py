@@ -580,19 +580,19 @@ def sample(run_dir, num_samples, output, seed, num_steps, condition):
         raise click.BadParameter(
             f"expected a .npy or .png path. Received: {output}", param_hint="-o"
         )
-    _start_tensorflow()
-    from tfotflow import runs
-
-    config = runs.read_config(run_dir)
+    config = _peek_config(run_dir)
     image_shape = config.get("image_shape")
-    if output.suffix == ".png" and image_shape is None:
+    if output.suffix == ".png" and "model" in config and image_shape is None:
         raise click.BadParameter(
             f"{run_dir} models points, not images: write a .npy file", param_hint="-o"
         )
     if condition is not None:
         condition = _read_condition(condition, config.get("classes"))
+    _start_tensorflow()
+    from tfotflow import runs
+
     model, _ = _load_run_model(run_dir)
-    autoencoder = runs.load_autoencoder(run_dir, config)
+    autoencoder = runs.load_autoencoder(run_dir)
     if model.condition_dim and condition is None:
         raise click.BadParameter(
             f"{run_dir} holds a conditional model (condition_dim={model.condition_dim}): "
@@ -616,6 +616,16 @@ def sample(run_dir, num_samples, output, seed, num_steps, condition):
         image_shape=image_shape,
     )
     click.echo(f"wrote samples of shape {list(samples.shape)} to {output}")
+
+
+def _peek_config(run_dir):
+    """The run's ``config.json`` read before TensorFlow starts, or {} when it cannot be read
+    (the library then names what is wrong)."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _read_condition(text, classes=None):
