@@ -235,7 +235,7 @@ def test_image_grid_pixel_size(tmp_path):
 
 # A short class-conditional run, shared by the CLI tests below.
 SHORT = [
-    "--autoencoder-epochs", "6", "--latent-dim", "8", "--width", "32", "--iterations", "300",
+    "--autoencoder", "dense", "--autoencoder-epochs", "10", "--latent-dim", "8", "--width", "32", "--iterations", "300",
     "--validate-every", "150", "--warm-start", "300", "--no-plot",
 ]  # fmt: skip
 

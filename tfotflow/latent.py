@@ -8,9 +8,10 @@ x̂ [n, D] ◀──decode── c ◀──────────────
 
 The autoencoder trains first (binary cross-entropy: points are in [0, 1]) and is then frozen;
 the flow's log-density is that of the codes, log p(c) (or log p(c | y)), the "latent NLL".
-Any data set can use it: the architecture is ``"dense"`` (the reference's one hidden layer,
-D → latent_dim, ReLU codes and a sigmoid decoder) or ``"conv"`` (two stride-2 convolutions
-each way, for ``image_shape`` with height and width divisible by 4).
+Any data set can use it: the architecture is ``"dense"`` (the reference's one layer each
+way, D → latent_dim → D with a sigmoid decoder; its codes are linear here, since a ReLU code
+can die, and a constant code has no density) or ``"conv"`` (two stride-2 convolutions each
+way, for ``image_shape`` with height and width divisible by 4).
 
 A run with a latent flow writes ``autoencoder.keras`` (after every epoch, atomically) and
 ``autoencoder.csv`` (one row per epoch) beside the flow's files.
@@ -77,7 +78,7 @@ class Autoencoder(keras.Model):
         layers = keras.layers
         if architecture == "dense":
             self.encoder = keras.Sequential(
-                [keras.Input((input_dim,)), layers.Dense(latent_dim, activation="relu")],
+                [keras.Input((input_dim,)), layers.Dense(latent_dim)],
                 name="encoder",
             )
             self.decoder = keras.Sequential(
