@@ -235,8 +235,9 @@ def test_image_grid_pixel_size(tmp_path):
 
 # A short class-conditional run, shared by the CLI tests below.
 SHORT = [
-    "--autoencoder", "dense", "--autoencoder-epochs", "10", "--latent-dim", "8", "--width", "32", "--iterations", "300",
-    "--validate-every", "150", "--warm-start", "300", "--no-plot",
+    "--autoencoder", "dense", "--autoencoder-epochs", "10", "--latent-dim", "8",
+    "--width", "32", "--iterations", "300", "--validate-every", "150", "--warm-start", "300",
+    "--no-plot",
 ]  # fmt: skip
 
 
@@ -337,3 +338,20 @@ def test_unconditional_image_run(tmp_path):
     out = tmp_path / "u.npy"
     result = CliRunner().invoke(cli.main, ["sample", str(run_dir), "-n", "3", "-o", str(out)])
     assert result.exit_code == 0 and np.load(out).shape == (3, 28, 28, 1)
+
+
+def test_frechet_distance_equals_the_closed_form():
+    from scipy.linalg import sqrtm
+
+    from tfotflow.bench.images import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6))
+    b = rng.normal(size=(300, 6)) * 2.0 + 1.0
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = np.sum((mean_a - mean_b) ** 2) + np.trace(
+        cov_a + cov_b - 2 * np.real(sqrtm(cov_a @ cov_b))
+    )
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
