@@ -9,7 +9,7 @@ import functools
 import numpy as np
 
 from tfotflow.datasets import conditional, tabular, toy
-from tfotflow.datasets.core import Dataset, DatasetError, Metadata
+from tfotflow.datasets.core import Dataset, Metadata, split_streams
 
 TOY_CITATION = (
     "Toy distributions of FFJORD (Grathwohl et al., ICLR 2019) as used by OT-Flow "
@@ -56,7 +56,7 @@ def _toy_loader(
 ):
     """A generated set: a 2-D toy (points) or a conditional one (points and conditions)."""
     del data_dir
-    streams = _split_streams(seed, num_train, num_val, num_test)
+    streams = split_streams(seed, num_train, num_val, num_test)
     if name in conditional.GENERATORS:
         return _conditional_splits(name, streams, dtype)
     splits = [np.asarray(toy.GENERATORS[name](rng, n), dtype=dtype) for rng, n in streams]
@@ -71,15 +71,6 @@ def _toy_loader(
         entropy=_toy_entropy(name) if log_prob is not None else None,
     )
     return Dataset(*splits, metadata=metadata)
-
-
-def _split_streams(seed, num_train, num_val, num_test):
-    """(random stream, size) of the train, val and test splits: independent streams."""
-    sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
-    for option, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DatasetError(f"`{option}` must be a positive integer. Received: {value!r}")
-    return [(np.random.RandomState([seed, index]), n) for index, n in enumerate(sizes.values())]
 
 
 # The toy recipe, and for the 10-D posterior a wider potential with more likelihood steps.

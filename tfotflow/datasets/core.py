@@ -229,6 +229,20 @@ def _check_array(array, where, width, rows=None):
         )
 
 
+def split_streams(seed, num_train, num_val, num_test):
+    """(random stream, size) of the train, val and test splits of a generated data set:
+    independent ``numpy.random.RandomState([seed, i])`` streams.
+
+    Raises:
+        DatasetError: naming the size, when one is not a positive integer.
+    """
+    sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
+    for option, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DatasetError(f"`{option}` must be a positive integer. Received: {value!r}")
+    return [(np.random.RandomState([seed, index]), n) for index, n in enumerate(sizes.values())]
+
+
 def as_tf_data(array, *, batch_size, shuffle=True, seed=0, repeat=False, drop_remainder=False):
     """A shuffled, batched, prefetched ``tf.data.Dataset`` over the rows of ``array``.
 

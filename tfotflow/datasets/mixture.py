@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from tfotflow.datasets.core import Dataset, DatasetError, Metadata
+from tfotflow.datasets.core import Dataset, DatasetError, Metadata, split_streams
 
 PARAMETERS = "miniboone_mixture.npz"
 SHA256 = "9fd59844d831ba4c0c19ed6182d32a25e652a4b8cb803ce68222b3eeae9e7aea"
@@ -121,12 +121,8 @@ def load_mixture(
     """
     del data_dir
     mixture, entropy, _ = load_parameters()
-    sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
-    splits = []
-    for index, (option, n) in enumerate(sizes.items()):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise DatasetError(f"`{option}` must be a positive integer. Received: {n!r}")
-        splits.append(mixture.sample(np.random.RandomState([seed, index]), n).astype(dtype))
+    streams = split_streams(seed, num_train, num_val, num_test)
+    splits = [mixture.sample(rng, n).astype(dtype) for rng, n in streams]
     metadata = Metadata(
         name="miniboone_mixture",
         dim=mixture.dim,
