@@ -226,3 +226,13 @@ def test_a_data_set_recommending_no_steps_gets_the_recipes():
     )
     runs.check_settings(config, 3)
     assert config["model"]["alpha"] == [1.0, 100.0, 15.0] and config["model"]["width"] == 32
+
+
+def test_stale_temporaries_of_every_run_file_are_removed_and_nothing_else(tmp_path):
+    stale = [".last.npz.x1y2", ".model.tmp.keras", ".autoencoder.tmp.keras"]
+    kept = ["notes.txt", "model.keras", ".other.tmp.keras"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    removed = runs.remove_stale_temporaries(tmp_path)
+    assert sorted(path.name for path in removed) == sorted(stale)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)

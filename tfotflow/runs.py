@@ -112,13 +112,14 @@ RUN_FILES = (
 
 def remove_stale_temporaries(run_dir):
     """Deletes temporary files a killed write left in ``run_dir`` (``.NAME.XXXX`` of the run
-    files, ``.model.tmp.keras``); returns their paths."""
+    files, ``.STEM.tmp.keras`` of its ``.keras`` files); returns their paths."""
     run_dir = pathlib.Path(run_dir)
     stale = [path for name in RUN_FILES for path in run_dir.glob(f".{name}.*") if path.is_file()]
-    stale += [
-        path
-        for path in [run_dir / ".model.tmp.keras", run_dir / ".autoencoder.tmp.keras"]
-        if path.exists()
+    stale += [  # save_model's temporaries of the .keras files
+        temporary
+        for name in RUN_FILES
+        if name.endswith(".keras")
+        and (temporary := run_dir / f".{pathlib.Path(name).stem}.tmp.keras").exists()
     ]
     for path in stale:
         path.unlink()
@@ -240,10 +241,10 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     model, train, latent = config["model"], config["train"], config.get("latent", {})
     settings = {**model, **train, **latent}
     for key, minimum in _MINIMA.items():
-        if key in settings:
+        if latent or key not in LATENT_KEYS:  # a run without a latent flow has none of these
             check_int(key, settings[key], minimum=minimum)
     for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
-        if key in settings:
+        if latent or key not in LATENT_KEYS:
             check_positive_float(key, settings[key])
     if latent:
         from tfotflow.latent import check_architecture
