@@ -181,7 +181,7 @@ def test_encoder_flow_decoder_round_trip_and_export(tmp_path):
     pictures = samples["samples"].numpy()
     assert pictures.shape == (16, 784)
     assert pictures.min() >= 0.0 and pictures.max() <= 1.0
-    drawn = runs.draw(model, 5, condition=y[:3], autoencoder=autoencoder)
+    drawn = latent.draw(model, 5, condition=y[:3], autoencoder=autoencoder)
     assert drawn.shape == (5, 3, 784) and drawn.min() >= 0.0 and drawn.max() <= 1.0
 
 

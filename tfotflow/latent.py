@@ -246,6 +246,27 @@ def encode_data(autoencoder, data):
     return Dataset(**codes, metadata=metadata, conditions=data.conditions)
 
 
+def draw(model, n, *, condition=None, seed=0, num_steps=None, autoencoder=None):
+    """``n`` samples of ``model``, [n, d] (of p(x | y) for a ``condition`` y [k]; for [m, k]:
+    [n, m, d]); with a latent flow's ``autoencoder``, its codes decoded: [n, D] (or
+    [n, m, D])."""
+    samples = np.asarray(model.sample(n, condition, seed=(seed, 0), num_steps=num_steps))
+    if autoencoder is None:
+        return samples
+    return autoencoder.decode(samples.reshape(-1, samples.shape[-1])).reshape(
+        *samples.shape[:-1], autoencoder.input_dim
+    )
+
+
+def rows_by_condition(samples):
+    """Samples [n, D] as they are, and [n, m, D] (n for each of m conditions) condition by
+    condition: [m · n, D], the n samples of the first condition first."""
+    samples = np.asarray(samples)
+    return (
+        samples if samples.ndim == 2 else np.swapaxes(samples, 0, 1).reshape(-1, samples.shape[-1])
+    )
+
+
 def interpolate(model, autoencoder, start, end, *, num_points=8, condition=None):
     """Points decoded along the straight line between ``start`` and ``end`` ([D] each) in the
     flow's normal space: z = (1 − t) T(c_start) + t T(c_end) for t in [0, 1], mapped back by

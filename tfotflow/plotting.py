@@ -256,7 +256,7 @@ def write_image(path, picture):
     return pathlib.Path(path)
 
 
-def plot_images(model, autoencoder, data, directory, *, seed=0, per_row=10, title=None):
+def plot_images(model, autoencoder, data, directory, *, seed=0, per_row=10):
     """The pictures of a latent flow of images (``data.metadata.image_shape``):
 
     - ``samples_by_class.png``: one row of decoded samples per class (conditional), or
@@ -271,17 +271,13 @@ def plot_images(model, autoencoder, data, directory, *, seed=0, per_row=10, titl
     classes = meta.condition_dim if meta.classes else 0
     if classes:
         eye = np.eye(classes, dtype=model.precision)
-        codes = np.asarray(model.sample(per_row, eye, seed=(seed, 0)))  # [n, classes, d]
-        codes = np.swapaxes(codes, 0, 1).reshape(per_row * classes, -1)
+        drawn = latent.draw(model, per_row, condition=eye, seed=seed, autoencoder=autoencoder)
         name = "samples_by_class.png"
     else:
-        codes = np.asarray(model.sample(per_row * per_row, seed=(seed, 0)))
+        drawn = latent.draw(model, per_row * per_row, seed=seed, autoencoder=autoencoder)
         name = "samples.png"
-    paths = [
-        write_image(
-            directory / name, image_grid(autoencoder.decode(codes), shape, columns=per_row)
-        )
-    ]
+    pictures = image_grid(latent.rows_by_condition(drawn), shape, columns=per_row)
+    paths = [write_image(directory / name, pictures)]
     rows, labels = [], None if not classes else data.conditions["test"].argmax(axis=1)
     rng = np.random.RandomState(seed)
     for row in range(min(classes or 8, 10)):
@@ -307,5 +303,4 @@ def plot_images(model, autoencoder, data, directory, *, seed=0, per_row=10, titl
     if rows:
         pictures = image_grid(np.concatenate(rows), shape, columns=per_row)
         paths.append(write_image(directory / "interpolations.png", pictures))
-    del title  # the pictures are pixel-exact grids, without a heading
     return paths

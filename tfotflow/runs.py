@@ -718,34 +718,22 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500, autoencoder=
     }
 
 
-def draw(model, n, *, condition=None, seed=0, num_steps=None, autoencoder=None):
-    """``n`` samples, [n, d] (of p(x | y) for a ``condition`` y [k]; for [m, k]: [n, m, d]);
-    a latent flow's codes decoded by its ``autoencoder``: [n, D] (or [n, m, D])."""
-    samples = np.asarray(model.sample(n, condition, seed=(seed, 0), num_steps=num_steps))
-    if autoencoder is None:
-        return samples
-    return autoencoder.decode(samples.reshape(-1, samples.shape[-1])).reshape(
-        *samples.shape[:-1], autoencoder.input_dim
-    )
-
-
 def save_samples(
     model, n, path, *, condition=None, seed=0, num_steps=None, autoencoder=None, image_shape=None
 ):
-    """Draws ``n`` samples (:func:`draw`) and writes them to ``path`` atomically: a .npy
-    array (images as [n, H, W, C] with ``image_shape``), or a .png grid of the images, a
-    row of 10 per ``condition`` row (or 10 to a row)."""
-    samples = draw(
+    """Draws ``n`` samples (:func:`tfotflow.latent.draw`) and writes them to ``path``
+    atomically: a .npy array (images as [n, H, W, C] with ``image_shape``), or a .png grid of
+    the images, a row of the n samples per ``condition`` row (or 10 to a row)."""
+    samples = latent_module.draw(
         model, n, condition=condition, seed=seed, num_steps=num_steps, autoencoder=autoencoder
     )
     path = pathlib.Path(path)
     if path.suffix == ".png":
         if image_shape is None:
             raise ValueError(f"`path` {path}: a .png grid needs images; this run's points are not")
-        rows = samples if samples.ndim == 2 else np.swapaxes(samples, 0, 1)
         columns = 10 if samples.ndim == 2 else samples.shape[0]
         picture = plotting.image_grid(
-            rows.reshape(-1, samples.shape[-1]), image_shape, columns=columns
+            latent_module.rows_by_condition(samples), image_shape, columns=columns
         )
         plotting.write_image(path, picture)
         return samples

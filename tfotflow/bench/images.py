@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from tfotflow import datasets, runs
+from tfotflow import datasets, latent, runs
 from tfotflow._keras import keras
 
 PER_CLASS = 50
@@ -127,7 +127,6 @@ def _per_step_seconds(config, data, steps=5):
     """Wall seconds per autoencoder step (batch 128) and per likelihood step of the flow at
     ``config``'s settings, each the median of ``steps`` timed steps after a first, compiling
     one."""
-    from tfotflow import latent
     from tfotflow.hardware import use_xla
 
     times = {}
@@ -222,9 +221,9 @@ def run(quick=False):
         result["classifier_accuracy"] = accuracy(classifier, reference, reference_labels)
         labels = np.repeat(np.arange(10), PER_CLASS)
         start = time.perf_counter()
-        samples = runs.draw(model, PER_CLASS, condition=np.eye(10), autoencoder=autoencoder)
+        samples = latent.draw(model, PER_CLASS, condition=np.eye(10), autoencoder=autoencoder)
         times["sampling_500"] = time.perf_counter() - start
-        flow_images = np.swapaxes(samples, 0, 1).reshape(-1, samples.shape[-1])
+        flow_images = latent.rows_by_condition(samples)
         codes = autoencoder.encode(data.train)
         floor_codes, floor_labels = gaussian_codes(
             codes, data.conditions["train"].argmax(axis=1), PER_CLASS
