@@ -1,11 +1,13 @@
 """Runs one benchmark suite and writes its JSON to benchmarks/results/.
 
 Run: python benchmarks/run.py SUITE [--quick] [--dataset NAME ...] [--miniboone DIR]
+     [--seeds 0,1,2]
 SUITE is one of trace, peers, training_speed, startup, quality, scaling_out, time_to_quality (see
 README.md here). The training suites (quality, time_to_quality) train on the toy sets named
 with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
 and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json
-(time_to_quality also writes its curves as a PNG of the same name).
+(time_to_quality also writes its curves as a PNG of the same name, races once per seed of
+--seeds, and saves each finished race's row to SUITE_NAME.partial.json as it goes).
 """
 
 import argparse
@@ -21,16 +23,35 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dataset", action="append", dest="names")
     parser.add_argument("--miniboone", default=None)
+    parser.add_argument("--seeds", default=None, help="time_to_quality: comma-separated seeds")
     args = parser.parse_args()
     names = args.names
     if names is None and args.miniboone is not None:
         names = []  # MINIBOONE alone
-    result = bench.run([args.suite], quick=args.quick, miniboone_dir=args.miniboone, names=names)
-    text = json.dumps(result[args.suite], indent=1)
-    print(text)
     parts = [*(names or []), *(["miniboone"] if args.miniboone else [])]
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
+    options = {}
+    if args.suite == "time_to_quality":
+        finished = []
+
+        def save(row):
+            finished.append(row)
+            text = json.dumps(finished, indent=1) + "\n"
+            atomic_write_bytes(out.with_suffix(".partial.json"), text.encode())
+
+        options["on_row"] = save
+        if args.seeds is not None:
+            options["seeds"] = tuple(int(seed) for seed in args.seeds.split(","))
+    result = bench.run(
+        [args.suite],
+        quick=args.quick,
+        miniboone_dir=args.miniboone,
+        names=names,
+        options={args.suite: options},
+    )
+    text = json.dumps(result[args.suite], indent=1)
+    print(text)
     atomic_write_bytes(out, (text + "\n").encode())
     if args.suite == "time_to_quality":  # the curves, beside the JSON
         from tfotflow.plotting import plot_races

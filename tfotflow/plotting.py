@@ -222,7 +222,8 @@ def plot_races(result, path):
         axis.set_xscale("log")
         axis.set_xlabel("training time (s)")
         axis.set_ylabel("exact test NLL (nats)")
-        axis.set_title(f"{row['dataset']} (d = {row['d']})")
+        seed = f", seed {row['seed']}" if "seed" in row else ""
+        axis.set_title(f"{row['dataset']} (d = {row['d']}{seed})")
         axis.legend(fontsize=8)
     return _save(figure, path)
 

@@ -21,13 +21,19 @@ DATA_SUITES = (*TRAINING_SUITES, "scoring")  # they read MINIBOONE when given it
 
 
 def run(
-    suites=("trace", "peers", "training_speed"), *, quick=False, miniboone_dir=None, names=None
+    suites=("trace", "peers", "training_speed"),
+    *,
+    quick=False,
+    miniboone_dir=None,
+    names=None,
+    options=None,
 ):
     """Runs the named benchmark suites; returns ``{"quick": …, "versions": …, suite: result}``.
 
     ``quality`` and ``time_to_quality`` (training) are long and run only when named; they train
     on the toy sets ``names`` (default: the suite's own) and on MINIBOONE when
-    ``miniboone_dir`` holds its splits.
+    ``miniboone_dir`` holds its splits. ``options`` maps a suite to more keyword arguments of
+    its ``run`` (e.g. ``{"time_to_quality": {"seeds": (0, 1, 2)}}``).
     """
     import importlib
     import os
@@ -48,5 +54,6 @@ def run(
             kwargs["miniboone_dir"] = miniboone_dir
         if suite in TRAINING_SUITES and names is not None:
             kwargs["names"] = tuple(names)
+        kwargs.update((options or {}).get(suite, {}))
         results[suite] = module.run(quick=quick, **kwargs)
     return results

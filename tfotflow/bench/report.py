@@ -220,9 +220,11 @@ def summary_tables(results):
             "(peer time / OT-Flow time)",
         )
         for row in results["time_to_quality"]["rows"]:
-            ours = row["inference"]["otflow"]
+            inference = row["inference"] or {}  # matched accuracy: first seed only
+            ours = inference.get("otflow")
             for peer, versus in row["versus"].items():
                 reach = versus["seconds_to_target"]
+                theirs = inference.get(peer)
                 table.add_row(
                     row["dataset"],
                     peer,
@@ -230,9 +232,9 @@ def summary_tables(results):
                     "—" if reach["otflow"] is None else f"{reach['otflow']:.0f}",
                     "—" if reach[peer] is None else f"{reach[peer]:.0f}",
                     _ratio(versus["time_to_quality_speedup"]),
-                    f"{ours['setting']} steps",
-                    f"{row['inference'][peer]['setting']:g}",
-                    _ratio(row["inference_speedups"][peer]),
+                    "—" if ours is None else f"{ours['setting']} steps",
+                    "—" if theirs is None else f"{theirs['setting']:g}",
+                    _ratio(row["inference_speedups"].get(peer)),
                 )
         tables.append(table)
     return tables
