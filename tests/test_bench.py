@@ -148,3 +148,33 @@ def test_recipe_suite_quick():
     ways = {(row["dataset"], row["way"]) for row in result["rows"]}
     assert ways == {("banana", way) for way in ("tuned", "file", "keras")}
     assert all(math.isfinite(row["test_nll"]) for row in result["rows"])
+
+
+def test_across_seeds_takes_medians_and_keeps_unreached_targets_visible():
+    from tfotflow.bench.time_to_quality import across_seeds
+
+    def row(seed, speedup, best):
+        return {
+            "dataset": "toy",
+            "seed": seed,
+            "races": {"otflow": {"best_nll": best}, "peer": {"best_nll": best + 1.0}},
+            "versus": {"peer": {"time_to_quality_speedup": speedup, "target_nll": best + 1.0}},
+        }
+
+    summary = across_seeds([row(0, 2.0, 1.0), row(1, 8.0, 3.0), row(2, 3.0, 2.0)])
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["versus"]["peer"]["median_speedup"] == 3.0
+    assert summary["versus"]["peer"]["target_nlls"] == [2.0, 4.0, 3.0]
+    assert summary["median_best_nll"] == {"otflow": 2.0, "peer": 3.0}
+    # A seed on which one side never reached the target leaves no median to report.
+    unreached = across_seeds([row(0, 2.0, 1.0), row(1, None, 1.0)])
+    assert unreached["versus"]["peer"] == {
+        "speedups": [2.0, None],
+        "median_speedup": None,
+        "target_nlls": [2.0, 2.0],
+    }
+    # A contender raced on the first seed only is left out of the medians.
+    first = row(0, 2.0, 1.0)
+    first["races"]["ffjord"] = {"best_nll": 0.5}
+    first["versus"]["ffjord"] = {"time_to_quality_speedup": 4.0, "target_nll": 1.0}
+    assert set(across_seeds([first, row(1, 2.0, 1.0)])["versus"]) == {"peer"}
