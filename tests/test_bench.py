@@ -151,30 +151,50 @@ def test_recipe_suite_quick():
 
 
 def test_across_seeds_takes_medians_and_keeps_unreached_targets_visible():
-    from tfotflow.bench.time_to_quality import across_seeds
+    from tfotflow.bench.time_to_quality import across_seeds, head_to_head
 
-    def row(seed, speedup, best):
+    def curve(*points):  # (seconds, nll) after a first score at 0 s
         return {
-            "dataset": "toy",
-            "seed": seed,
-            "races": {"otflow": {"best_nll": best}, "peer": {"best_nll": best + 1.0}},
-            "versus": {"peer": {"time_to_quality_speedup": speedup, "target_nll": best + 1.0}},
+            "curve": [[0, 0.0, 9.0], *([i + 1, t, nll] for i, (t, nll) in enumerate(points))],
+            "best_nll": min(nll for _, nll in points),
         }
 
-    summary = across_seeds([row(0, 2.0, 1.0), row(1, 8.0, 3.0), row(2, 3.0, 2.0)])
-    assert summary["seeds"] == [0, 1, 2]
-    assert summary["versus"]["peer"]["median_speedup"] == 3.0
-    assert summary["versus"]["peer"]["target_nlls"] == [2.0, 4.0, 3.0]
-    assert summary["median_best_nll"] == {"otflow": 2.0, "peer": 3.0}
-    # A seed on which one side never reached the target leaves no median to report.
-    unreached = across_seeds([row(0, 2.0, 1.0), row(1, None, 1.0)])
-    assert unreached["versus"]["peer"] == {
-        "speedups": [2.0, None],
-        "median_speedup": None,
-        "target_nlls": [2.0, 2.0],
+    def row(seed, ours, peer):
+        return {"dataset": "toy", "seed": seed, "races": {"otflow": ours, "peer": peer}}
+
+    # The target is the worse best (2.0); OT-Flow is there at 10 s, the peer at 40 s.
+    duel = head_to_head(row(0, curve((10, 2.0), (20, 1.5)), curve((40, 2.0))), "otflow", "peer")
+    assert duel == {
+        "target_nll": 2.0,
+        "seconds_to_target": {"otflow": 10, "peer": 40},
+        "time_to_quality_speedup": 4.0,
     }
-    # A contender raced on the first seed only is left out of the medians.
-    first = row(0, 2.0, 1.0)
-    first["races"]["ffjord"] = {"best_nll": 0.5}
-    first["versus"]["ffjord"] = {"time_to_quality_speedup": 4.0, "target_nll": 1.0}
-    assert set(across_seeds([first, row(1, 2.0, 1.0)])["versus"]) == {"peer"}
+    rows = [
+        row(0, curve((10, 2.0)), curve((20, 2.0))),  # 2x
+        row(1, curve((10, 3.0)), curve((80, 3.0))),  # 8x
+        row(2, curve((10, 1.0)), curve((30, 1.0))),  # 3x
+    ]
+    summary = across_seeds(rows)
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["versus"]["otflow vs peer"] == {
+        "speedups": [2.0, 8.0, 3.0],
+        "median_speedup": 3.0,
+        "target_nlls": [2.0, 3.0, 1.0],
+    }
+    assert summary["median_best_nll"] == {"otflow": 2.0, "peer": 2.0}
+    # A seed on which the peer never reached the target after training began (its best was
+    # its untrained score) leaves no median to report.
+    untrained_best = {"curve": [[0, 0.0, 1.0], [1, 20.0, 5.0]], "best_nll": 1.0}
+    unreached = across_seeds([rows[0], row(1, curve((10, 1.0)), untrained_best)])
+    assert unreached["versus"]["otflow vs peer"]["speedups"] == [2.0, None]
+    assert unreached["versus"]["otflow vs peer"]["median_speedup"] is None
+    # Every OT-Flow setting meets every other contender; one raced on a single seed is left out.
+    for r in rows:
+        r["races"]["otflow_fast"] = curve((5, 1.0))
+    rows[0]["races"]["ffjord"] = curve((50, 1.0))
+    assert set(across_seeds(rows)["versus"]) == {
+        "otflow vs peer",
+        "otflow vs otflow_fast",
+        "otflow_fast vs otflow",
+        "otflow_fast vs peer",
+    }

@@ -36,7 +36,14 @@ FAST = [
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "moons"
     result = CliRunner().invoke(
-        cli.main, ["train", "moons", *FAST, "--out", str(run_dir), "--json"]
+        cli.main,
+        [
+            "train",
+            "moons",
+            *FAST,
+            *("--trace", "hutchinson", "--warm-start-sinkhorn-iterations", "5"),
+            *("--out", str(run_dir), "--json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     return run_dir, json.loads(result.stdout)
@@ -87,6 +94,9 @@ def test_train_writes_a_complete_run_directory(trained):
     assert [row["step"] for row in rows] == [2.0, 4.0]
     assert {"nll", "transport", "hjb", "val_nll", "learning_rate"} <= set(rows[0])
     assert config["train"]["warm_start"] == 60 and config["train"]["schedule"] == "cosine"
+    assert config["model"]["trace"] == "hutchinson"
+    assert config["train"]["warm_start_sinkhorn_iterations"] == 5
+    assert runs.load_model(run_dir)[0].trace == "hutchinson"
     warm = runs.read_csv(run_dir / "warm_start.csv")
     assert [row["step"] for row in warm] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
     assert all(np.isfinite(row["flow_matching"]) for row in warm)

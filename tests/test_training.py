@@ -187,3 +187,39 @@ def test_reference_recipe_contents(tmp_path):
         "EarlyStopping",
         "Checkpoint",
     ]
+
+
+def test_warm_start_takes_the_sinkhorn_sweeps(monkeypatch):
+    from tfotflow import flow_matching
+
+    sweeps = []
+    original = flow_matching.ot_pairs
+
+    def counting(x0, z, *, seed, relative_epsilon=0.01, iterations=100):
+        sweeps.append(iterations)
+        return original(x0, z, seed=seed, relative_epsilon=relative_epsilon, iterations=iterations)
+
+    monkeypatch.setattr(flow_matching, "ot_pairs", counting)
+    data = datasets.load("moons", num_train=64, num_val=8, num_test=8)
+    model = OTFlowModel(2, width=4, num_steps=1)
+    training.warm_start(model, data, steps=2, batch_size=32, sinkhorn_iterations=7)
+    assert sweeps and set(sweeps) == {7}  # traced with the run's setting
+
+
+def test_runs_written_before_the_trace_setting_load_with_the_exact_trace():
+    from tfotflow import runs
+
+    config = {
+        "model": {
+            "width": 4,
+            "num_layers": 2,
+            "rank": 2,
+            "alpha": [1.0, 30.0, 1.0],
+            "num_steps": 2,
+            "eval_num_steps": 2,
+            "dtype": "float32",
+        }
+    }
+    assert runs.new_model(config, 2).trace == "exact"
+    config["model"]["trace"] = "hutchinson"
+    assert runs.new_model(config, 2).trace == "hutchinson"

@@ -220,6 +220,16 @@ def _read_toml(path):
     "--warm-start-learning-rate", type=float, callback=_positive_rate, help="Warm-start Adam rate."
 )
 @click.option(
+    "--warm-start-sinkhorn-iterations",
+    type=click.IntRange(min=1),
+    help="Sinkhorn sweeps of each warm-start step's OT coupling.",
+)
+@click.option(
+    "--trace",
+    type=click.Choice(["exact", "hutchinson"]),
+    help="Training steps' trace: closed form, or a one-probe estimate (scores stay exact).",
+)
+@click.option(
     "--patience", type=click.IntRange(min=1), help="Validations before the rate is divided by 10."
 )
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Float type.")

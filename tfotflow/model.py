@@ -430,7 +430,8 @@ class OTFlowModel(keras.Model):
 
     def _warm_start(self, x, y, steps, settings):
         """``steps`` of :class:`tfotflow.FlowMatching` on the points (and conditions)."""
-        matching = FlowMatching(self)
+        sweeps = 100 if settings is None else settings["warm_start_sinkhorn_iterations"]
+        matching = FlowMatching(self, sinkhorn_iterations=sweeps)
         matching.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=use_xla(self.dim))
         if settings is None:  # a tf.data pipeline of batches
             matching.fit(x.repeat(), epochs=1, steps_per_epoch=steps, verbose=0)

@@ -32,7 +32,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfotflow import checkpoint, datasets, distribute, plotting, training
+from tfotflow import checkpoint, datasets, distribute, ode, plotting, training
 from tfotflow import latent as latent_module
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
@@ -51,6 +51,7 @@ MODEL_KEYS = (
     "eval_num_steps",
     "dtype",
     "normalization",
+    "trace",
 )
 TRAIN_KEYS = (
     "iterations",
@@ -62,6 +63,7 @@ TRAIN_KEYS = (
     "warm_start",
     "warm_start_batch_size",
     "warm_start_learning_rate",
+    "warm_start_sinkhorn_iterations",
 )
 # A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
 LATENT_KEYS = (
@@ -83,6 +85,7 @@ DEFAULTS = {
     "warm_start": 0,
     "warm_start_batch_size": 256,
     "warm_start_learning_rate": 0.02,
+    "warm_start_sinkhorn_iterations": 100,
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
@@ -222,6 +225,7 @@ _MINIMA = {
     "patience": 1,
     "warm_start": 0,
     "warm_start_batch_size": 1,
+    "warm_start_sinkhorn_iterations": 1,
     "latent_dim": 1,
     "autoencoder_epochs": 1,
     "autoencoder_batch_size": 1,
@@ -256,6 +260,7 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     check_alpha(model["alpha"])
     check_float_dtype("dtype", model["dtype"])
     check_normalization(model["normalization"])
+    ode.check_trace(model["trace"])
     training.learning_rate_schedule(train["learning_rate"], train["schedule"], 1)  # `schedule`
     width, inputs = model["width"], dim + condition_dim + 1
     parameters = width * inputs + (model["num_layers"] - 1) * width * width
@@ -372,7 +377,8 @@ def load_autoencoder(run_dir, config=None):
 def new_model(config, dim):
     """The run's model for data of dimension ``dim`` (conditional when the run's
     ``model.condition_dim``, recorded from its dataset, is positive)."""
-    settings = {"normalization": None, **config["model"]}  # none in runs that predate it
+    # Runs that predate a setting have none, or the exact trace.
+    settings = {"normalization": None, "trace": "exact", **config["model"]}
     return OTFlowModel(dim, **{**settings, "alpha": tuple(settings["alpha"])})
 
 
@@ -600,6 +606,7 @@ def train_run(
             steps=train["warm_start"],
             batch_size=train["warm_start_batch_size"],
             learning_rate=train["warm_start_learning_rate"],
+            sinkhorn_iterations=train["warm_start_sinkhorn_iterations"],
             seed=config["seed"],
             callbacks=[
                 MetricsWriter(run_dir / "warm_start.csv", warm_rows, start),

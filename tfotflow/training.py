@@ -60,6 +60,7 @@ def warm_start(
     steps,
     batch_size=256,
     learning_rate=0.02,
+    sinkhorn_iterations=100,
     seed=0,
     callbacks=(),
     verbose=0,
@@ -73,6 +74,7 @@ def warm_start(
         steps: flow-matching steps.
         batch_size: points per step (the OT coupling is over the batch). Defaults to 256.
         learning_rate: Adam's rate. Defaults to 0.02.
+        sinkhorn_iterations: Sinkhorn sweeps of each step's coupling. Defaults to 100.
         seed: the data order's and the draws' seed. Defaults to 0.
         callbacks: Keras callbacks (a progress display, …).
         verbose: Keras' verbosity. Defaults to 0.
@@ -84,7 +86,7 @@ def warm_start(
     steps = check_int("steps", steps, minimum=1)
     batch_size = min(check_int("batch_size", batch_size, minimum=1), len(data.train))
     with model.distribute_strategy.scope():
-        matching = FlowMatching(model, seed=seed)
+        matching = FlowMatching(model, seed=seed, sinkhorn_iterations=sinkhorn_iterations)
         # Several steps per call: a warm-start step is small and Python's per-step cost is not.
         per_call = math.gcd(steps, 50)
         matching.compile(

@@ -501,7 +501,9 @@ def recipe(hyperparameters):
         warm_start=h.get("warm_start", 0),
         warm_start_batch=h.get("warm_start_batch_size", 256),
         warm_start_learning_rate=h.get("warm_start_learning_rate", 0.02),
+        sinkhorn_iterations=h.get("warm_start_sinkhorn_iterations", 100),
         iterations=h["iterations"] if cosine else None,
+        trace=h.get("trace", "exact"),
     )
     return settings, h["batch_size"]
 
@@ -546,15 +548,16 @@ PROBLEMS = {
 }
 PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the other toy set
 # The real-dimension set with an exact density (d = 43, 100,000 training rows), 180 s each:
-# OT-Flow with the recipe a user's file of that size gets (tfotflow.recipe: its cosine spans
-# 4,000 likelihood steps, far more than fit in the budget); with cheaper steps (20 Sinkhorn
-# sweeps in the warm start instead of 100, the one-probe trace in training); and tuned (those,
-# the data whitened in the chain, the cosine over the 600 likelihood steps that fit). FFJORD
-# at OT-Flow's parameter count (first seed only: its exact scores are slow); BayesFlow's flow
-# matching tuned (MINIBOONE's widths, no dropout, Adam 1e-3, batch 512) and at its defaults.
-# Scored exactly on 1,000 test rows.
+# OT-Flow with the recipe a user's file of that size had before its cheaper steps ("otflow":
+# the exact trace in training, 100 Sinkhorn sweeps per warm-start step; its cosine spans
+# 4,000 likelihood steps, far more than fit in the budget); with cheaper steps, the recipe's
+# now ("otflow_fast": 20 sweeps, the one-probe trace in training); and tuned ("otflow_tuned":
+# those, the data whitened in the chain, the cosine over the 600 likelihood steps that fit).
+# FFJORD at OT-Flow's parameter count (first seed only: its exact scores are slow);
+# BayesFlow's flow matching tuned (MINIBOONE's widths, no dropout, Adam 1e-3, batch 512) and
+# at its defaults. Scored exactly on 1,000 test rows.
 _MIXTURE = recipe_for_size(43, 100_000)
-_MIXTURE_FAST = {**recipe(_MIXTURE)[0], "sinkhorn_iterations": 20, "trace": "hutchinson"}
+_MIXTURE_FAST = recipe(_MIXTURE)[0]
 _MIXTURE_CONTENDERS = (
     "otflow",
     "otflow_fast",
@@ -564,7 +567,7 @@ _MIXTURE_CONTENDERS = (
     "bayesflow_fm_defaults",
 )
 PROBLEMS["miniboone_mixture"] = dict(
-    otflow=recipe(_MIXTURE)[0],
+    otflow={**_MIXTURE_FAST, "sinkhorn_iterations": 100, "trace": "exact"},
     otflow_fast=_MIXTURE_FAST,
     otflow_tuned={**_MIXTURE_FAST, "normalization": "whiten", "iterations": 600},
     ffjord=dict(hidden=None, learning_rate=1e-3),
@@ -687,21 +690,7 @@ def compete(
         races[contender.name].update(
             budget_seconds=budget, batch_size=batch, parameters=contender.num_parameters
         )
-    versus = {}
-    for peer in races:
-        if peer == ours.name:
-            continue
-        target = max(races[peer]["best_nll"], races[ours.name]["best_nll"])
-        reach = {
-            name: seconds_to_reach(races[name]["curve"], target) for name in (ours.name, peer)
-        }
-        versus[peer] = {
-            "target_nll": target,
-            "seconds_to_target": reach,
-            "time_to_quality_speedup": (
-                reach[peer] / reach[ours.name] if reach[peer] and reach[ours.name] else None
-            ),
-        }
+    versus = {peer: head_to_head(races, ours.name, peer) for peer in races if peer != ours.name}
     test_x, test_y = batch_points_and_conditions(test, k)
     test_points = len(test_x)
     exact = data.metadata.log_prob  # the true density, when known: its NLL on these points
@@ -745,28 +734,48 @@ def compete(
     }
 
 
+def head_to_head(races, ours, peer):
+    """Time to quality of the race ``ours`` against ``peer`` (names in ``races``, a dict of
+    :func:`race` results): the target is the worse of the two best test NLLs, each side's
+    time the training seconds at which it first scored at or below it, and the speed-up the
+    peer's time over ours (None when either never reached it)."""
+    target = max(races[peer]["best_nll"], races[ours]["best_nll"])
+    reach = {name: seconds_to_reach(races[name]["curve"], target) for name in (ours, peer)}
+    return {
+        "target_nll": target,
+        "seconds_to_target": reach,
+        "time_to_quality_speedup": (
+            reach[peer] / reach[ours] if reach[peer] and reach[ours] else None
+        ),
+    }
+
+
 def across_seeds(rows):
-    """Medians over one data set's races with different seeds (rows of :func:`compete`):
-    for each peer raced on every seed, the median time-to-quality speed-up and the seconds
-    each side took; for each contender, the median best test NLL."""
-    contenders = set.intersection(*(set(row["races"]) for row in rows))
-    peers = set.intersection(*(set(row["versus"]) for row in rows))
+    """Medians over one data set's races with different seeds (rows of :func:`compete`).
+
+    For every OT-Flow setting raced on every seed (a contender named "otflow…") against every
+    other contender raced on every seed, keyed "ours vs other": the speed-up and the target
+    of each seed (:func:`head_to_head`) and their median (None unless every seed reached the
+    target); for each contender, the median best test NLL."""
+    contenders = sorted(set.intersection(*(set(row["races"]) for row in rows)))
     versus = {}
-    for peer in sorted(peers):
-        speedups = [row["versus"][peer]["time_to_quality_speedup"] for row in rows]
-        reached = [x for x in speedups if x is not None]
-        versus[peer] = {
-            "speedups": speedups,
-            "median_speedup": float(np.median(reached)) if len(reached) == len(rows) else None,
-            "target_nlls": [row["versus"][peer]["target_nll"] for row in rows],
-        }
+    for ours in (name for name in contenders if name.startswith("otflow")):
+        for other in (name for name in contenders if name != ours):
+            duels = [head_to_head(row["races"], ours, other) for row in rows]
+            speedups = [duel["time_to_quality_speedup"] for duel in duels]
+            reached = [x for x in speedups if x is not None]
+            versus[f"{ours} vs {other}"] = {
+                "speedups": speedups,
+                "median_speedup": float(np.median(reached)) if len(reached) == len(rows) else None,
+                "target_nlls": [duel["target_nll"] for duel in duels],
+            }
     return {
         "dataset": rows[0]["dataset"],
         "seeds": [row["seed"] for row in rows],
         "versus": versus,
         "median_best_nll": {
             name: float(np.median([row["races"][name]["best_nll"] for row in rows]))
-            for name in sorted(contenders)
+            for name in contenders
         },
     }
 
