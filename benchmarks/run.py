@@ -7,7 +7,10 @@ README.md here). The training suites (quality, time_to_quality) train on the toy
 with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
 and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json
 (time_to_quality also writes its curves as a PNG of the same name, races once per seed of
---seeds, and saves each finished race's row to SUITE_NAME.partial.json as it goes).
+--seeds (named in the file: ..._seeds0-1-2.json), only OT-Flow and each --contender when
+given, scores every --score-factor of training time (default 1.4), skips the comparison at
+matched accuracy with --no-matched-accuracy, and saves each finished race's row to the
+.partial.json beside it as it goes).
 """
 
 import argparse
@@ -24,11 +27,20 @@ if __name__ == "__main__":
     parser.add_argument("--dataset", action="append", dest="names")
     parser.add_argument("--miniboone", default=None)
     parser.add_argument("--seeds", default=None, help="time_to_quality: comma-separated seeds")
+    parser.add_argument(
+        "--contender", action="append", help="time_to_quality: race only these (and otflow)"
+    )
+    parser.add_argument("--score-factor", type=float, help="time_to_quality: score spacing")
+    parser.add_argument(
+        "--no-matched-accuracy", action="store_true", help="time_to_quality: races only"
+    )
     args = parser.parse_args()
     names = args.names
     if names is None and args.miniboone is not None:
         names = []  # MINIBOONE alone
     parts = [*(names or []), *(["miniboone"] if args.miniboone else [])]
+    if args.seeds is not None:
+        parts.append("seeds" + args.seeds.replace(",", "-"))
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     options = {}
@@ -43,6 +55,11 @@ if __name__ == "__main__":
         options["on_row"] = save
         if args.seeds is not None:
             options["seeds"] = tuple(int(seed) for seed in args.seeds.split(","))
+        options.update(
+            contenders=args.contender,
+            score_factor=args.score_factor,
+            inference=not args.no_matched_accuracy,
+        )
     result = bench.run(
         [args.suite],
         quick=args.quick,

@@ -685,6 +685,7 @@ def compete(
             lambda c=contender: mean_nll(c, c.reference_setting(), test),
             iter(contender.batches(train, batch=batch, seed=seed)),
             budget_seconds=budget,
+            factor=problem.get("score_factor", 1.4),
             on_score=None if on_score is None else functools.partial(on_score, contender.name),
         )
         races[contender.name].update(
@@ -791,14 +792,27 @@ def log_score(name, point):
     print(f"{name}: iteration {iteration}, {seconds:.1f} s, test NLL {nll:.4f}", file=sys.stderr)
 
 
-def run(quick=False, names=("8gaussians",), miniboone_dir=None, seeds=(0,), on_row=None):
+def run(
+    quick=False,
+    names=("8gaussians",),
+    miniboone_dir=None,
+    seeds=(0,),
+    on_row=None,
+    contenders=None,
+    score_factor=None,
+    inference=True,
+):
     """Races on each named toy set, and on MINIBOONE when ``miniboone_dir`` holds its splits,
     once per seed; the curves are printed to stderr as they are scored.
 
     After the first seed, the contenders a problem names in ``first_seed_only`` sit out and
     the comparison at matched accuracy is skipped; with several seeds the result's
     ``across_seeds`` holds each data set's medians (:func:`across_seeds`). ``on_row`` sees
-    each finished race's row (e.g. to save it before the next begins)."""
+    each finished race's row (e.g. to save it before the next begins). ``contenders`` names
+    the ones to race besides OT-Flow (default: all); ``score_factor`` spaces the scores
+    further apart (each after that factor more training time; default 1.4), which saves the
+    peers' slow exact scores at high dimension; ``inference=False`` skips the comparison at
+    matched accuracy (e.g. for seeds run apart from the first)."""
     jobs = []
     for name in names:
         size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
@@ -826,13 +840,14 @@ def run(quick=False, names=("8gaussians",), miniboone_dir=None, seeds=(0,), on_r
             )
         seeded = []
         for i, seed in enumerate(seeds):
-            later = [n for n in problem["batch"] if n not in problem.get("first_seed_only", ())]
+            chosen = [n for n in problem["batch"] if contenders is None or n in contenders]
+            later = [n for n in chosen if n not in problem.get("first_seed_only", ())]
             row = compete(
                 data,
-                problem,
+                problem if score_factor is None else {**problem, "score_factor": score_factor},
                 seed=seed,
-                only=None if i == 0 else later,
-                inference=i == 0,
+                only=chosen if i == 0 else later,
+                inference=inference and i == 0,
                 **options,
             )
             seeded.append(row)
