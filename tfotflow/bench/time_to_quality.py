@@ -129,9 +129,8 @@ class OTFlowContender:
     """OT-Flow: Adam on J, weights clipped to [−1.5, 1.5] before each step
     (:class:`tfotflow.callbacks.ClipWeights`); optionally after ``warm_start`` flow-matching
     steps (:class:`tfotflow.FlowMatching`, batch ``warm_start_batch``, ``sinkhorn_iterations``
-    sweeps of its coupling), with a cosine
-    learning rate over ``iterations`` (tfotflow's toy recipe) instead of a constant one, with
-    the one-probe ``trace="hutchinson"`` in training (scores stay exact), and with the
+    sweeps of its coupling), with a cosine learning rate over ``iterations`` (tfotflow's toy
+    recipe) instead of a constant one, with the one-probe ``trace="hutchinson"`` in training (scores stay exact), and with the
     training data's affine map in the chain (``normalization``: "diagonal" or "whiten",
     :meth:`tfotflow.OTFlowModel.adapt`) instead of none."""
 
@@ -550,7 +549,7 @@ PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the oth
 # The real-dimension set with an exact density (d = 43, 100,000 training rows), 180 s each:
 # OT-Flow with the recipe a user's file of that size had before its cheaper steps ("otflow":
 # the exact trace in training, 100 Sinkhorn sweeps per warm-start step; its cosine spans
-# 4,000 likelihood steps, far more than fit in the budget); with cheaper steps, the recipe's
+# 5,000 likelihood steps, far more than fit in the budget); with cheaper steps, the recipe's
 # now ("otflow_fast": 20 sweeps, the one-probe trace in training); and tuned ("otflow_tuned":
 # those, the data whitened in the chain, the cosine over the 600 likelihood steps that fit).
 # FFJORD at OT-Flow's parameter count (first seed only: its exact scores are slow);
