@@ -163,7 +163,8 @@ def test_across_seeds_takes_medians_and_keeps_unreached_targets_visible():
         return {"dataset": "toy", "seed": seed, "races": {"otflow": ours, "peer": peer}}
 
     # The target is the worse best (2.0); OT-Flow is there at 10 s, the peer at 40 s.
-    duel = head_to_head(row(0, curve((10, 2.0), (20, 1.5)), curve((40, 2.0))), "otflow", "peer")
+    races = row(0, curve((10, 2.0), (20, 1.5)), curve((40, 2.0)))["races"]
+    duel = head_to_head(races, "otflow", "peer")
     assert duel == {
         "target_nll": 2.0,
         "seconds_to_target": {"otflow": 10, "peer": 40},

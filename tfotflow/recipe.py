@@ -27,8 +27,8 @@ the training rows, and it trains longer, as √d. With half, ``linear_gaussian``
 Above d = 16 the steps get cheaper: at d = 43 (width 128, batch 1024, 6 RK4 steps) an exact
 likelihood step takes 1.50 s and a one-probe one 0.26 s, and 100 Sinkhorn sweeps take 42 of a
 warm-start step's 47 ms (20 sweeps: 16 ms). On the 43-d ``miniboone_mixture`` both together
-reached in about a third of the time the exact NLL the exact-trace recipe reached in 180 s
-(``benchmarks/README.md``).
+reached the exact NLL the exact-trace recipe reached in 180 s 2.8× sooner (median of three
+seeds; ``benchmarks/README.md``).
 Any setting given as a flag or in a config file wins over the rule.
 """
 
