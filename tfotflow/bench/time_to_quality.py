@@ -130,9 +130,10 @@ class OTFlowContender:
     (:class:`tfotflow.callbacks.ClipWeights`); optionally after ``warm_start`` flow-matching
     steps (:class:`tfotflow.FlowMatching`, batch ``warm_start_batch``, ``sinkhorn_iterations``
     sweeps of its coupling), with a cosine learning rate over ``iterations`` (tfotflow's toy
-    recipe) instead of a constant one, with the one-probe ``trace="hutchinson"`` in training (scores stay exact), and with the
-    training data's affine map in the chain (``normalization``: "diagonal" or "whiten",
-    :meth:`tfotflow.OTFlowModel.adapt`) instead of none."""
+    recipe) instead of a constant one, with the one-probe ``trace="hutchinson"`` in training
+    (scores stay exact), and with the training data's affine map in the chain
+    (``normalization``: "diagonal" or "whiten", :meth:`tfotflow.OTFlowModel.adapt`) instead
+    of none."""
 
     def __init__(
         self,
