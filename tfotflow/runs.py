@@ -36,6 +36,7 @@ from tfotflow import checkpoint, datasets, distribute, ode, plotting, training
 from tfotflow import latent as latent_module
 from tfotflow._keras import keras
 from tfotflow.checkpoint import atomic_write_bytes
+from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel, check_alpha, check_normalization
 from tfotflow.potential import Potential
@@ -74,6 +75,7 @@ LATENT_KEYS = (
     "autoencoder_learning_rate",
 )
 _MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
+_FLOW_MATCHING_SIGNATURE = inspect.signature(FlowMatching.__init__).parameters
 DEFAULTS = {
     **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
     "iterations": 1000,
@@ -85,7 +87,7 @@ DEFAULTS = {
     "warm_start": 0,
     "warm_start_batch_size": 256,
     "warm_start_learning_rate": 0.02,
-    "warm_start_sinkhorn_iterations": 100,
+    "warm_start_sinkhorn_iterations": _FLOW_MATCHING_SIGNATURE["sinkhorn_iterations"].default,
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
@@ -377,8 +379,8 @@ def load_autoencoder(run_dir, config=None):
 def new_model(config, dim):
     """The run's model for data of dimension ``dim`` (conditional when the run's
     ``model.condition_dim``, recorded from its dataset, is positive)."""
-    # Runs that predate a setting have none, or the exact trace.
-    settings = {"normalization": None, "trace": "exact", **config["model"]}
+    # Runs that predate a setting have no normalization, and the default trace.
+    settings = {"normalization": None, "trace": DEFAULTS["trace"], **config["model"]}
     return OTFlowModel(dim, **{**settings, "alpha": tuple(settings["alpha"])})
 
 
