@@ -220,6 +220,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--learning-rate", "nan"], "--learning-rate"),
         (["train", "--lr", "-0.1"], "--learning-rate"),
         (["train", "--warm-start-learning-rate", "0"], "--warm-start-learning-rate"),
+        (["train", "--warm-start-sinkhorn-iterations", "0"], "--warm-start-sinkhorn-iterations"),
+        (["train", "--trace", "both"], "--trace"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),
@@ -437,6 +439,11 @@ def test_train_split_reaches_the_tabular_loader(tmp_path, rng):
         ("learning_rate = -0.1", "`learning_rate` must be finite and positive"),
         ("width = 100000000", "more than half of this machine"),
         ('precision = "float64"', "unknown setting(s) precision"),
+        ('trace = "both"', "`trace` must be one of"),
+        (
+            "warm_start_sinkhorn_iterations = 0",
+            "`warm_start_sinkhorn_iterations` must be at least 1",
+        ),
     ],
 )
 def test_bad_config_values_exit_2_and_create_nothing(tmp_path, line, fragment):
