@@ -3,7 +3,8 @@
 Each check raises ``AssertionError`` with the measured discrepancy when it fails, and returns
 the measured value(s) otherwise, so it can sit in any test runner.
 
->>> import numpy as np, tfotflow
+>>> import keras, numpy as np, tfotflow
+>>> keras.utils.set_random_seed(0)  # the potential's initial weights, whatever ran before
 >>> potential = tfotflow.Potential(width=4, dtype="float64")
 >>> flow = tfotflow.OTFlow(potential, num_steps=16)
 >>> x = np.random.default_rng(0).normal(size=(5, 2))
