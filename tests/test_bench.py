@@ -106,8 +106,7 @@ def test_conditional_race_scores_conditional_nll_and_posterior_moments():
     row = result["rows"][0]
     assert row["d"] == 10 and row["condition_dim"] == 10
     peers = {"bayesflow_fm"} if time_to_quality.bayesflow_available() else set()
-    # FFJORD takes no conditions; "otflow_before": unstandardized, without the smooth hand-over
-    assert set(row["races"]) == {"otflow", "otflow_before", *peers}
+    assert set(row["races"]) == {"otflow", *peers}  # FFJORD takes no conditions
     posterior = row["posterior"]
     assert posterior["exact_variance"] == pytest.approx(0.05)
     for name in row["races"]:

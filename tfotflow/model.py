@@ -18,7 +18,6 @@ from tfotflow.hardware import use_xla
 from tfotflow.potential import Potential
 from tfotflow.recipe import recipe
 from tfotflow.regularizers import resolve as resolve_regularizers
-from tfotflow.training import rise_steps, warm_start_rate
 from tfotflow.validation import (
     batch_points_and_conditions,
     check_float_dtype,
@@ -373,9 +372,7 @@ class OTFlowModel(keras.Model):
         """
         self._recipe_schedule = None
         if optimizer is None:
-            self._recipe_schedule = keras.optimizers.schedules.CosineDecay(
-                0.0, decay_steps=1, warmup_target=0.03
-            )
+            self._recipe_schedule = keras.optimizers.schedules.CosineDecay(0.03, decay_steps=1)
             optimizer = keras.optimizers.Adam(self._recipe_schedule)
             jit_compile = use_xla(self.dim) if jit_compile is None else jit_compile
         super().compile(optimizer=optimizer, jit_compile=bool(jit_compile), **kwargs)
@@ -418,11 +415,8 @@ class OTFlowModel(keras.Model):
             if epochs is None:
                 epochs = max(1, math.ceil(settings["iterations"] / per_epoch))
             if first:
+                self._recipe_schedule.decay_steps = epochs * per_epoch
                 warm_start = settings["warm_start"] if warm_start is None else warm_start
-                steps = epochs * per_epoch
-                rise = rise_steps(steps) if warm_start else 0
-                self._recipe_schedule.warmup_steps = rise
-                self._recipe_schedule.decay_steps = steps - rise
             if not any(isinstance(callback, ClipWeights) for callback in callbacks):
                 callbacks.insert(0, ClipWeights())
         epochs = 1 if epochs is None else epochs
@@ -438,10 +432,7 @@ class OTFlowModel(keras.Model):
         """``steps`` of :class:`tfotflow.FlowMatching` on the points (and conditions)."""
         sweeps = 100 if settings is None else settings["warm_start_sinkhorn_iterations"]
         matching = FlowMatching(self, sinkhorn_iterations=sweeps)
-        matching.compile(
-            optimizer=keras.optimizers.Adam(warm_start_rate(0.02, steps)),
-            jit_compile=use_xla(self.dim),
-        )
+        matching.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=use_xla(self.dim))
         if settings is None:  # a tf.data pipeline of batches
             matching.fit(x.repeat(), epochs=1, steps_per_epoch=steps, verbose=0)
         else:

@@ -206,17 +206,14 @@ def build_config(
     return config
 
 
-def adapts(config, metadata):
+def adapts(config):
     """Whether a new run sets its model's normalization from the training data
-    (:meth:`OTFlowModel.adapt`): for data read from a file, a registered set whose metadata
-    asks for it (``standardize``), and whenever it whitens; another registered data set keeps
-    the identity; a model built without normalization never."""
+    (:meth:`OTFlowModel.adapt`): for data read from a file, and whenever it whitens; a
+    registered data set, already standardized, keeps the identity otherwise; a model built
+    without normalization never."""
     normalization = config["model"].get("normalization")
     return normalization is not None and (
-        "source" in config
-        or "latent" in config
-        or metadata.standardize
-        or normalization == "whiten"
+        "source" in config or "latent" in config or normalization == "whiten"
     )
 
 
@@ -589,15 +586,12 @@ def train_run(
     with strategy.scope():
         model = new_model(config, data.metadata.dim)
         rate = training.learning_rate_schedule(
-            train["learning_rate"],
-            train["schedule"],
-            train["iterations"],
-            warm_started=bool(train["warm_start"]),
+            train["learning_rate"], train["schedule"], train["iterations"]
         )
         model.compile(
             optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
         )
-        if adapts(config, data.metadata) and not resume:  # a resume restores it from last.npz
+        if adapts(config) and not resume:  # a resume restores them from the checkpoint
             model.adapt(data.train, data.conditions["train"] if data.conditional else None)
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():

@@ -44,44 +44,13 @@ SCHEDULES = ("plateau", "cosine")
 LOOP_MINIMA = {"iterations": 1, "batch_size": 1, "validate_every": 1}
 
 
-def learning_rate_schedule(learning_rate, schedule, iterations, *, warm_started=False):
-    """Adam's rate for maximum likelihood: constant (divided on plateaus by the recipe) or
-    cosine-decayed to 0 over ``iterations``.
-
-    After a warm start (``warm_started``) the cosine first rises linearly from 0 over
-    :func:`rise_steps` of the iterations: a fresh Adam's first steps move every weight by
-    about the full rate and undo much of the warm start (on the 43-d ``miniboone_mixture``,
-    one step at 0.03 took the test NLL from 29.0 to 70.5; it was back at 29 after about 40).
-    """
+def learning_rate_schedule(learning_rate, schedule, iterations):
+    """Adam's rate: constant (divided on plateaus by the recipe) or cosine-decayed to 0."""
     if schedule not in SCHEDULES:
         raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: {schedule!r}")
     if schedule == "cosine":
-        rise = rise_steps(iterations) if warm_started else 0
-        if not rise:
-            return keras.optimizers.schedules.CosineDecay(learning_rate, iterations)
-        return keras.optimizers.schedules.CosineDecay(
-            0.0,
-            iterations - rise,
-            warmup_target=learning_rate,
-            warmup_steps=rise,
-        )
+        return keras.optimizers.schedules.CosineDecay(learning_rate, iterations)
     return learning_rate
-
-
-def rise_steps(iterations):
-    """The steps over which a cosine rate rises after a warm start: 2 % of ``iterations``."""
-    return iterations // 50
-
-
-def warm_start_rate(learning_rate, steps):
-    """The warm start's Adam rate: ``learning_rate`` cosine-decayed to 0 over its ``steps``.
-
-    Flow matching's loss is noisy (a fresh t, noise draw and coupling every step), so at a
-    constant rate the potential ends where the last steps left it; decayed, it ends at their
-    average. After 1,000 steps the exact test NLL was 29.0 instead of 31.5 on the 43-d
-    ``miniboone_mixture``, and 0.37 instead of 0.58 on ``linear_gaussian`` (standardized).
-    """
-    return keras.optimizers.schedules.CosineDecay(learning_rate, steps)
 
 
 def warm_start(
@@ -104,8 +73,7 @@ def warm_start(
             conditions, for a conditional model).
         steps: flow-matching steps.
         batch_size: points per step (the OT coupling is over the batch). Defaults to 256.
-        learning_rate: Adam's first rate, cosine-decayed to 0 over the steps
-            (:func:`warm_start_rate`). Defaults to 0.02.
+        learning_rate: Adam's rate. Defaults to 0.02.
         sinkhorn_iterations: Sinkhorn sweeps of each step's coupling. Defaults to 100.
         seed: the data order's and the draws' seed. Defaults to 0.
         callbacks: Keras callbacks (a progress display, …).
@@ -122,7 +90,7 @@ def warm_start(
         # Several steps per call: a warm-start step is small and Python's per-step cost is not.
         per_call = math.gcd(steps, 50)
         matching.compile(
-            optimizer=keras.optimizers.Adam(warm_start_rate(learning_rate, steps)),
+            optimizer=keras.optimizers.Adam(learning_rate),
             jit_compile=use_xla(model.dim),
             steps_per_execution=per_call,
         )

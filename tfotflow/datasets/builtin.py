@@ -81,10 +81,6 @@ CONDITIONAL_HYPERPARAMETERS = {
     # them (benchmarks/README.md, "linear-Gaussian posterior").
     "linear_gaussian": dict(TOY_HYPERPARAMETERS, width=16, batch_size=500, iterations=4000),
 }
-# Sets a run standardizes in the chain: the linear-Gaussian posterior's θ has a scale of 0.32
-# and x of 0.45. Unstandardized, 1,000 warm-start steps reached an exact test NLL of 6.7
-# against the posterior's −0.72; standardized, 0.37 (benchmarks/README.md).
-STANDARDIZED = {"linear_gaussian"}
 
 
 def _conditional_splits(name, streams, dtype):
@@ -104,7 +100,6 @@ def _conditional_splits(name, streams, dtype):
         log_prob=conditional.LOG_PROBS[name],
         entropy=_conditional_entropy(name),
         condition_dim=condition_dim,
-        standardize=name in STANDARDIZED,
     )
     return Dataset(**points, metadata=metadata, conditions=conditions)
 

@@ -56,10 +56,6 @@ class Metadata:
             values are its pixels in row-major order, in [0, 1]. Defaults to None.
         classes: when the conditions are one-hot labels, the name of each class (k of them).
             Defaults to None.
-        standardize: whether a run maps the points (and conditions) to zero mean and unit
-            scale in the chain (:meth:`tfotflow.OTFlowModel.adapt`), as it always does for a
-            file: for a registered set whose scale is far from 1. Defaults to False (the
-            registered set's recipe was tuned in its own coordinates).
     """
 
     name: str
@@ -73,7 +69,6 @@ class Metadata:
     source: dict | None = None
     image_shape: tuple | None = None
     classes: tuple | None = None
-    standardize: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
