@@ -1,6 +1,7 @@
 """The hand-over from the flow-matching warm start to maximum likelihood, lever by lever.
 
-Run: python benchmarks/hand_over.py [--seeds 0,1,2] [--quick]
+Run: python benchmarks/hand_over.py [--seeds 0,1,2] [--set NAME ...] [--variant NAME ...]
+     [--quick]
 
 For each set and seed, OT-Flow (the race's settings, ``tfotflow.bench.time_to_quality``)
 runs its warm start, then likelihood steps, and is scored by its exact test NLL at the end of
@@ -14,7 +15,8 @@ the warm start and every ``every`` likelihood steps, in variants:
   (:meth:`tfotflow.OTFlowModel.adapt`), on ``linear_gaussian`` only (``miniboone_mixture``
   is already near unit scale).
 
-Writes benchmarks/results/hand_over.json (the curves and each variant's medians over seeds).
+Writes benchmarks/results/hand_over[_NAME...].json (the curves and each variant's medians
+over seeds).
 """
 
 import argparse
@@ -74,11 +76,14 @@ def curve(name, variant, seed, *, quick):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", action="append", dest="sets", choices=list(SETS))
+    parser.add_argument("--variant", action="append", dest="variants")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     result = {"benchmark": "hand_over", "quick": args.quick, "sets": {}}
-    for name, (_, _, _, variants) in SETS.items():
+    for name in args.sets or SETS:
+        variants = [v for v in SETS[name][3] if args.variants is None or v in args.variants]
         runs = {
             variant: {seed: curve(name, variant, seed, quick=args.quick) for seed in seeds}
             for variant in variants
@@ -91,7 +96,7 @@ def main():
             for variant, curves in runs.items()
         }
         result["sets"][name] = {"curves": runs, "medians": medians}
-    stem = "hand_over_quick" if args.quick else "hand_over"
+    stem = "_".join(["hand_over", *(args.sets or []), *(["quick"] if args.quick else [])])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
     print(out)

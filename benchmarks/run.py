@@ -7,10 +7,11 @@ README.md here). The training suites (quality, time_to_quality) train on the toy
 with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
 and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json
 (time_to_quality also writes its curves as a PNG of the same name, races once per seed of
---seeds (named in the file: ..._seeds0-1-2.json), only OT-Flow and each --contender when
-given, scores every --score-factor of training time (default 1.4), skips the comparison at
-matched accuracy with --no-matched-accuracy, and saves each finished race's row to the
-.partial.json beside it as it goes).
+--seeds (named in the file: ..._seeds0-1-2.json), only each --contender when given (and
+OT-Flow's recipe, unless an OT-Flow setting is among them), scores every --score-factor of
+training time (default 1.4), skips the comparison at matched accuracy with
+--no-matched-accuracy, and saves each finished race's row to the .partial.json beside it as
+it goes).
 """
 
 import argparse
@@ -28,7 +29,9 @@ if __name__ == "__main__":
     parser.add_argument("--miniboone", default=None)
     parser.add_argument("--seeds", default=None, help="time_to_quality: comma-separated seeds")
     parser.add_argument(
-        "--contender", action="append", help="time_to_quality: race only these (and otflow)"
+        "--contender",
+        action="append",
+        help="time_to_quality: race only these (and otflow, unless one otflow_* is named)",
     )
     parser.add_argument("--score-factor", type=float, help="time_to_quality: score spacing")
     parser.add_argument(
