@@ -123,6 +123,48 @@ def test_dropped_rows_are_counted(tmp_path, monkeypatch):
     assert "settings chosen from the data's size" in result.output
 
 
+def correlated_table(path, rng, *, collinear=False):
+    """A 17-column CSV of correlated Gaussian columns (the last the sum of the first two when
+    ``collinear``)."""
+    values = rng.normal(size=(400, 17)) @ rng.normal(size=(17, 17))
+    if collinear:
+        values[:, -1] = values[:, 0] + values[:, 1]
+    pd.DataFrame(values, columns=[f"c{i}" for i in range(17)]).to_csv(path, index=False)
+    return values
+
+
+@pytest.mark.parametrize(
+    "collinear, flags, expected",
+    [(False, [], "whiten"), (False, ["--diagonal"], "diagonal"), (True, [], "diagonal")],
+)
+def test_the_recipe_whitens_above_d_16_when_the_covariance_allows(
+    tmp_path, monkeypatch, rng, collinear, flags, expected
+):
+    from tests.test_cli import stop_before_training
+
+    seen = stop_before_training(monkeypatch)
+    path = tmp_path / "t.csv"
+    correlated_table(path, rng, collinear=collinear)
+    result = CliRunner().invoke(
+        cli.main, ["train", str(path), "--out", str(tmp_path / "r"), *flags, *TINY]
+    )
+    assert result.exit_code == 130, result.output
+    assert seen["config"]["model"]["normalization"] == expected
+
+
+def test_a_whitened_file_run_keeps_the_cholesky_factor_of_its_training_rows(tmp_path, rng):
+    path = tmp_path / "t.csv"
+    correlated_table(path, rng)
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli.main, ["train", str(path), "--out", str(run_dir), *TINY])
+    assert result.exit_code == 0, result.output
+    model, _ = runs.load_model(run_dir)
+    assert model.normalization == "whiten"
+    train = runs.load_data(json.loads((run_dir / "config.json").read_text())).train
+    covariance = np.cov(train.astype(np.float64), rowvar=False, bias=True)
+    np.testing.assert_allclose(model.scale_tril, np.linalg.cholesky(covariance), atol=1e-4)
+
+
 def test_file_options_are_refused_for_a_registered_set():
     result = CliRunner().invoke(cli.main, ["train", "moons", "--columns", "a"])
     assert result.exit_code == 2 and "--columns read a table file" in result.output

@@ -279,7 +279,15 @@ def _read_toml(path):
     flag_value="whiten",
     default=None,
     help="Whiten the data in the flow's chain (x = μ + L x̃, L the Cholesky factor of the "
-    "covariance) instead of scaling each column: for strongly correlated columns.",
+    "covariance) instead of scaling each column: for strongly correlated columns. A file's "
+    "recipe whitens above d = 16 when the covariance is well conditioned.",
+)
+@click.option(
+    "--diagonal",
+    "normalization",
+    flag_value="diagonal",
+    help="Scale each column of a file's data by its standard deviation (x = μ + σ ⊙ x̃) even "
+    "where the recipe would whiten.",
 )
 @click.option(
     "--columns",

@@ -40,7 +40,7 @@ from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel, check_alpha, check_normalization
 from tfotflow.potential import Potential
-from tfotflow.recipe import recipe
+from tfotflow.recipe import recipe, whitenable
 from tfotflow.validation import check_float_dtype, check_int, check_positive_float
 
 MODEL_KEYS = (
@@ -145,8 +145,13 @@ def recommended_settings(data):
     """The data set's recommended settings, or, when it recommends none (a user's file), the
     settings :func:`tfotflow.recipe.recipe` chooses from its d, k and training rows. A data
     set that recommends no RK4 steps gets the recipe's (the model's own default)."""
-    rule = recipe(data.metadata.dim, len(data.train), data.metadata.condition_dim)
     recommended = dict(data.metadata.hyperparameters)
+    rule = recipe(
+        data.metadata.dim,
+        len(data.train),
+        data.metadata.condition_dim,
+        whitenable=bool(recommended) or whitenable(data.train),
+    )
     if not recommended:
         return rule
     if "num_steps" not in recommended:
