@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -114,6 +115,39 @@ def test_conditional_race_scores_conditional_nll_and_posterior_moments():
         assert errors["mean_max_abs_error"] > 0 and errors["covariance_max_abs_error"] > 0
     bad = [path for path, value in numbers(result) if not math.isfinite(value)]
     assert not bad, bad
+
+
+def test_the_race_compiles_the_likelihood_step_and_leaves_no_trace_of_it(rng):
+    """Drawing OT-Flow's first batch compiles its likelihood step (so the race's training time
+    holds no tracing) and restores the weights and the optimizer: the first batch is still a
+    warm-start batch, and the likelihood optimizer has taken no step."""
+    from tfotflow.bench.time_to_quality import OTFlowContender
+
+    train = rng.normal(size=(64, 2)).astype("float32")
+    contender = OTFlowContender(
+        2,
+        train=train,
+        width=4,
+        alpha=(1.0, 30.0, 1.0),
+        num_steps=2,
+        learning_rate=0.03,
+        dtype="float32",
+        warm_start=3,
+        warm_start_batch=16,
+        iterations=10,
+    )
+    before = [v.numpy() for v in contender.model.trainable_variables]
+    phase, batch = next(contender.batches(train, batch=32, seed=0))
+    assert phase == "warm" and batch.shape == (16, 2)
+    after = [v.numpy() for v in contender.model.trainable_variables]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+    assert int(contender.optimizer.iterations.numpy()) == 0
+    moments = [
+        v for v in contender.optimizer.variables if "momentum" in v.name or "velocity" in v.name
+    ]
+    assert len(moments) == 2 * len(after) and not any(np.any(v.numpy()) for v in moments)
+    assert contender._update.experimental_get_tracing_count() == 1
 
 
 def test_time_to_quality_schedule_and_crossing():

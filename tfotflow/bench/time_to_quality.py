@@ -581,10 +581,10 @@ PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the oth
 # The real-dimension set with an exact density (d = 43, 100,000 training rows), 180 s each:
 # OT-Flow with the recipe a user's file of that size had before its cheaper steps ("otflow":
 # the exact trace in training, 100 Sinkhorn sweeps per warm-start step; its cosine spans
-# 5,000 likelihood steps, far more than fit in the budget); with cheaper steps, the recipe's
-# now ("otflow_fast": 20 sweeps, the one-probe trace in training); those with the data
-# whitened in the chain ("otflow_whiten"); and tuned ("otflow_tuned": whitened, and the cosine
-# over the 600 likelihood steps that fit).
+# 5,000 likelihood steps, far more than fit in the budget); with cheaper steps ("otflow_fast":
+# 20 sweeps, the one-probe trace in training); those with the data whitened in the chain, the
+# recipe's now ("otflow_whiten"); and tuned ("otflow_tuned": whitened, and the cosine over
+# the 600 likelihood steps that fit).
 # FFJORD at OT-Flow's parameter count (first seed only: its exact scores are slow);
 # BayesFlow's flow matching tuned (MINIBOONE's widths, no dropout, Adam 1e-3, batch 512) and
 # at its defaults. Scored exactly on 1,000 test rows.
