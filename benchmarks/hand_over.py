@@ -37,20 +37,22 @@ SETS = {
 }
 
 
-def curve(name, variant, seed, *, quick):
-    """[[likelihood steps, exact test NLL], ...] of one variant, from the warm start's end."""
-    settings_name, steps, every, _ = SETS[name]
+def splits(name, *, quick):
+    """The race's training split and test rows of set ``name``, loaded once per set."""
     problem = ttq.PROBLEMS[name]
     data = datasets.load(
         name, num_train=2000 if quick else problem.get("num_train", 100_000), num_val=10
     )
-    k = data.metadata.condition_dim
+    test_size = 200 if quick else problem["test_size"]
+    return data.metadata, *ttq.race_splits(data, "float32", test_size)
 
-    def cast(split):
-        return tuple(part.astype("float32") for part in split) if k else split.astype("float32")
 
-    train = cast(data.split("train"))
-    test = ttq.first_rows(cast(data.split("test")), 200 if quick else problem["test_size"])
+def curve(name, variant, seed, data, *, quick):
+    """[[likelihood steps, exact test NLL], ...] of one variant, from the warm start's end;
+    ``data`` is ``splits(name)``."""
+    settings_name, steps, every, _ = SETS[name]
+    problem = ttq.PROBLEMS[name]
+    metadata, train, test = data
     options = dict(problem[settings_name], smooth_hand_over=variant.endswith("smooth"))
     if variant.startswith("diagonal"):
         options["normalization"] = "diagonal"
@@ -59,7 +61,11 @@ def curve(name, variant, seed, *, quick):
         steps, every = 20, 10
     keras.utils.set_random_seed(seed)
     contender = ttq.OTFlowContender(
-        data.metadata.dim, train=train, dtype="float32", condition_dim=k, **options
+        metadata.dim,
+        train=train,
+        dtype="float32",
+        condition_dim=metadata.condition_dim,
+        **options,
     )
     batch = problem["batch"][settings_name]
     batches = contender.batches(train, batch=256 if quick else batch, seed=seed)
@@ -84,8 +90,9 @@ def main():
     result = {"benchmark": "hand_over", "quick": args.quick, "sets": {}}
     for name in args.sets or SETS:
         variants = [v for v in SETS[name][3] if args.variants is None or v in args.variants]
+        data = splits(name, quick=args.quick)
         runs = {
-            variant: {seed: curve(name, variant, seed, quick=args.quick) for seed in seeds}
+            variant: {seed: curve(name, variant, seed, data, quick=args.quick) for seed in seeds}
             for variant in variants
         }
         medians = {

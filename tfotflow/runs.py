@@ -145,15 +145,11 @@ def recommended_settings(data):
     """The data set's recommended settings, or, when it recommends none (a user's file), the
     settings :func:`tfotflow.recipe.recipe` chooses from its d, k and training rows. A data
     set that recommends no RK4 steps gets the recipe's (the model's own default)."""
+    size = (data.metadata.dim, len(data.train), data.metadata.condition_dim)
     recommended = dict(data.metadata.hyperparameters)
-    rule = recipe(
-        data.metadata.dim,
-        len(data.train),
-        data.metadata.condition_dim,
-        whitenable=bool(recommended) or whitenable(data.train),
-    )
     if not recommended:
-        return rule
+        return recipe(*size, whitenable=whitenable(data.train))
+    rule = recipe(*size)
     if "num_steps" not in recommended:
         recommended.setdefault("eval_num_steps", rule["eval_num_steps"])
         recommended["num_steps"] = rule["num_steps"]

@@ -226,20 +226,21 @@ class OTFlowContender:
         """The warm start's batches, then the likelihood phase's."""
         likelihood = iter(batch_stream(train, batch_size=batch, seed=seed))
         if self.warm_start:  # the race compiles the first phase's step; this, the second's
-            self._compile_untimed(self._update, next(likelihood))
+            self._compile_untimed(next(likelihood))
             likelihood = iter(batch_stream(train, batch_size=batch, seed=seed))
         warm = iter(batch_stream(train, batch_size=self.warm_start_batch, seed=seed))
         for _ in range(self.warm_start):
             yield "warm", next(warm)
         yield from (("likelihood", x) for x in likelihood)
 
-    def _compile_untimed(self, update, batch):
-        """Runs ``update`` once on ``batch``, then restores the weights and the optimizer."""
+    def _compile_untimed(self, batch):
+        """Runs the likelihood update once on ``batch``, then restores the weights and the
+        optimizer."""
         variables = self.model.trainable_variables
         self.optimizer.build(variables)
         state = [*variables, *self.optimizer.variables]
         saved = [v.numpy() for v in state]
-        update(batch).numpy()
+        self._update(batch).numpy()
         for v, value in zip(state, saved):
             v.assign(value)
 
@@ -650,6 +651,18 @@ for _name, _set in _CONDITIONAL_SETS.items():
     )
 
 
+def race_splits(data, dtype, test_size):
+    """The training split and the first ``test_size`` test rows of ``data`` as ``dtype``:
+    arrays, or (points, conditions) pairs of a conditional set."""
+
+    def cast(split):
+        if data.metadata.condition_dim:
+            return tuple(part.astype(dtype) for part in split)
+        return split.astype(dtype)
+
+    return cast(data.split("train")), first_rows(cast(data.split("test")), test_size)
+
+
 def compete(
     data,
     problem,
@@ -674,12 +687,7 @@ def compete(
     for :func:`posterior_moments`.
     """
     d, k, dtype = data.metadata.dim, data.metadata.condition_dim, problem["dtype"]
-
-    def cast(split):  # points, or (points, conditions) of a conditional set
-        return tuple(part.astype(dtype) for part in split) if k else split.astype(dtype)
-
-    train = cast(data.split("train"))
-    test = first_rows(cast(data.split("test")), problem["test_size"])
+    train, test = race_splits(data, dtype, problem["test_size"])
     keras.utils.set_random_seed(seed)
     names = list(problem["batch"])
     if only is not None:
