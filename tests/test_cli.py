@@ -121,6 +121,21 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path, monkeypatch):
     evaluation = json.loads(result.stdout)
     assert evaluation["num_steps"] == 4 and evaluation["round_trip_error"] < 1e-2
     assert set(evaluation) >= {"test_nll", "round_trip_error", "num_parameters", "seconds"}
+    # The solver's error on 1,000 test rows: |log p with 4 RK4 steps − with 8|, recomputed.
+    model, _ = runs.load_model(run_dir)
+    test = runs.load_data(runs.read_config(run_dir)).test.astype(model.precision)
+    rows = np.sort(np.random.default_rng(0).choice(len(test), size=1000, replace=False))
+    gap = np.abs(
+        np.asarray(model.log_prob(test[rows], num_steps=4))
+        - np.asarray(model.log_prob(test[rows], num_steps=8))
+    )
+    error = evaluation["discretization_error"]
+    assert error["rows"] == 1000 and error["num_steps"] == 4
+    np.testing.assert_allclose([error["mean"], error["max"]], [gap.mean(), gap.max()], rtol=1e-4)
+    monkeypatch.setattr("tfotflow.scoring.TRUST_NATS", 0.0)  # every error is now too large
+    result = runner.invoke(cli.main, ["evaluate", str(run_dir), "--json", "--num-steps", "4"])
+    assert result.exit_code == 0 and "not converged in the RK4 steps" in result.stderr
+    assert json.loads(result.stdout)["discretization_error"] == error
 
     out = tmp_path / "samples.npy"
     result = runner.invoke(cli.main, ["sample", str(run_dir), "-n", "25", "-o", str(out)])

@@ -529,6 +529,7 @@ def train(
     autoencoder = runs.load_autoencoder(run_dir, config)
     with console.status("scoring the test set…"):
         result = runs.evaluate(model, data, autoencoder=autoencoder)
+    _warn_of_solver_error(result["discretization_error"], "mean", "the test NLL's log-densities")
     result = {"run_dir": str(run_dir), **result}
     if not no_plot:
         with console.status("plotting…"):
@@ -551,6 +552,23 @@ _run_dir = click.argument(
 )
 
 
+def _warn_of_solver_error(error, statistic, what):
+    """Warns when the ``statistic`` ("mean" or "max") of a
+    :func:`tfotflow.scoring.discretization_error` exceeds :data:`tfotflow.scoring.TRUST_NATS`."""
+    from tfotflow import scoring
+
+    if not error or error[statistic] <= scoring.TRUST_NATS:
+        return
+    n = error["num_steps"]
+    console.print(
+        f"[yellow]warning:[/] {what} are not converged in the RK4 steps: log p moves by "
+        f"{error[statistic]:.3g} nats ({statistic} over {error['rows']} rows) from {n} to "
+        f"{2 * n} steps. Score with a larger --num-steps to trust them to "
+        f"{scoring.TRUST_NATS} nats; if that changes them a lot, the model was fitted to its "
+        "training steps' error: train with more --num-steps or a larger α_R (--alpha)"
+    )
+
+
 @main.command(context_settings=CONTEXT)
 @_run_dir
 @click.option("--num-steps", type=click.IntRange(min=1), help="RK4 steps (default: the run's).")
@@ -567,6 +585,7 @@ def evaluate(run_dir, num_steps, as_json):
     autoencoder = runs.load_autoencoder(run_dir, config)
     data = runs.load_data(config)
     result = runs.evaluate(model, data, num_steps=num_steps, autoencoder=autoencoder)
+    _warn_of_solver_error(result["discretization_error"], "mean", "the test NLL's log-densities")
     _emit({**result, "weights": str(weights)}, as_json)
 
 
@@ -751,14 +770,7 @@ def score(run_dir, file, output, id_column, num_steps, quantile, key, chunk_rows
             )
     except datasets.DatasetError as error:
         raise click.BadParameter(str(error), param_hint="FILE") from error
-    error = summary["discretization_error"]
-    if error and error["max"] > scoring.TRUST_NATS:
-        console.print(
-            f"[yellow]warning:[/] the solver's error on these rows is up to {error['max']:.3g} "
-            f"nats (|{error['num_steps']} − {2 * error['num_steps']} RK4 steps| on "
-            f"{error['rows']} rows): pass a larger --num-steps for scores to trust to "
-            f"{scoring.TRUST_NATS} nats"
-        )
+    _warn_of_solver_error(summary["discretization_error"], "max", "these rows' scores")
     if threshold is not None:
         summary["outlier_threshold"] = threshold
     _emit(summary, as_json)
