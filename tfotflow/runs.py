@@ -705,13 +705,11 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500, autoencoder=
             "reconstruction_error": latent_module.reconstruction_error(autoencoder, data.test),
         }
     num_steps = num_steps or model.eval_num_steps
-    conditions = test_conditions(model, data)
+    test, conditions = data.test.astype(model.precision), test_conditions(model, data)
     start = time.perf_counter()
-    log_prob = np.asarray(
-        model.log_prob(data.test.astype(model.precision), conditions, num_steps=num_steps)
-    )
+    log_prob = np.asarray(model.log_prob(test, conditions, num_steps=num_steps))
     seconds = time.perf_counter() - start
-    subset = tf.constant(data.test[:round_trip_points].astype(model.precision))
+    subset = tf.constant(test[:round_trip_points])
     condition = None if conditions is None else tf.constant(conditions[:round_trip_points])
     kwargs = model.bijector_kwargs(condition, num_steps)
     flow = model.bijector
@@ -727,7 +725,7 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500, autoencoder=
         "seconds": seconds,
         "true_entropy": data.metadata.entropy,
         "discretization_error": scoring.discretization_error(
-            model, data.test.astype(model.precision), conditions, num_steps=num_steps
+            model, test, conditions, num_steps=num_steps, log_prob=log_prob
         ),
     }
 

@@ -876,10 +876,10 @@ def run(
     ``across_seeds`` holds each data set's medians (:func:`across_seeds`). ``on_row`` sees
     each finished race's row (e.g. to save it before the next begins). ``contenders`` names
     the ones to race besides OT-Flow (default: all but the problem's ``variants``);
-    ``score_factor`` spaces the scores
-    further apart (each after that factor more training time; default 1.4), which saves the
-    peers' slow exact scores at high dimension; ``inference=False`` skips the comparison at
-    matched accuracy (e.g. for seeds run apart from the first)."""
+    ``score_factor`` spaces the scores further apart (each after that factor more training
+    time; default 1.4), which saves the peers' slow exact scores at high dimension;
+    ``inference=False`` skips the comparison at matched accuracy (e.g. for seeds run apart
+    from the first)."""
     jobs = []
     for name in names:
         size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
@@ -905,16 +905,13 @@ def run(
                 rounds=1,
                 posterior_samples=200,
             )
+        if contenders is None:  # a problem's variants race only when named
+            chosen = [n for n in problem["batch"] if n not in problem.get("variants", ())]
+        else:
+            chosen = [n for n in problem["batch"] if n in contenders]
+        later = [n for n in chosen if n not in problem.get("first_seed_only", ())]
         seeded = []
         for i, seed in enumerate(seeds):
-            chosen = [
-                n
-                for n in problem["batch"]
-                if (
-                    n not in problem.get("variants", ()) if contenders is None else n in contenders
-                )
-            ]
-            later = [n for n in chosen if n not in problem.get("first_seed_only", ())]
             row = compete(
                 data,
                 problem if score_factor is None else {**problem, "score_factor": score_factor},
