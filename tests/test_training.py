@@ -2,6 +2,7 @@
 
 import os
 import stat
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,13 @@ import tensorflow as tf
 
 from tfotflow import checkpoint, datasets, training
 from tfotflow._keras import keras
-from tfotflow.callbacks import ClipWeights, NonFiniteLossError, reference_recipe
+from tfotflow.callbacks import (
+    ClipWeights,
+    NonFiniteLossError,
+    SolverErrorControl,
+    reference_recipe,
+    refine_solve,
+)
 from tfotflow.model import OTFlowModel
 
 
@@ -43,10 +50,15 @@ class StopAfter(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("solver_tolerance", [0.01, 1e-12])
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, solver_tolerance):
+    # With a tolerance of 1e-12 the training steps double at every validation (2 → 16
+    # before the kill): the resumed run must take them up from its checkpoint.
     tf.config.experimental.enable_op_determinism()
     data = toy_data()
-    settings = dict(iterations=12, batch_size=64, validate_every=3, seed=5)
+    settings = dict(
+        iterations=12, batch_size=64, validate_every=3, seed=5, solver_tolerance=solver_tolerance
+    )
 
     straight = fresh_model()
     training.train(straight, data, run_dir=tmp_path / "straight", **settings)
@@ -60,8 +72,11 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert state["epoch"] == 2
 
     resumed = fresh_model()  # a new process would start from scratch like this
-    training.train(resumed, data, run_dir=tmp_path / "resumed", resume=True, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the steps doubling, when they do
+        training.train(resumed, data, run_dir=tmp_path / "resumed", resume=True, **settings)
     assert int(resumed.optimizer.iterations) == int(straight.optimizer.iterations) == 12
+    assert resumed.num_steps == straight.num_steps == (2 if solver_tolerance == 0.01 else 32)
     for a, b in zip(weights_of(straight), weights_of(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     for a, b in zip(straight.optimizer.variables, resumed.optimizer.variables):
@@ -223,3 +238,44 @@ def test_runs_written_before_the_trace_setting_load_with_the_exact_trace():
     assert runs.new_model(config, 2).trace == "exact"
     config["model"]["trace"] = "hutchinson"
     assert runs.new_model(config, 2).trace == "hutchinson"
+
+
+def test_refine_solve_doubles_the_steps_when_their_error_exceeds_the_tolerance():
+    model = fresh_model()  # 2 training steps; evaluation takes 2 as well
+    points = np.random.default_rng(3).normal(size=(40, 2))
+    coarse, fine = (np.asarray(model.log_prob(points, num_steps=n)) for n in (2, 4))
+    expected = np.abs(coarse - fine).mean()  # independent of scoring.discretization_error
+    assert expected > 1e-9  # an untrained 2-step solve is not exact
+
+    error, doubled = refine_solve(model, points, tolerance=10 * expected)
+    assert not doubled and (model.num_steps, model.eval_num_steps) == (2, 2)
+    np.testing.assert_allclose(error, expected, rtol=1e-10)
+
+    error, doubled = refine_solve(model, points, tolerance=expected / 10)
+    assert doubled and (model.num_steps, model.eval_num_steps) == (4, 8)
+    np.testing.assert_allclose(error, expected, rtol=1e-10)
+
+    _, doubled = refine_solve(model, points, tolerance=1e-300, max_steps=7)
+    assert not doubled and model.num_steps == 4  # 8 would exceed max_steps
+
+
+def test_solver_error_control_recompiles_training_with_the_doubled_steps():
+    model = fresh_model()
+    traced = []  # the steps each compiled train and test step solves with
+    objective = model.objective
+
+    def recording(*args, num_steps=None, **kwargs):
+        traced.append(num_steps or model.num_steps)
+        return objective(*args, num_steps=num_steps, **kwargs)
+
+    model.objective = recording
+    points = np.random.default_rng(0).normal(size=(64, 2))
+    control = SolverErrorControl(points[:20], tolerance=1e-12, every=3, max_steps=8)
+    with pytest.warns(UserWarning, match="2-step training solve's error reached .* with 4"):
+        history = model.fit(points, batch_size=16, epochs=2, callbacks=[control], verbose=0)
+    # Checks after steps 3 and 6 (mid-epoch) and at each epoch's end (step 4, step 8): the
+    # steps double at step 3 (to 4) and at step 4 (to 8), then reach max_steps.
+    assert list(dict.fromkeys(traced)) == [2, 4, 8]  # Keras may trace a step twice
+    assert history.history["num_steps"] == [8, 8]
+    assert history.history["eval_num_steps"] == [16, 16]
+    assert all(e > 0 for e in history.history["solver_error"])

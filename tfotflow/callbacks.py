@@ -7,12 +7,14 @@ the best weights kept — plus a stop on the first non-finite loss and atomic ch
 
 import math
 import os
+import warnings
 
 import numpy as np
 
 from tfotflow import checkpoint
 from tfotflow._keras import keras
 from tfotflow.distribute import is_chief
+from tfotflow.scoring import TRUST_NATS, discretization_error
 
 
 class ClipWeights(keras.callbacks.Callback):
@@ -147,6 +149,105 @@ class Checkpoint(keras.callbacks.Callback):
         checkpoint.save(self.last_path, self.model, state=state)
         if improved:
             checkpoint.save(self.best_path, self.model, state=state)
+
+
+def refine_solve(model, points, conditions=None, *, tolerance=TRUST_NATS, max_steps=64):
+    """Doubles the model's training RK4 steps n when their error on ``points`` exceeds
+    ``tolerance``: e = mean |log p with n steps − with 2n| (nats, on up to 1,000 rows,
+    :func:`tfotflow.scoring.discretization_error`). Evaluation then takes at least 2 · 2n
+    steps. Nothing changes at or above ``max_steps``.
+
+    A caller that compiled a step around the model's solve must compile it again when the
+    steps change.
+
+    Returns:
+        ``(e, doubled)``.
+    """
+    n = model.num_steps
+    error = discretization_error(model, points, conditions, num_steps=n)["mean"]
+    doubled = error > tolerance and 2 * n <= max_steps
+    if doubled:
+        model.num_steps = 2 * n
+        model.eval_num_steps = max(model.eval_num_steps, 4 * n)
+    return error, doubled
+
+
+class SolverErrorControl(keras.callbacks.Callback):
+    """Keeps the training solve a density: doubles its RK4 steps when their error grows.
+
+    Trained with few RK4 steps, the potential can turn stiff late in training where the n-step
+    solve cannot follow it; training then fits the solver's error, and the n-step
+    log-density, which it maximizes, stops being a density (on the 2-D ``circles``, 2.22 nats
+    at 4 steps against 4.69 at 64; ``benchmarks/README.md``). Every ``every`` training steps
+    this measures e = mean |log p with n steps − with 2n| on ``points`` (validation rows) and,
+    when e exceeds ``tolerance``, training goes on with 2n steps (:func:`refine_solve`; the
+    train and test steps are compiled again), with a warning. The error stays below 1e-4
+    nats in a healthy run and grows by orders of magnitude within a hundred or two steps at
+    the onset, so the check is frequent and cheap (one solve of up to 1,000 rows at 2n
+    steps, one at n).
+
+    Each epoch's logs get ``num_steps`` and ``eval_num_steps`` (those of the next epoch) and
+    ``solver_error`` (the last check's e), so ``metrics.csv`` and the checkpoints record
+    them; :meth:`resume` puts a checkpoint's steps back.
+
+    Args:
+        points: rows to check on, [n, d] (validation rows: a diagnostic, not a fit).
+        conditions: their conditions [n, k] for a conditional model, else None.
+        tolerance: e in nats above which the steps double. Defaults to
+            :data:`tfotflow.scoring.TRUST_NATS` (0.01), the threshold ``evaluate`` warns at.
+        every: training steps between checks. Defaults to 50.
+        max_steps: the most training steps it doubles to. Defaults to 64.
+    """
+
+    def __init__(self, points, conditions=None, *, tolerance=TRUST_NATS, every=50, max_steps=64):
+        super().__init__()
+        self.points, self.conditions = points, conditions
+        self.tolerance, self.every, self.max_steps = tolerance, every, max_steps
+        self.error = math.nan
+        self._batches = self._checked_at = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches % self.every == 0:
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._checked_at != self._batches:  # every epoch's logs report a fresh check
+            self._check()
+        if logs is not None:
+            logs["num_steps"] = self.model.num_steps
+            logs["eval_num_steps"] = self.model.eval_num_steps
+            logs["solver_error"] = self.error
+
+    def _check(self):
+        self._checked_at = self._batches
+        steps = self.model.num_steps
+        self.error, doubled = refine_solve(
+            self.model,
+            self.points,
+            self.conditions,
+            tolerance=self.tolerance,
+            max_steps=self.max_steps,
+        )
+        if doubled:
+            self.model.make_train_function(force=True)
+            self.model.make_test_function(force=True)
+            warnings.warn(
+                f"the {steps}-step training solve's error reached {self.error:.3g} nats "
+                f"(mean |log p at {steps} − {2 * steps} RK4 steps| on "
+                f"{min(len(self.points), 1000)} validation rows, above {self.tolerance}): "
+                f"training continues with {self.model.num_steps} steps, evaluation with "
+                f"{self.model.eval_num_steps}",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    @staticmethod
+    def resume(model, logs):
+        """Puts back the RK4 steps recorded in a checkpoint's ``logs``, if any."""
+        for key in ("num_steps", "eval_num_steps"):
+            if key in logs:
+                setattr(model, key, int(logs[key]))
 
 
 def _plain(value):

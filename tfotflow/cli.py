@@ -225,6 +225,12 @@ def _read_toml(path):
     help="Sinkhorn sweeps of each warm-start step's OT coupling.",
 )
 @click.option(
+    "--solver-tolerance",
+    type=click.FloatRange(min=0),
+    help="Nats of the training solve's error (mean |log p at n − 2n RK4 steps|) above which "
+    "training doubles its steps (0: never).",
+)
+@click.option(
     "--trace",
     type=click.Choice(["exact", "hutchinson"]),
     help="Training steps' trace: closed form, or a one-probe estimate (scores stay exact).",

@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 from tfotflow import ode, serialization
 from tfotflow._keras import keras
 from tfotflow.bijector import OTFlow
-from tfotflow.callbacks import ClipWeights, StopOnNonFinite
+from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite
 from tfotflow.distribute import spans_workers
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -386,8 +386,10 @@ class OTFlowModel(keras.Model):
         :mod:`tfotflow.recipe` for their n rows: ``batch_size`` and ``epochs`` default to the
         recipe's batch and step count, the cosine rate decays over those steps, weights are
         clipped to [−1.5, 1.5] before each step, and the recipe's flow-matching warm start
-        runs first. A ``fit`` whose settings are far from the recipe's (a batch or a step
-        count under a quarter of it, a constant rate, no warm start) says so, once.
+        runs first, and the training RK4 steps double when their error grows
+        (:class:`tfotflow.callbacks.SolverErrorControl`, checked on the first 1,000 rows). A
+        ``fit`` whose settings are far from the recipe's (a batch or a step count under a
+        quarter of it, a constant rate, no warm start) says so, once.
 
         Args:
             x: points [n, d], or a ``tf.data.Dataset`` of batches (of (points, conditions)
@@ -419,6 +421,10 @@ class OTFlowModel(keras.Model):
                 warm_start = settings["warm_start"] if warm_start is None else warm_start
             if not any(isinstance(callback, ClipWeights) for callback in callbacks):
                 callbacks.insert(0, ClipWeights())
+            if not any(isinstance(callback, SolverErrorControl) for callback in callbacks):
+                head = slice(0, 1000)
+                conditions = None if y is None else np.asarray(y)[head]
+                callbacks.insert(0, SolverErrorControl(np.asarray(x)[head], conditions))
         epochs = 1 if epochs is None else epochs
         if settings is not None and first:
             self._warn_if_far_from(settings, rows, batch_size or 32, epochs, kwargs, warm_start)

@@ -35,6 +35,7 @@ import tensorflow as tf
 from tfotflow import checkpoint, datasets, distribute, ode, plotting, scoring, training
 from tfotflow import latent as latent_module
 from tfotflow._keras import keras
+from tfotflow.callbacks import SolverErrorControl
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -65,6 +66,7 @@ TRAIN_KEYS = (
     "warm_start_batch_size",
     "warm_start_learning_rate",
     "warm_start_sinkhorn_iterations",
+    "solver_tolerance",
 )
 # A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
 LATENT_KEYS = (
@@ -76,6 +78,7 @@ LATENT_KEYS = (
 )
 _MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
 _FLOW_MATCHING_SIGNATURE = inspect.signature(FlowMatching.__init__).parameters
+_TRAIN_SIGNATURE = inspect.signature(training.train).parameters
 DEFAULTS = {
     **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
     "iterations": 1000,
@@ -88,6 +91,7 @@ DEFAULTS = {
     "warm_start_batch_size": 256,
     "warm_start_learning_rate": 0.02,
     "warm_start_sinkhorn_iterations": _FLOW_MATCHING_SIGNATURE["sinkhorn_iterations"].default,
+    "solver_tolerance": _TRAIN_SIGNATURE["solver_tolerance"].default,
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
@@ -253,6 +257,8 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
         if latent or key not in LATENT_KEYS:
             check_positive_float(key, settings[key])
+    if settings["solver_tolerance"]:  # 0 or None: the training steps never change
+        check_positive_float("solver_tolerance", settings["solver_tolerance"])
     if latent:
         from tfotflow.latent import check_architecture
 
@@ -427,7 +433,8 @@ def load_model(run_dir, *, report=None):
                 condition_dim = config["model"].get("condition_dim", 0)
                 dim = int(arrays["weight/0"].shape[1]) - condition_dim - 1
             model = new_model(config, dim)
-            checkpoint.restore(path, model)
+            state = checkpoint.restore(path, model)
+            SolverErrorControl.resume(model, state.get("logs", {}))
         except checkpoint.CheckpointError as error:
             problems.append((path, str(error)))
             continue
@@ -626,6 +633,7 @@ def train_run(
         validate_every=train["validate_every"],
         patience=train["patience"],
         schedule=train["schedule"],
+        solver_tolerance=train["solver_tolerance"],
         seed=config["seed"],
         run_dir=run_dir,
         resume=resume,

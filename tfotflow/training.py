@@ -7,10 +7,11 @@ import tensorflow as tf
 
 from tfotflow import checkpoint
 from tfotflow._keras import keras
-from tfotflow.callbacks import reference_recipe
+from tfotflow.callbacks import SolverErrorControl, reference_recipe
 from tfotflow.distribute import shard_by_data
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
+from tfotflow.scoring import TRUST_NATS
 from tfotflow.validation import check_int
 
 
@@ -118,6 +119,7 @@ def train(
     seed=0,
     resume=False,
     schedule="plateau",
+    solver_tolerance=TRUST_NATS,
     callbacks=(),
     verbose=0,
 ):
@@ -144,6 +146,10 @@ def train(
         schedule: "plateau" (the reference recipe: a constant rate divided by 10 on
             validation plateaus) or "cosine" (decayed to 0 over ``iterations``; plateaus only
             stop early). Defaults to "plateau".
+        solver_tolerance: nats of the training solve's error (mean |log p at n RK4 steps −
+            at 2n| on 1,000 validation rows, checked every 50 steps) above which training
+            doubles its steps (:class:`tfotflow.callbacks.SolverErrorControl`); 0 or None:
+            never. Defaults to 0.01.
         callbacks: more Keras callbacks (a progress display, …).
         verbose: Keras' verbosity. Defaults to 0.
 
@@ -161,6 +167,13 @@ def train(
         if getattr(model, "optimizer", None) is None:
             model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
         resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
+    if resume_state:
+        SolverErrorControl.resume(model, resume_state.get("logs", {}))
+    control = []
+    if solver_tolerance:
+        rows = slice(0, 1000)
+        conditions = data.conditions["val"][rows] if data.conditional else None
+        control = [SolverErrorControl(data.val[rows], conditions, tolerance=solver_tolerance)]
     initial_epoch = resume_state["epoch"] if resume_state else 0
     epochs = math.ceil(iterations / validate_every)
     batch_size = min(batch_size, len(data.train))
@@ -183,9 +196,10 @@ def train(
         initial_epoch=initial_epoch,
         steps_per_epoch=validate_every,
         validation_data=validation,
-        # The caller's callbacks first: a metrics log written before the checkpoint of the
-        # same epoch is never behind it (a resume truncates the log to the checkpoint).
-        callbacks=[*callbacks, *recipe],
+        # The solver's control first, so that the logs hold its steps; then the caller's
+        # callbacks: a metrics log written before the checkpoint of the same epoch is never
+        # behind it (a resume truncates the log to the checkpoint).
+        callbacks=[*control, *callbacks, *recipe],
         shuffle=False,  # the stream is shuffled, reproducibly, by batch_stream
         verbose=verbose,
     )

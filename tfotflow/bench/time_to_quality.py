@@ -42,12 +42,13 @@ from tfotflow import datasets
 from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
-from tfotflow.callbacks import ClipWeights
+from tfotflow.callbacks import ClipWeights, refine_solve
 from tfotflow.datasets.builtin import CONDITIONAL_HYPERPARAMETERS, TOY_HYPERPARAMETERS
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel
 from tfotflow.recipe import recipe as recipe_for_size
+from tfotflow.scoring import TRUST_NATS
 from tfotflow.training import batch_stream, learning_rate_schedule
 from tfotflow.validation import batch_points_and_conditions
 
@@ -141,7 +142,12 @@ class OTFlowContender:
     recipe runs both at their full rates throughout. The likelihood step is compiled when
     the first batch is drawn (on a likelihood batch, with the weights and the optimizer
     restored after), so that the race's training time holds no tracing, as for the peers'
-    single step."""
+    single step.
+
+    As tfotflow's training (:class:`tfotflow.callbacks.SolverErrorControl`), every
+    ``solver_check_every`` likelihood steps it doubles the training RK4 steps when their
+    error on 1,000 training rows exceeds ``solver_tolerance`` nats (0: never); the step
+    compiled again then is timed."""
 
     def __init__(
         self,
@@ -163,6 +169,8 @@ class OTFlowContender:
         condition_dim=0,
         normalization=None,
         smooth_hand_over=False,
+        solver_tolerance=TRUST_NATS,
+        solver_check_every=50,
     ):
         self.name = name
         self.model = OTFlowModel(
@@ -204,22 +212,19 @@ class OTFlowContender:
             matching_optimizer,
             jit_compile=jit,
         )
-        variables = self.model.trainable_variables
-        update = training_step(
+        self._make_update = lambda: training_step(
             lambda batch: self.model.objective(
                 *batch_points_and_conditions(batch, condition_dim), trace=trace
             )[0],
-            variables,
+            self.model.trainable_variables,
             self.optimizer,
             jit_compile=jit,
         )
-
-        def step(x):
-            ClipWeights.clip(self.model.trainable_variables)
-            return update(x)
-
-        self.likelihood_step = step
-        self._update = update
+        self._update = self._make_update()
+        self.solver_tolerance, self.solver_check_every = solver_tolerance, solver_check_every
+        points, conditions = batch_points_and_conditions(train, condition_dim)
+        self._check_rows = (points[:1000], None if conditions is None else conditions[:1000])
+        self._likelihood_steps = 0
         self._log_prob = {}
 
     def batches(self, train, *, batch, seed):
@@ -251,7 +256,16 @@ class OTFlowContender:
             loss = self.matching_step(x)
             ClipWeights.clip(self.model.trainable_variables)
             return loss
-        return self.likelihood_step(x)
+        ClipWeights.clip(self.model.trainable_variables)
+        loss = self._update(x)
+        self._likelihood_steps += 1
+        if self.solver_tolerance and self._likelihood_steps % self.solver_check_every == 0:
+            _, doubled = refine_solve(
+                self.model, *self._check_rows, tolerance=self.solver_tolerance
+            )
+            if doubled:  # compiled again, in the race's time: a user's run pays it too
+                self._update = self._make_update()
+        return loss
 
     @property
     def num_parameters(self):
