@@ -93,6 +93,10 @@ def test_train_writes_a_complete_run_directory(trained):
     rows = runs.read_csv(run_dir / "metrics.csv")
     assert [row["step"] for row in rows] == [2.0, 4.0]
     assert {"nll", "transport", "hjb", "val_nll", "learning_rate"} <= set(rows[0])
+    # The solver's control: its last check and the steps training went on with.
+    assert {"num_steps", "eval_num_steps", "solver_error"} <= set(rows[0])
+    assert config["train"]["solver_tolerance"] == 0.01
+    assert runs.load_model(run_dir)[0].num_steps == rows[-1]["num_steps"]
     assert config["train"]["warm_start"] == 60 and config["train"]["schedule"] == "cosine"
     assert config["model"]["trace"] == "hutchinson"
     assert config["train"]["warm_start_sinkhorn_iterations"] == 5

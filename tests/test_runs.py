@@ -201,6 +201,18 @@ def test_an_unfinished_run_says_which_checkpoint_it_scores(tmp_path):
     assert json.loads(result.stdout)["weights"] == str(run_dir / "best.npz")
 
 
+def test_an_unfinished_run_takes_the_steps_its_training_had_doubled_to(tmp_path):
+    # SolverErrorControl records the steps in each epoch's logs; a checkpoint keeps them.
+    run_dir = tmp_path / "run"
+    model = make_run(run_dir)  # 2 training steps, 2 in evaluation
+    (run_dir / "model.keras").unlink()
+    logs = {"val_nll": 1.0, "num_steps": 8, "eval_num_steps": 16, "solver_error": 0.02}
+    checkpoint.save(run_dir / "best.npz", model, state={"epoch": 3, "logs": logs})
+    loaded, used = runs.load_model(run_dir)
+    assert used == run_dir / "best.npz"
+    assert (loaded.num_steps, loaded.eval_num_steps) == (8, 16)
+
+
 def test_a_data_set_recommending_no_steps_gets_the_recipes():
     """A plugin recommending only some settings (the README's example) gets the recipe's RK4
     steps, which the model's signature leaves to the recipe."""

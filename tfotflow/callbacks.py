@@ -155,7 +155,7 @@ def refine_solve(model, points, conditions=None, *, tolerance=TRUST_NATS, max_st
     """Doubles the model's training RK4 steps n when their error on ``points`` exceeds
     ``tolerance``: e = mean |log p with n steps − with 2n| (nats, on up to 1,000 rows,
     :func:`tfotflow.scoring.discretization_error`). Evaluation then takes at least 2 · 2n
-    steps. Nothing changes at or above ``max_steps``.
+    steps. The training steps never exceed ``max_steps``.
 
     A caller that compiled a step around the model's solve must compile it again when the
     steps change.
