@@ -241,6 +241,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--warm-start-learning-rate", "0"], "--warm-start-learning-rate"),
         (["train", "--warm-start-sinkhorn-iterations", "0"], "--warm-start-sinkhorn-iterations"),
         (["train", "--trace", "both"], "--trace"),
+        (["train", "--solver-tolerance", "-0.01"], "--solver-tolerance"),
+        (["train", "--solver-tolerance", "nan"], "solver_tolerance"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),

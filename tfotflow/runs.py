@@ -257,7 +257,7 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
         if latent or key not in LATENT_KEYS:
             check_positive_float(key, settings[key])
-    if settings["solver_tolerance"]:  # 0 or None: the training steps never change
+    if settings.get("solver_tolerance"):  # 0 or None (or a run from before it): never
         check_positive_float("solver_tolerance", settings["solver_tolerance"])
     if latent:
         from tfotflow.latent import check_architecture
