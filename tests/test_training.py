@@ -247,13 +247,14 @@ def test_refine_solve_doubles_the_steps_when_their_error_exceeds_the_tolerance()
     expected = np.abs(coarse - fine).mean()  # independent of scoring.discretization_error
     assert expected > 1e-9  # an untrained 2-step solve is not exact
 
-    error, doubled = refine_solve(model, points, tolerance=10 * expected)
+    report, doubled = refine_solve(model, points, tolerance=10 * expected)
     assert not doubled and (model.num_steps, model.eval_num_steps) == (2, 2)
-    np.testing.assert_allclose(error, expected, rtol=1e-10)
+    np.testing.assert_allclose(report["mean"], expected, rtol=1e-10)
+    assert (report["rows"], report["num_steps"]) == (40, 2)
 
-    error, doubled = refine_solve(model, points, tolerance=expected / 10)
+    report, doubled = refine_solve(model, points, tolerance=expected / 10)
     assert doubled and (model.num_steps, model.eval_num_steps) == (4, 8)
-    np.testing.assert_allclose(error, expected, rtol=1e-10)
+    np.testing.assert_allclose(report["mean"], expected, rtol=1e-10)
 
     _, doubled = refine_solve(model, points, tolerance=1e-300, max_steps=7)
     assert not doubled and model.num_steps == 4  # 8 would exceed max_steps

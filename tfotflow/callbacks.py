@@ -161,15 +161,16 @@ def refine_solve(model, points, conditions=None, *, tolerance=TRUST_NATS, max_st
     steps change.
 
     Returns:
-        ``(e, doubled)``.
+        ``(report, doubled)``: the report of :func:`~tfotflow.scoring.discretization_error`
+        (``rows``, ``num_steps`` n, ``mean`` e, ``max``), and whether the steps doubled.
     """
     n = model.num_steps
-    error = discretization_error(model, points, conditions, num_steps=n)["mean"]
-    doubled = error > tolerance and 2 * n <= max_steps
+    report = discretization_error(model, points, conditions, num_steps=n)
+    doubled = report["mean"] > tolerance and 2 * n <= max_steps
     if doubled:
         model.num_steps = 2 * n
         model.eval_num_steps = max(model.eval_num_steps, 4 * n)
-    return error, doubled
+    return report, doubled
 
 
 class SolverErrorControl(keras.callbacks.Callback):
@@ -221,21 +222,21 @@ class SolverErrorControl(keras.callbacks.Callback):
 
     def _check(self):
         self._checked_at = self._batches
-        steps = self.model.num_steps
-        self.error, doubled = refine_solve(
+        report, doubled = refine_solve(
             self.model,
             self.points,
             self.conditions,
             tolerance=self.tolerance,
             max_steps=self.max_steps,
         )
+        self.error, steps = report["mean"], report["num_steps"]
         if doubled:
             self.model.make_train_function(force=True)
             self.model.make_test_function(force=True)
             warnings.warn(
                 f"the {steps}-step training solve's error reached {self.error:.3g} nats "
-                f"(mean |log p at {steps} − {2 * steps} RK4 steps| on "
-                f"{min(len(self.points), 1000)} validation rows, above {self.tolerance}): "
+                f"(mean |log p at {steps} − {2 * steps} RK4 steps| on {report['rows']} "
+                f"validation rows, above {self.tolerance}): "
                 f"training continues with {self.model.num_steps} steps, evaluation with "
                 f"{self.model.eval_num_steps}",
                 UserWarning,
