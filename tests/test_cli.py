@@ -96,6 +96,7 @@ def test_train_writes_a_complete_run_directory(trained):
     # The solver's control: its last check and the steps training went on with.
     assert {"num_steps", "eval_num_steps", "solver_error"} <= set(rows[0])
     assert config["train"]["solver_tolerance"] == 0.01
+    assert config["train"]["weight_clip"] is None  # the toy recipe's weights are not clipped
     assert runs.load_model(run_dir)[0].num_steps == rows[-1]["num_steps"]
     assert config["train"]["warm_start"] == 60 and config["train"]["schedule"] == "cosine"
     assert config["model"]["trace"] == "hutchinson"
@@ -243,6 +244,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--trace", "both"], "--trace"),
         (["train", "--solver-tolerance", "-0.01"], "--solver-tolerance"),
         (["train", "--solver-tolerance", "nan"], "solver_tolerance"),
+        (["train", "--weight-clip", "-1"], "--weight-clip"),
+        (["train", "--weight-clip", "nan"], "weight_clip"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),

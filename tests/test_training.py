@@ -221,6 +221,37 @@ def test_warm_start_takes_the_sinkhorn_sweeps(monkeypatch):
     assert sweeps and set(sweeps) == {7}  # traced with the run's setting
 
 
+def largest_weight(model):
+    return max(float(np.max(np.abs(v))) for v in model.potential.trainable_variables)
+
+
+@pytest.mark.parametrize("weight_clip", [0.05, 0, None])
+def test_training_and_warm_start_clip_the_weights_to_the_runs_bound(tmp_path, weight_clip):
+    data = toy_data()
+    model = fresh_model()
+    assert largest_weight(model) > 0.1  # the initial weights exceed the bound below
+    training.warm_start(model, data, steps=3, batch_size=32, weight_clip=weight_clip)
+    if weight_clip:  # the warm start clips after each update
+        assert largest_weight(model) <= weight_clip
+    else:
+        assert largest_weight(model) > 0.1
+    model.optimizer.learning_rate.assign(1e-3)
+    training.train(
+        model,
+        data,
+        iterations=4,
+        batch_size=64,
+        validate_every=2,
+        run_dir=tmp_path,
+        weight_clip=weight_clip,
+        solver_tolerance=0,
+    )
+    if weight_clip:  # clipped before each step: at most one Adam step (≈ the rate) beyond
+        assert largest_weight(model) <= weight_clip + 1.1e-3
+    else:
+        assert largest_weight(model) > 0.1
+
+
 def test_runs_written_before_the_trace_setting_load_with_the_exact_trace():
     from tfotflow import runs
 

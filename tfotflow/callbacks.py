@@ -16,6 +16,9 @@ from tfotflow._keras import keras
 from tfotflow.distribute import is_chief
 from tfotflow.scoring import TRUST_NATS, discretization_error
 
+# The OT-Flow reference's bound on every weight, before each training step.
+WEIGHT_CLIP = 1.5
+
 
 class ClipWeights(keras.callbacks.Callback):
     """Clips every trainable weight to [−limit, limit] before each training step.
@@ -24,7 +27,7 @@ class ClipWeights(keras.callbacks.Callback):
         limit: the bound. Defaults to 1.5, the OT-Flow reference's value.
     """
 
-    def __init__(self, limit=1.5):
+    def __init__(self, limit=WEIGHT_CLIP):
         super().__init__()
         self.limit = float(limit)
 
@@ -32,7 +35,7 @@ class ClipWeights(keras.callbacks.Callback):
         self.clip(self.model.trainable_variables, self.limit)
 
     @staticmethod
-    def clip(variables, limit=1.5):
+    def clip(variables, limit=WEIGHT_CLIP):
         """Clips ``variables`` to [−limit, limit] in place."""
         for variable in variables:
             variable.assign(keras.ops.clip(variable, -limit, limit))
@@ -257,7 +260,7 @@ def _plain(value):
 
 def reference_recipe(
     *,
-    clip=1.5,
+    clip=WEIGHT_CLIP,
     patience=10,
     stop_patience=None,
     checkpoint_directory=None,

@@ -231,6 +231,11 @@ def _read_toml(path):
     "training doubles its steps (0: never).",
 )
 @click.option(
+    "--weight-clip",
+    type=click.FloatRange(min=0),
+    help="Bound on every weight, clipped before each training step (0: no clipping).",
+)
+@click.option(
     "--trace",
     type=click.Choice(["exact", "hutchinson"]),
     help="Training steps' trace: closed form, or a one-probe estimate (scores stay exact).",

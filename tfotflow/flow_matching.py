@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tfotflow import serialization
 from tfotflow._keras import keras
-from tfotflow.callbacks import ClipWeights
+from tfotflow.callbacks import WEIGHT_CLIP, ClipWeights
 from tfotflow.potential import space_time
 from tfotflow.validation import batch_points_and_conditions, check_int, check_positive_float
 
@@ -152,7 +152,7 @@ class FlowMatching(keras.Model):
         relative_epsilon=0.01,
         sinkhorn_iterations=100,
         seed=0,
-        clip=1.5,
+        clip=WEIGHT_CLIP,
         **kwargs,
     ):
         super().__init__(dtype=flow.precision, **kwargs)

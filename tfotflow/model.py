@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 from tfotflow import ode, serialization
 from tfotflow._keras import keras
 from tfotflow.bijector import OTFlow
-from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite
+from tfotflow.callbacks import WEIGHT_CLIP, ClipWeights, SolverErrorControl, StopOnNonFinite
 from tfotflow.distribute import spans_workers
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -385,7 +385,7 @@ class OTFlowModel(keras.Model):
         After ``compile()`` with no optimizer, a first ``fit`` on arrays runs the recipe of
         :mod:`tfotflow.recipe` for their n rows: ``batch_size`` and ``epochs`` default to the
         recipe's batch and step count, the cosine rate decays over those steps, weights are
-        clipped to [−1.5, 1.5] before each step, and the recipe's flow-matching warm start
+        clipped before each step as the recipe says, and the recipe's flow-matching warm start
         runs first, and the training RK4 steps double when their error grows
         (:class:`tfotflow.callbacks.SolverErrorControl`, checked on the first 1,000 rows). A
         ``fit`` whose settings are far from the recipe's (a batch or a step count under a
@@ -419,8 +419,9 @@ class OTFlowModel(keras.Model):
             if first:
                 self._recipe_schedule.decay_steps = epochs * per_epoch
                 warm_start = settings["warm_start"] if warm_start is None else warm_start
-            if not any(isinstance(callback, ClipWeights) for callback in callbacks):
-                callbacks.insert(0, ClipWeights())
+            clipped = any(isinstance(callback, ClipWeights) for callback in callbacks)
+            if settings["weight_clip"] and not clipped:
+                callbacks.insert(0, ClipWeights(settings["weight_clip"]))
             if not any(isinstance(callback, SolverErrorControl) for callback in callbacks):
                 head = slice(0, 1000)
                 conditions = None if y is None else np.asarray(y)[head]
@@ -436,8 +437,11 @@ class OTFlowModel(keras.Model):
 
     def _warm_start(self, x, y, steps, settings):
         """``steps`` of :class:`tfotflow.FlowMatching` on the points (and conditions)."""
-        sweeps = 100 if settings is None else settings["warm_start_sinkhorn_iterations"]
-        matching = FlowMatching(self, sinkhorn_iterations=sweeps)
+        sweeps, clip = 100, WEIGHT_CLIP
+        if settings is not None:
+            sweeps = settings["warm_start_sinkhorn_iterations"]
+            clip = settings["weight_clip"] or None
+        matching = FlowMatching(self, sinkhorn_iterations=sweeps, clip=clip)
         matching.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=use_xla(self.dim))
         if settings is None:  # a tf.data pipeline of batches
             matching.fit(x.repeat(), epochs=1, steps_per_epoch=steps, verbose=0)

@@ -17,6 +17,7 @@ iterations       1250 · √(d / 2), within [1250, 5000]
 learning_rate    0.03, cosine-decayed to 0 over the iterations
 warm_start       1000 flow-matching steps of min(256, n) points at rate 0.02, with 100
                  Sinkhorn sweeps of the coupling for d ≤ 16, else 20
+weight_clip      none for d ≤ 16, else 1.5        (every weight, before each step)
 validate_every   iterations / 5
 ```
 
@@ -42,6 +43,8 @@ Any setting given as a flag or in a config file wins over the rule.
 import math
 
 import numpy as np
+
+from tfotflow.callbacks import WEIGHT_CLIP
 
 # Above this condition number of the points' correlation matrix the recipe does not whiten.
 MAX_WHITENING_CONDITION = 1e6
@@ -131,4 +134,5 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True):
         "warm_start_batch_size": min(256, num_rows),
         "warm_start_learning_rate": 0.02,
         "warm_start_sinkhorn_iterations": 100 if small else 20,
+        "weight_clip": None if small else WEIGHT_CLIP,
     }

@@ -67,6 +67,7 @@ TRAIN_KEYS = (
     "warm_start_learning_rate",
     "warm_start_sinkhorn_iterations",
     "solver_tolerance",
+    "weight_clip",
 )
 # A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
 LATENT_KEYS = (
@@ -92,6 +93,7 @@ DEFAULTS = {
     "warm_start_learning_rate": 0.02,
     "warm_start_sinkhorn_iterations": _FLOW_MATCHING_SIGNATURE["sinkhorn_iterations"].default,
     "solver_tolerance": _TRAIN_SIGNATURE["solver_tolerance"].default,
+    "weight_clip": _TRAIN_SIGNATURE["weight_clip"].default,
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
@@ -257,8 +259,9 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
         if latent or key not in LATENT_KEYS:
             check_positive_float(key, settings[key])
-    if settings.get("solver_tolerance"):  # 0 or None (or a run from before it): never
-        check_positive_float("solver_tolerance", settings["solver_tolerance"])
+    for key in ("solver_tolerance", "weight_clip"):
+        if settings.get(key):  # 0 or None (or a run from before the setting): never
+            check_positive_float(key, settings[key])
     if latent:
         from tfotflow.latent import check_architecture
 
@@ -617,6 +620,7 @@ def train_run(
             batch_size=train["warm_start_batch_size"],
             learning_rate=train["warm_start_learning_rate"],
             sinkhorn_iterations=train["warm_start_sinkhorn_iterations"],
+            weight_clip=train["weight_clip"],
             seed=config["seed"],
             callbacks=[
                 MetricsWriter(run_dir / "warm_start.csv", warm_rows, start),
@@ -634,6 +638,7 @@ def train_run(
         patience=train["patience"],
         schedule=train["schedule"],
         solver_tolerance=train["solver_tolerance"],
+        weight_clip=train["weight_clip"],
         seed=config["seed"],
         run_dir=run_dir,
         resume=resume,

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfotflow import checkpoint
 from tfotflow._keras import keras
-from tfotflow.callbacks import SolverErrorControl, reference_recipe
+from tfotflow.callbacks import WEIGHT_CLIP, SolverErrorControl, reference_recipe
 from tfotflow.distribute import shard_by_data
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -62,6 +62,7 @@ def warm_start(
     batch_size=256,
     learning_rate=0.02,
     sinkhorn_iterations=100,
+    weight_clip=WEIGHT_CLIP,
     seed=0,
     callbacks=(),
     verbose=0,
@@ -76,6 +77,8 @@ def warm_start(
         batch_size: points per step (the OT coupling is over the batch). Defaults to 256.
         learning_rate: Adam's rate. Defaults to 0.02.
         sinkhorn_iterations: Sinkhorn sweeps of each step's coupling. Defaults to 100.
+        weight_clip: after each step the weights are clipped to [−weight_clip, weight_clip]
+            (as in :func:`train`); 0 or None: never. Defaults to 1.5.
         seed: the data order's and the draws' seed. Defaults to 0.
         callbacks: Keras callbacks (a progress display, …).
         verbose: Keras' verbosity. Defaults to 0.
@@ -87,7 +90,9 @@ def warm_start(
     steps = check_int("steps", steps, minimum=1)
     batch_size = min(check_int("batch_size", batch_size, minimum=1), len(data.train))
     with model.distribute_strategy.scope():
-        matching = FlowMatching(model, seed=seed, sinkhorn_iterations=sinkhorn_iterations)
+        matching = FlowMatching(
+            model, seed=seed, sinkhorn_iterations=sinkhorn_iterations, clip=weight_clip or None
+        )
         # Several steps per call: a warm-start step is small and Python's per-step cost is not.
         per_call = math.gcd(steps, 50)
         matching.compile(
@@ -120,6 +125,7 @@ def train(
     resume=False,
     schedule="plateau",
     solver_tolerance=TRUST_NATS,
+    weight_clip=WEIGHT_CLIP,
     callbacks=(),
     verbose=0,
 ):
@@ -150,6 +156,9 @@ def train(
             at 2n| on 1,000 validation rows, checked every 50 steps) above which training
             doubles its steps (:class:`tfotflow.callbacks.SolverErrorControl`); 0 or None:
             never. Defaults to 0.01.
+        weight_clip: before each step every weight is clipped to [−weight_clip,
+            weight_clip] (:class:`tfotflow.callbacks.ClipWeights`); 0 or None: never.
+            Defaults to 1.5, the OT-Flow reference's bound.
         callbacks: more Keras callbacks (a progress display, …).
         verbose: Keras' verbosity. Defaults to 0.
 
@@ -184,6 +193,7 @@ def train(
         tf.data.Dataset.from_tensor_slices(data.split("val")).batch(batch_size)
     )
     recipe = reference_recipe(
+        clip=weight_clip or None,
         patience=patience,
         checkpoint_directory=str(run_dir),
         state={"seed": seed, "iterations": iterations, "batch_size": batch_size},

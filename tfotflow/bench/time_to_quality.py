@@ -42,7 +42,7 @@ from tfotflow import datasets
 from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
-from tfotflow.callbacks import ClipWeights, refine_solve
+from tfotflow.callbacks import WEIGHT_CLIP, ClipWeights, refine_solve
 from tfotflow.datasets.builtin import CONDITIONAL_HYPERPARAMETERS, TOY_HYPERPARAMETERS
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -171,7 +171,7 @@ class OTFlowContender:
         smooth_hand_over=False,
         solver_tolerance=TRUST_NATS,
         solver_check_every=50,
-        weight_clip=1.5,
+        weight_clip=WEIGHT_CLIP,
     ):
         self.name = name
         self.weight_clip = weight_clip
@@ -556,6 +556,7 @@ def recipe(hyperparameters):
         sinkhorn_iterations=h.get("warm_start_sinkhorn_iterations", 100),
         iterations=h["iterations"] if cosine else None,
         trace=h.get("trace", "exact"),
+        weight_clip=h.get("weight_clip", WEIGHT_CLIP) or None,
     )
     return settings, h["batch_size"]
 

@@ -33,6 +33,9 @@ TOY_HYPERPARAMETERS = dict(
     warm_start=1000,
     warm_start_batch_size=256,
     warm_start_learning_rate=0.02,
+    # Not clipped: on 8gaussians the reference's bound of 1.5 held the final NLL 0.01-0.04
+    # nats higher (benchmarks/README.md, "the weight clip").
+    weight_clip=None,
     dtype="float32",
 )
 
