@@ -36,7 +36,9 @@ class ClipWeights(keras.callbacks.Callback):
 
     @staticmethod
     def clip(variables, limit=WEIGHT_CLIP):
-        """Clips ``variables`` to [−limit, limit] in place."""
+        """Clips ``variables`` to [−limit, limit] in place (``limit`` None: leaves them)."""
+        if limit is None:
+            return
         for variable in variables:
             variable.assign(keras.ops.clip(variable, -limit, limit))
 

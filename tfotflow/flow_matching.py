@@ -197,8 +197,7 @@ class FlowMatching(keras.Model):
             loss = self.loss_on(x0, self.optimizer.iterations, condition)
             scaled = loss / replicas
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        if self.clip is not None:
-            ClipWeights.clip(variables, self.clip)
+        ClipWeights.clip(variables, self.clip)
         self._loss_tracker.update_state(loss)
         return {"flow_matching": self._loss_tracker.result()}
 

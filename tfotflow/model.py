@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 from tfotflow import ode, serialization
 from tfotflow._keras import keras
 from tfotflow.bijector import OTFlow
-from tfotflow.callbacks import WEIGHT_CLIP, ClipWeights, SolverErrorControl, StopOnNonFinite
+from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite
 from tfotflow.distribute import spans_workers
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -437,11 +437,13 @@ class OTFlowModel(keras.Model):
 
     def _warm_start(self, x, y, steps, settings):
         """``steps`` of :class:`tfotflow.FlowMatching` on the points (and conditions)."""
-        sweeps, clip = 100, WEIGHT_CLIP
+        options = {}  # FlowMatching's defaults for a pipeline, else the recipe's
         if settings is not None:
-            sweeps = settings["warm_start_sinkhorn_iterations"]
-            clip = settings["weight_clip"] or None
-        matching = FlowMatching(self, sinkhorn_iterations=sweeps, clip=clip)
+            options = dict(
+                sinkhorn_iterations=settings["warm_start_sinkhorn_iterations"],
+                clip=settings["weight_clip"] or None,
+            )
+        matching = FlowMatching(self, **options)
         matching.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=use_xla(self.dim))
         if settings is None:  # a tf.data pipeline of batches
             matching.fit(x.repeat(), epochs=1, steps_per_epoch=steps, verbose=0)

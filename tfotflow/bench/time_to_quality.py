@@ -256,9 +256,9 @@ class OTFlowContender:
         phase, x = phase_and_batch
         if phase == "warm":
             loss = self.matching_step(x)
-            self._clip()
+            ClipWeights.clip(self.model.trainable_variables, self.weight_clip)
             return loss
-        self._clip()
+        ClipWeights.clip(self.model.trainable_variables, self.weight_clip)
         loss = self._update(x)
         self._likelihood_steps += 1
         if self.solver_tolerance and self._likelihood_steps % self.solver_check_every == 0:
@@ -268,10 +268,6 @@ class OTFlowContender:
             if doubled:  # compiled again, in the race's time: a user's run pays it too
                 self._update = self._make_update()
         return loss
-
-    def _clip(self):
-        if self.weight_clip is not None:
-            ClipWeights.clip(self.model.trainable_variables, self.weight_clip)
 
     @property
     def num_parameters(self):
