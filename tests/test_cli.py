@@ -246,6 +246,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--solver-tolerance", "nan"], "solver_tolerance"),
         (["train", "--weight-clip", "-1"], "--weight-clip"),
         (["train", "--weight-clip", "nan"], "weight_clip"),
+        (["train", "--spread", "0"], "--spread"),
+        (["train", "--spread", "nan"], "spread"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),

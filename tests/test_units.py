@@ -11,7 +11,7 @@ from tfotflow.model import OTFlowModel
 tfd = tfp.distributions
 
 
-def adapted(rng, normalization, data, condition_dim=0, conditions=None):
+def adapted(rng, normalization, data, condition_dim=0, conditions=None, spread=1.0):
     model = OTFlowModel(
         data.shape[1],
         width=6,
@@ -22,7 +22,7 @@ def adapted(rng, normalization, data, condition_dim=0, conditions=None):
     )
     for variable in model.potential.trainable_variables:  # a non-trivial flow
         variable.assign(rng.normal(scale=0.3, size=variable.shape))
-    model.adapt(data, conditions)
+    model.adapt(data, conditions, spread=spread)
     return model
 
 
@@ -31,19 +31,22 @@ def correlated(rng, n=500):
     return rng.normal(size=(n, 3)) @ mixing.T + [1e4, -5.0, 0.3]
 
 
+@pytest.mark.parametrize("spread", [1.0, 2.0])
 @pytest.mark.parametrize("normalization", ["diagonal", "whiten"])
-def test_log_prob_in_data_units_is_the_flows_less_the_log_determinant(rng, normalization):
+def test_log_prob_in_data_units_is_the_flows_less_the_log_determinant(rng, normalization, spread):
     data = correlated(rng)
-    model = adapted(rng, normalization, data)
+    model = adapted(rng, normalization, data, spread=spread)
     x = data[:7]
     mean = data.mean(axis=0)
     if normalization == "whiten":
-        L = np.linalg.cholesky(np.cov(data, rowvar=False, bias=True))
+        L = np.linalg.cholesky(np.cov(data, rowvar=False, bias=True)) / spread
         standardized = np.linalg.solve(L, (x - mean).T).T
         log_det = np.sum(np.log(np.diag(L)))
     else:
-        std = data.std(axis=0)
+        std = data.std(axis=0) / spread
         standardized, log_det = (x - mean) / std, np.sum(np.log(std))
+    flow_coordinates = np.asarray(model.standardize(data)[0])
+    np.testing.assert_allclose(flow_coordinates.std(axis=0), spread, rtol=1e-10)
     base = tfd.MultivariateNormalDiag(tf.zeros(3, tf.float64))
     flow_only = tfd.TransformedDistribution(base, model.flow).log_prob(standardized)
     expected = np.asarray(flow_only) - log_det
@@ -115,6 +118,8 @@ def test_adapt_refuses_what_it_cannot_standardize(rng):
     with pytest.raises(ValueError, match="singular covariance"):
         column = rng.normal(size=10)
         whitened.adapt(np.stack([column, 2 * column], axis=1))
+    with pytest.raises(ValueError, match="spread=0"):
+        model.adapt(rng.normal(size=(10, 2)), spread=0)
     with pytest.raises(ValueError, match="normalization=None"):
         OTFlowModel(2, width=4, normalization=None).adapt(rng.normal(size=(10, 2)))
     with pytest.raises(ValueError, match="`normalization` must be one of"):

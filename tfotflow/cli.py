@@ -236,6 +236,12 @@ def _read_toml(path):
     help="Bound on every weight, clipped before each training step (0: no clipping).",
 )
 @click.option(
+    "--spread",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Standard deviation of the flow's coordinates when the data is standardized "
+    "(a file's recipe: 2 at d = 2, else 1).",
+)
+@click.option(
     "--trace",
     type=click.Choice(["exact", "hutchinson"]),
     help="Training steps' trace: closed form, or a one-probe estimate (scores stay exact).",

@@ -22,6 +22,7 @@ from tfotflow.validation import (
     batch_points_and_conditions,
     check_float_dtype,
     check_int,
+    check_positive_float,
     convert_points,
 )
 
@@ -208,20 +209,25 @@ class OTFlowModel(keras.Model):
             self.condition_loc = weight("condition_loc", (k,), "zeros")
             self.condition_scale = weight("condition_scale", (k,), "ones")
 
-    def adapt(self, data, conditions=None):
+    def adapt(self, data, conditions=None, *, spread=1.0):
         """Sets μ and σ (or L) from the data, as ``keras.layers.Normalization.adapt``: μ the
-        mean of ``data`` [n, d], σ its standard deviation per column, or L the Cholesky factor
-        of its covariance (``normalization="whiten"``); and the conditions' mean and standard
-        deviation per column from ``conditions`` [n, k].
+        mean of ``data`` [n, d], σ its standard deviation per column divided by ``spread``, or
+        L the Cholesky factor of its covariance divided by ``spread``
+        (``normalization="whiten"``); and the conditions' mean and standard deviation per
+        column from ``conditions`` [n, k]. The flow's coordinates x̃ = (x − μ) / σ then have
+        standard deviation ``spread`` per column.
 
         Args:
             data: [n, d] points (numpy or a tensor), in the data's units.
             conditions: [n, k] conditions, for a conditional model.
+            spread: the standard deviation of the flow's coordinates, > 0. Defaults to 1.
 
         Raises:
             ValueError: for a model without ``normalization``, fewer than two rows, a column
-                that is constant (σ = 0), or a covariance that is not positive definite.
+                that is constant (σ = 0), a covariance that is not positive definite, or a
+                ``spread`` that is not a positive number.
         """
+        spread = check_positive_float("spread", spread)
         if not self.normalization:
             raise ValueError(
                 "`adapt` needs a model built with normalization='diagonal' or 'whiten'. "
@@ -238,7 +244,7 @@ class OTFlowModel(keras.Model):
         if self.normalization == "whiten":
             covariance = np.cov(x, rowvar=False, bias=True).reshape(self.dim, self.dim)
             try:
-                self.scale_tril.assign(np.linalg.cholesky(covariance))
+                self.scale_tril.assign(np.linalg.cholesky(covariance) / spread)
             except np.linalg.LinAlgError as error:
                 raise ValueError(
                     "`data` has a singular covariance (a column is a linear combination of "
@@ -246,7 +252,7 @@ class OTFlowModel(keras.Model):
                     "the column"
                 ) from error
         else:
-            self.scale.assign(std)
+            self.scale.assign(std / spread)
         if self.condition_dim:
             y = np.asarray(self.potential.check_condition(conditions), np.float64)
             y = y.reshape(-1, self.condition_dim)

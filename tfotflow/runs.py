@@ -68,6 +68,7 @@ TRAIN_KEYS = (
     "warm_start_sinkhorn_iterations",
     "solver_tolerance",
     "weight_clip",
+    "spread",
 )
 # A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
 LATENT_KEYS = (
@@ -94,6 +95,7 @@ DEFAULTS = {
     "warm_start_sinkhorn_iterations": _FLOW_MATCHING_SIGNATURE["sinkhorn_iterations"].default,
     "solver_tolerance": _TRAIN_SIGNATURE["solver_tolerance"].default,
     "weight_clip": _TRAIN_SIGNATURE["weight_clip"].default,
+    "spread": 1.0,  # the flow's coordinates' standard deviation after `adapt`
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
@@ -262,6 +264,7 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     for key in ("solver_tolerance", "weight_clip"):
         if settings.get(key):  # 0 or None (or a run from before the setting): never
             check_positive_float(key, settings[key])
+    check_positive_float("spread", settings.get("spread", DEFAULTS["spread"]))
     if latent:
         from tfotflow.latent import check_architecture
 
@@ -603,7 +606,11 @@ def train_run(
             optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
         )
         if adapts(config) and not resume:  # a resume restores them from the checkpoint
-            model.adapt(data.train, data.conditions["train"] if data.conditional else None)
+            model.adapt(
+                data.train,
+                data.conditions["train"] if data.conditional else None,
+                spread=train["spread"],
+            )
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():
         done = checkpoint.read(run_dir / "last.npz")[1]["state"].get("epoch", 0)
