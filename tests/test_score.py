@@ -37,12 +37,12 @@ def test_a_file_run_records_its_source_and_scores_in_data_units(trained):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["source"]["columns"] == ["a", "b"] and config["source"]["seed"] == 0
     assert config["model"]["normalization"] == "diagonal"
-    assert config["train"]["spread"] == 2.0  # the recipe at d = 2
+    assert config["train"]["spread"] == 1.0
     assert (run_dir / "val_log_prob.npy").exists()
     model, _ = runs.load_model(run_dir)
     data = runs.load_data(config)  # the same rows and split, from the record
     np.testing.assert_allclose(model.loc, data.train.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(model.scale, data.train.std(axis=0) / 2, rtol=1e-6)
+    np.testing.assert_allclose(model.scale, data.train.std(axis=0), rtol=1e-6)
     out = folder / "scores.csv"
     arguments = ["score", str(run_dir), str(folder / "own.csv"), "-o", str(out)]
     result = CliRunner().invoke(

@@ -239,7 +239,7 @@ def _read_toml(path):
     "--spread",
     type=click.FloatRange(min=0, min_open=True),
     help="Standard deviation of the flow's coordinates when the data is standardized "
-    "(a file's recipe: 2 at d = 2, else 1).",
+    "(default 1; 2 suits 2-D data with narrow modes).",
 )
 @click.option(
     "--trace",
