@@ -29,12 +29,6 @@ warm-start steps, no weight clip), which reaches within 0.05 nats of the exact e
 below the weights it needed: without it, on ``8gaussians``, the toy recipe reached the
 worse of its and BayesFlow flow matching's best NLLs 3.8× sooner than BayesFlow (1.4× with
 it; median of three seeds).
-Standardized to a standard deviation of 2 instead (``--spread 2``), about the toys' own scale
-(1.4–2.3) on which the 2-D recipe was tuned, `8gaussians`, `circles`, `pinwheel` and `rings`
-as files end within 0.02 nats of their tuned runs (0.2–1.2 worse at 1; ``benchmarks/README.md``).
-It is not the default: on a Gaussian table, where the standardized start is already the
-answer, the flow must then learn a contraction by 2, and 100k samples missed the data's mean
-by 1.3 % of its spread after the full recipe (within 1 % at spread 1).
 Above d = 2 the clip stays: on the 10-D ``linear_gaussian`` posterior, unclipped, two of six
 races stalled at an NLL above 1 (1.42 and 4.47, against −0.64 to −0.66 for the others); with
 the clip the stalled seed reached −0.66.
@@ -51,6 +45,13 @@ the recipe then reached BayesFlow flow matching's best NLL 2.8× sooner than Bay
 of three seeds and ended 0.6 nats lower, where with diagonal scaling it took as long (1.0×,
 median). It needs a well-conditioned covariance: nearly collinear columns (a condition number
 of the correlations above 1e6; MINIBOONE's is about 1e3) get the diagonal scaling instead.
+The points are standardized to a standard deviation of 1. At 2 (``--spread 2``), about the
+toys' own scale (1.4–2.3) on which the 2-D recipe was tuned, ``8gaussians``, ``circles``,
+``pinwheel`` and ``rings`` as files end within 0.02 nats of their tuned runs (0.2–1.2 worse at
+1; ``benchmarks/README.md``). It is not the default: on a Gaussian table, where the
+standardized start is already the answer, the flow must then learn a contraction by 2, and
+100k samples missed the data's mean by 1.3 % of its spread after the full recipe (within 1 %
+at spread 1).
 Any setting given as a flag or in a config file wins over the rule.
 """
 

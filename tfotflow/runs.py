@@ -79,6 +79,7 @@ LATENT_KEYS = (
     "autoencoder_learning_rate",
 )
 _MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
+_ADAPT_SIGNATURE = inspect.signature(OTFlowModel.adapt).parameters
 _FLOW_MATCHING_SIGNATURE = inspect.signature(FlowMatching.__init__).parameters
 _TRAIN_SIGNATURE = inspect.signature(training.train).parameters
 DEFAULTS = {
@@ -95,7 +96,7 @@ DEFAULTS = {
     "warm_start_sinkhorn_iterations": _FLOW_MATCHING_SIGNATURE["sinkhorn_iterations"].default,
     "solver_tolerance": _TRAIN_SIGNATURE["solver_tolerance"].default,
     "weight_clip": _TRAIN_SIGNATURE["weight_clip"].default,
-    "spread": 1.0,  # the flow's coordinates' standard deviation after `adapt`
+    "spread": _ADAPT_SIGNATURE["spread"].default,  # the flow's coordinates' deviation
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
