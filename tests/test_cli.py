@@ -248,6 +248,7 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--weight-clip", "nan"], "weight_clip"),
         (["train", "--spread", "0"], "--spread"),
         (["train", "--spread", "nan"], "spread"),
+        (["train", "8gaussians", "--spread", "2"], "--standardize"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),

@@ -1,5 +1,8 @@
 """OTFlowModel: objective terms, fit, metrics, gradients, save/load, distribution sharing."""
 
+import zipfile
+
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -90,6 +93,32 @@ def test_keras_file_round_trip_keeps_log_prob(tmp_path, rng):
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert isinstance(loaded, OTFlowModel) and loaded.get_config() == model.get_config()
     np.testing.assert_array_equal(loaded.log_prob(x), model.log_prob(x))
+
+
+def test_a_conditional_file_saved_before_the_conditional_shift_loads_with_none(tmp_path, rng):
+    """A .keras file of a conditional model written before B existed holds one weight of the
+    model's own fewer: it loads, with B = 0, as the densities it was trained with."""
+    conditions = rng.normal(size=(64, 1))
+    x = rng.normal(size=(64, 2)) + 3 * conditions
+    model = OTFlowModel(2, width=4, num_steps=2, dtype="float64", condition_dim=1)
+    model.adapt(x, conditions, regress=False)  # B = 0: the old model's densities
+    model.save(tmp_path / "new.keras")
+    weights = tmp_path / "model.weights.h5"
+    with zipfile.ZipFile(tmp_path / "new.keras") as new:
+        weights.write_bytes(new.read(weights.name))
+        with h5py.File(weights, "a") as store:
+            assert len(store["vars"]) == 5  # μ, σ, μ_y, σ_y, B
+            del store["vars/4"]
+        rewritten = tmp_path / "old.keras"
+        with zipfile.ZipFile(rewritten, "w") as old:
+            for name in new.namelist():
+                changed = name == weights.name
+                old.writestr(name, weights.read_bytes() if changed else new.read(name))
+    loaded = keras.models.load_model(rewritten)
+    np.testing.assert_array_equal(loaded.condition_shift, np.zeros([1, 2]))
+    np.testing.assert_array_equal(
+        loaded.log_prob(x[:5], conditions[:5]), model.log_prob(x[:5], conditions[:5])
+    )
 
 
 @pytest.mark.slow  # the command line's tests train float32 with XLA in the fast set

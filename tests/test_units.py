@@ -84,28 +84,65 @@ def test_the_density_integrates_to_one_in_data_units(rng):
     assert mass == pytest.approx(1.0, abs=5e-3)
 
 
-def test_conditions_are_standardized_and_sampling_is_in_data_units(rng):
-    data, conditions = correlated(rng)[:, :2], rng.normal(size=(500, 1)) * 50 + 300
-    model = adapted(rng, "diagonal", data, condition_dim=1, conditions=conditions)
+@pytest.mark.parametrize(
+    "normalization, regress", [("diagonal", True), ("whiten", True), ("diagonal", False)]
+)
+def test_conditions_are_standardized_and_sampling_is_in_data_units(rng, normalization, regress):
+    """log p(x | y) = log p̃(x̃ | ỹ) − log |det|, with x̃ from an independent least-squares fit
+    of the points on [y, 1] (the linear-Gaussian fit of p(x | y)) or, without ``regress``, from
+    the points' own mean and deviation."""
+    conditions = rng.normal(size=(500, 2)) * [50.0, 2.0] + [300.0, -1.0]
+    data = correlated(rng)[:, :2] + conditions @ [[0.5, 0.0], [40.0, -3.0]]
+    model = OTFlowModel(
+        2, width=6, num_steps=3, dtype="float64", normalization=normalization, condition_dim=2
+    )
+    for variable in model.potential.trainable_variables:  # a non-trivial flow
+        variable.assign(rng.normal(scale=0.3, size=variable.shape))
+    model.adapt(data, conditions, regress=regress)
     np.testing.assert_allclose(model.condition_loc, conditions.mean(axis=0))
-    y = conditions[:4]
-    standardized = (data[:4] - data.mean(axis=0)) / data.std(axis=0)
+    design = np.column_stack([conditions, np.ones(len(conditions))])
+    coefficients = np.linalg.lstsq(design, data, rcond=None)[0] if regress else np.zeros((3, 2))
+    residuals = data - design @ coefficients  # the points' mean is left in when not regressed
+    mean = design.mean(axis=0) @ coefficients + residuals.mean(axis=0)
+    x, y = data[:4], conditions[:4]
+    centred = x - design[:4] @ coefficients - residuals.mean(axis=0)
+    if normalization == "whiten":
+        L = np.linalg.cholesky(np.cov(residuals, rowvar=False, bias=True))
+        standardized, log_det = np.linalg.solve(L, centred.T).T, np.sum(np.log(np.diag(L)))
+    else:
+        std = residuals.std(axis=0)
+        standardized, log_det = centred / std, np.sum(np.log(std))
+    np.testing.assert_allclose(model.loc, mean, rtol=1e-12)
     flow_only = tfd.TransformedDistribution(
         tfd.MultivariateNormalDiag(tf.zeros(2, tf.float64)), model.flow
     ).log_prob(
         standardized,
-        bijector_kwargs={"conditional_input": (y - conditions.mean()) / conditions.std()},
+        bijector_kwargs={"conditional_input": (y - conditions.mean(0)) / conditions.std(0)},
     )
+    np.testing.assert_allclose(model.standardize(x, y)[0], standardized, atol=1e-10)
     np.testing.assert_allclose(
-        model.log_prob(data[:4], y),
-        np.asarray(flow_only) - np.sum(np.log(data.std(axis=0))),
-        atol=1e-10,
+        model.log_prob(x, y), np.asarray(flow_only) - log_det, rtol=0, atol=1e-10
     )
+    loss, terms = model.objective(x, y, num_steps=3)
+    np.testing.assert_allclose(terms["nll"], -np.mean(flow_only) + log_det, rtol=0, atol=1e-10)
     samples = model.sample(3, y[0], seed=(1, 2))
     z = model.bijector.inverse(samples, **model.bijector_kwargs(y[0]))
     back = model.bijector.forward(z, **model.bijector_kwargs(y[0]))
-    np.testing.assert_allclose(back, samples, atol=1e-4)  # the RK4 round trip at 3 steps
-    assert np.all(np.abs(np.asarray(samples)[:, 0] - 1e4) < 50)  # in the data's units
+    round_trip = (np.asarray(back) - samples) / residuals.std(axis=0)  # in the flow's scale
+    np.testing.assert_allclose(round_trip, 0.0, atol=1e-4)  # the RK4 round trip at 3 steps
+    expected = mean + (y[0] - conditions.mean(0)) @ coefficients[:2]  # the fit's mean at y
+    assert np.all(np.abs(np.asarray(samples) - expected) < 6 * residuals.std(axis=0))
+
+
+def test_a_linear_function_of_the_conditions_is_refused_as_degenerate(rng):
+    conditions = rng.normal(size=(50, 1))
+    data = np.column_stack([rng.normal(size=50), 3 * conditions[:, 0] + 1])
+    model = OTFlowModel(2, width=4, dtype="float64", condition_dim=1)
+    with pytest.raises(ValueError, match="column 1 is a linear function of the conditions"):
+        model.adapt(data, conditions)
+    model.adapt(data, conditions, regress=False)  # the plain standardization is well posed
+    with pytest.raises(ValueError, match="k \\+ 2 = 3"):
+        model.adapt(data[:2], conditions[:2])
 
 
 def test_adapt_refuses_what_it_cannot_standardize(rng):

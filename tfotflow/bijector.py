@@ -227,3 +227,56 @@ class OTFlow(tfb.Bijector):
             _, attributes = self._augmented_inverse(y, **kwargs)
             cached.update(attributes)
         return cached["ildj"]
+
+
+class ConditionalShift(tfb.Bijector):
+    """x ↦ x + ỹ B, a shift that is a linear function of the condition ỹ (TFP's
+    ``conditional_input``, [..., k]), with B [k, d]: the mean of a linear-Gaussian fit of
+    p(x | y) (:meth:`tfotflow.OTFlowModel.adapt`). Its Jacobian is the identity, so its
+    log-determinant is 0.
+
+    >>> shift = ConditionalShift(tf.constant([[1.0, 2.0]]))
+    >>> shift.forward(tf.zeros([2, 2]), conditional_input=[[1.0], [3.0]]).numpy()
+    array([[1., 2.],
+           [3., 6.]], dtype=float32)
+
+    Args:
+        weight: B, [k, d].
+        validate_args: TFP's flag. Defaults to False.
+        name: the bijector's name, which keys its ``conditional_input`` in a chain. Defaults
+            to "conditional_shift".
+    """
+
+    def __init__(self, weight, validate_args=False, name="conditional_shift"):
+        parameters = dict(locals())
+        with tf.name_scope(name):  # the name stays as given (no graph suffix): chain kwargs key
+            self._weight = tf.convert_to_tensor(weight)
+            super().__init__(
+                forward_min_event_ndims=1,
+                is_constant_jacobian=True,
+                dtype=self._weight.dtype,
+                validate_args=validate_args,
+                parameters=parameters,
+                name=name,
+            )
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _shift(self, conditional_input):
+        if conditional_input is None:
+            raise ValueError(
+                "`conditional_input` is required by ConditionalShift: the conditions [..., k]"
+            )
+        condition = tf.convert_to_tensor(conditional_input, self._weight.dtype)
+        return tf.linalg.matvec(self._weight, condition, transpose_a=True)
+
+    def _forward(self, x, conditional_input=None):
+        return x + self._shift(conditional_input)
+
+    def _inverse(self, y, conditional_input=None):
+        return y - self._shift(conditional_input)
+
+    def _forward_log_det_jacobian(self, x, conditional_input=None):
+        return tf.zeros([], self._weight.dtype)

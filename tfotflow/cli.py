@@ -242,6 +242,13 @@ def _read_toml(path):
     "(default 1; 2 suits 2-D data with narrow modes).",
 )
 @click.option(
+    "--standardize",
+    is_flag=True,
+    default=None,
+    help="Standardize a registered data set's points (and start p(x | y) from its "
+    "linear-Gaussian fit), as files always are.",
+)
+@click.option(
     "--trace",
     type=click.Choice(["exact", "hutchinson"]),
     help="Training steps' trace: closed form, or a one-probe estimate (scores stay exact).",

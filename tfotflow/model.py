@@ -10,7 +10,7 @@ import tensorflow_probability as tfp
 
 from tfotflow import ode, serialization
 from tfotflow._keras import keras
-from tfotflow.bijector import OTFlow
+from tfotflow.bijector import ConditionalShift, OTFlow
 from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite
 from tfotflow.distribute import spans_workers
 from tfotflow.flow_matching import FlowMatching
@@ -208,24 +208,39 @@ class OTFlowModel(keras.Model):
         if k:
             self.condition_loc = weight("condition_loc", (k,), "zeros")
             self.condition_scale = weight("condition_scale", (k,), "ones")
+            self.condition_shift = weight("condition_shift", (k, d), "zeros")  # B, last
 
-    def adapt(self, data, conditions=None, *, spread=1.0):
-        """Sets μ and σ (or L) from the data, as ``keras.layers.Normalization.adapt``: μ the
-        mean of ``data`` [n, d], σ its standard deviation per column divided by ``spread``, or
-        L the Cholesky factor of its covariance divided by ``spread``
-        (``normalization="whiten"``); and the conditions' mean and standard deviation per
-        column from ``conditions`` [n, k]. The flow's coordinates x̃ = (x − μ) / σ then have
-        standard deviation ``spread`` per column.
+    def adapt(self, data, conditions=None, *, spread=1.0, regress=True):
+        """Sets the affine map from the flow's coordinates to the data's from the data, as
+        ``keras.layers.Normalization.adapt``: μ the mean of ``data`` [n, d], σ its standard
+        deviation per column divided by ``spread``, or L the Cholesky factor of its covariance
+        divided by ``spread`` (``normalization="whiten"``). The flow's coordinates
+        x̃ = (x − μ) / σ then have standard deviation ``spread`` per column.
+
+        A conditional model standardizes its conditions, ỹ = (y − μ_y) / σ_y, and with
+        ``regress`` starts from the linear-Gaussian fit of p(x | y): B [k, d] and μ are the
+        least-squares fit x ≈ μ + ỹ B, and σ (or L) are the residuals' (their covariance
+        is what is left of the data's once ỹ is known). Then
+
+        ```none
+        x = μ + ỹ B + σ ⊙ x̃,     log p(x | y) = log p̃(x̃ | ỹ) − Σ_j log σ_j
+        ```
+
+        and an identity flow is that fit: where the posterior mean is linear in y (as in the
+        linear-Gaussian simulation-based-inference task), the flow is left only the shape.
 
         Args:
             data: [n, d] points (numpy or a tensor), in the data's units.
             conditions: [n, k] conditions, for a conditional model.
             spread: the standard deviation of the flow's coordinates, > 0. Defaults to 1.
+            regress: for a conditional model, shift the points by the linear fit on the
+                conditions (else B = 0). Defaults to True.
 
         Raises:
-            ValueError: for a model without ``normalization``, fewer than two rows, a column
-                that is constant (σ = 0), a covariance that is not positive definite, or a
-                ``spread`` that is not a positive number.
+            ValueError: for a model without ``normalization``, fewer than two rows (for a
+                regression, fewer than k + 2), a column that is constant (σ = 0) or, with
+                ``regress``, an exact linear function of the conditions, a covariance that
+                is not positive definite, or a ``spread`` that is not a positive number.
         """
         spread = check_positive_float("spread", spread)
         if not self.normalization:
@@ -238,8 +253,34 @@ class OTFlowModel(keras.Model):
             raise ValueError(
                 f"`data` must be [n, {self.dim}] with n >= 2. Received: shape {x.shape}"
             )
-        mean, std = x.mean(axis=0), x.std(axis=0)
-        _check_spread("data", std)
+        _check_spread("data", x.std(axis=0))
+        mean = x.mean(axis=0)
+        if self.condition_dim:
+            y = np.asarray(self.potential.check_condition(conditions), np.float64)
+            y = y.reshape(-1, self.condition_dim)
+            _check_spread("conditions", y.std(axis=0))
+            self.condition_loc.assign(y.mean(axis=0))
+            self.condition_scale.assign(y.std(axis=0))
+            if regress:
+                if len(x) < self.condition_dim + 2 or len(y) != len(x):
+                    raise ValueError(
+                        f"`adapt` with `regress` needs as many conditions as points and at "
+                        f"least k + 2 = {self.condition_dim + 2} of them. Received: "
+                        f"{len(x)} points, {len(y)} conditions"
+                    )
+                standardized = (y - y.mean(axis=0)) / y.std(axis=0)  # centred: μ stays the mean
+                weight = np.linalg.lstsq(standardized, x - mean, rcond=None)[0]
+                self.condition_shift.assign(weight)
+                x = x - standardized @ weight
+                residual = x.std(axis=0)
+                if np.any(residual <= 1e-12 * (np.abs(mean) + 1.0)):
+                    raise ValueError(
+                        f"`data` column {int(np.argmin(residual))} is a linear function of "
+                        "the conditions: its conditional density is degenerate; leave it out "
+                        "or pass regress=False"
+                    )
+            else:
+                self.condition_shift.assign(np.zeros([self.condition_dim, self.dim]))
         self.loc.assign(mean)
         if self.normalization == "whiten":
             covariance = np.cov(x, rowvar=False, bias=True).reshape(self.dim, self.dim)
@@ -252,38 +293,56 @@ class OTFlowModel(keras.Model):
                     "the column"
                 ) from error
         else:
-            self.scale.assign(std / spread)
-        if self.condition_dim:
-            y = np.asarray(self.potential.check_condition(conditions), np.float64)
-            y = y.reshape(-1, self.condition_dim)
-            _check_spread("conditions", y.std(axis=0))
-            self.condition_loc.assign(y.mean(axis=0))
-            self.condition_scale.assign(y.std(axis=0))
+            self.scale.assign(x.std(axis=0) / spread)
 
     @property
     def affine(self):
-        """The TFP bijector x = μ + σ ⊙ x̃ (or μ + L x̃) from the flow's coordinates to the
-        data's, or None without ``normalization``."""
+        """The TFP bijector x = μ + ỹ B + σ ⊙ x̃ (or μ + ỹ B + L x̃) from the flow's
+        coordinates to the data's, or None without ``normalization``. A conditional model's
+        takes ``conditional_shift={"conditional_input": ỹ}`` (:meth:`affine_kwargs`)."""
         if not self.normalization:
             return None
         if self.normalization == "whiten":
             scale = tfb.ScaleMatvecTriL(scale_tril=tf.convert_to_tensor(self.scale_tril))
         else:
             scale = tfb.Scale(tf.convert_to_tensor(self.scale))
-        return tfb.Chain([tfb.Shift(tf.convert_to_tensor(self.loc)), scale])
+        shift = tfb.Shift(tf.convert_to_tensor(self.loc))
+        if not self.condition_dim:
+            return tfb.Chain([shift, scale])
+        return tfb.Chain(
+            [shift, ConditionalShift(tf.convert_to_tensor(self.condition_shift)), scale]
+        )
+
+    def affine_kwargs(self, standardized_condition):
+        """The keyword arguments of :attr:`affine`'s calls for conditions ỹ [..., k] in the
+        flow's coordinates ({} for an unconditional model)."""
+        if not self.condition_dim:
+            return {}
+        return {"conditional_shift": {"conditional_input": standardized_condition}}
 
     def standardize(self, x, condition=None):
         """The flow's coordinates (x̃, ỹ) of points ``x`` [..., d] and conditions [..., k]
         given in the data's units (unchanged without ``normalization``)."""
         if not self.normalization:
             return x, condition
-        return self.affine.inverse(x), self.standardize_condition(condition)
+        condition = self.standardize_condition(condition)
+        return self.affine.inverse(x, **self.affine_kwargs(condition)), condition
 
     def standardize_condition(self, condition):
         """ỹ = (y − μ_y) / σ_y of conditions [..., k] in the data's units (None stays None)."""
         if not self.normalization or condition is None:
             return condition
         return (condition - self.condition_loc) / self.condition_scale
+
+    def load_own_variables(self, store):
+        """Keras's loading of the model's own weights; a conditional model saved before B
+        existed (its file holds one weight fewer) loads with B = 0, as it was trained."""
+        if self.normalization and self.condition_dim:
+            own = len(self._trainable_variables) + len(self._non_trainable_variables)
+            if len(store.keys()) == own - 1:
+                store = {key: store[key] for key in list(store.keys())}  # an H5 store
+                store[str(own - 1)] = np.zeros([self.condition_dim, self.dim])
+        super().load_own_variables(store)
 
     # ----------------------------------------------------------------------------- objective
 
@@ -309,7 +368,9 @@ class OTFlowModel(keras.Model):
         )
         nll = negative_log_likelihood(state)
         if self.normalization:  # in the data's units: − log |det| of the affine map
-            nll = nll - self.affine.inverse_log_det_jacobian(x, event_ndims=1)
+            nll = nll - self.affine.inverse_log_det_jacobian(
+                x, event_ndims=1, **self.affine_kwargs(condition)
+            )
         terms = {"nll": tf.reduce_mean(nll)}
         loss = self.alpha[1] * terms["nll"]
         for k, (name, weight) in enumerate(zip(self.regularizers, self._cost_weights)):
@@ -511,7 +572,9 @@ class OTFlowModel(keras.Model):
     @property
     def bijector(self):
         """The normal to the data, in the data's units: ``Chain([Shift(μ), Scale(σ), flow])``
-        (``ScaleMatvecTriL(L)`` when whitened), or the flow alone without ``normalization``.
+        (``ScaleMatvecTriL(L)`` when whitened; a conditional model's has its
+        :class:`tfotflow.bijector.ConditionalShift` after the ``Shift``), or the flow alone
+        without ``normalization``.
         Its calls take :meth:`bijector_kwargs`."""
         if not self.normalization:
             return self.flow
@@ -584,13 +647,14 @@ class OTFlowModel(keras.Model):
     def bijector_kwargs(self, condition=None, num_steps=None):
         """The keyword arguments of :attr:`bijector`'s calls for a ``condition`` y [..., k] (in
         the data's units) and ``num_steps``: ``{"conditional_input": ỹ, "num_steps": …}``,
-        nested under the flow's name when the bijector is a chain."""
+        nested under the flow's name when the bijector is a chain, whose conditional shift
+        takes ỹ too (:meth:`affine_kwargs`)."""
         kwargs = {"num_steps": num_steps} if num_steps else {}
         condition = self.potential.check_condition(condition)
         if condition is not None:
             kwargs["conditional_input"] = self.standardize_condition(condition)
         if self.normalization:
-            return {self.flow.name: kwargs}
+            return {self.flow.name: kwargs, **self.affine_kwargs(kwargs.get("conditional_input"))}
         return kwargs
 
     def export(

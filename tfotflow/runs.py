@@ -69,6 +69,7 @@ TRAIN_KEYS = (
     "solver_tolerance",
     "weight_clip",
     "spread",
+    "standardize",
 )
 # A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
 LATENT_KEYS = (
@@ -97,6 +98,7 @@ DEFAULTS = {
     "solver_tolerance": _TRAIN_SIGNATURE["solver_tolerance"].default,
     "weight_clip": _TRAIN_SIGNATURE["weight_clip"].default,
     "spread": _ADAPT_SIGNATURE["spread"].default,  # the flow's coordinates' deviation
+    "standardize": False,  # a registered set's points as they come (files: always)
     "latent_dim": 0,
     "autoencoder": "conv",
     "autoencoder_epochs": 20,
@@ -218,12 +220,15 @@ def build_config(
 
 def adapts(config):
     """Whether a new run sets its model's normalization from the training data
-    (:meth:`OTFlowModel.adapt`): for data read from a file, and whenever it whitens; a
-    registered data set, already standardized, keeps the identity otherwise; a model built
-    without normalization never."""
+    (:meth:`OTFlowModel.adapt`): for data read from a file, whenever it whitens, and for a
+    registered data set whose settings (or ``--standardize``) say ``standardize``; other
+    registered sets keep the identity; a model built without normalization never."""
     normalization = config["model"].get("normalization")
     return normalization is not None and (
-        "source" in config or "latent" in config or normalization == "whiten"
+        "source" in config
+        or "latent" in config
+        or normalization == "whiten"
+        or bool(config["train"].get("standardize"))
     )
 
 
@@ -265,7 +270,13 @@ def check_settings(config, dim, condition_dim=0, image_shape=None):
     for key in ("solver_tolerance", "weight_clip"):
         if settings.get(key):  # 0 or None (or a run from before the setting): never
             check_positive_float(key, settings[key])
-    check_positive_float("spread", settings.get("spread", DEFAULTS["spread"]))
+    spread = check_positive_float("spread", settings.get("spread", DEFAULTS["spread"]))
+    if spread != DEFAULTS["spread"] and not adapts(config):
+        raise ValueError(
+            f"`spread`={spread} has no effect: this run does not standardize its points (a "
+            "registered data set, or normalization=None); pass `standardize` "
+            "(--standardize) with a normalization"
+        )
     if latent:
         from tfotflow.latent import check_architecture
 
