@@ -1,17 +1,19 @@
 """Runs one benchmark suite and writes its JSON to benchmarks/results/.
 
 Run: python benchmarks/run.py SUITE [--quick] [--dataset NAME ...] [--miniboone DIR]
-     [--seeds 0,1,2]
-SUITE is one of trace, peers, training_speed, startup, quality, scaling_out, time_to_quality (see
-README.md here). The training suites (quality, time_to_quality) train on the toy sets named
-with --dataset (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy
-and test.npy (e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json
-(time_to_quality also writes its curves as a PNG of the same name, races once per seed of
---seeds (named in the file: ..._seeds0-1-2.json), only each --contender when given (and
+     [--seeds 0,1,2] [--contender NAME ...] [--way WAY ...]
+SUITE is one of trace, peers, training_speed, startup, quality, scaling_out, time_to_quality,
+recipe… (see README.md here). The training suites train on the sets named with --dataset
+(default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy and test.npy
+(e.g. ../shared/data); with either option the file is SUITE_NAME[_NAME...].json, and with
+--seeds it is named after them (..._seeds0-1-2.json).
+time_to_quality races once per seed of --seeds, only each --contender when given (and
 OT-Flow's recipe, unless an OT-Flow setting is among them), scores every --score-factor of
 training time (default 1.4), skips the comparison at matched accuracy with
---no-matched-accuracy, and saves each finished race's row to the .partial.json beside it as
-it goes).
+--no-matched-accuracy, saves each finished race's row to the .partial.json beside it as it
+goes, and writes its curves as a PNG beside the JSON.
+recipe trains each set once per seed of --seeds, only each --way (tuned, file, keras) when
+given.
 """
 
 import argparse
@@ -27,7 +29,10 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dataset", action="append", dest="names")
     parser.add_argument("--miniboone", default=None)
-    parser.add_argument("--seeds", default=None, help="time_to_quality: comma-separated seeds")
+    parser.add_argument(
+        "--seeds", default=None, help="time_to_quality, recipe: comma-separated seeds"
+    )
+    parser.add_argument("--way", action="append", help="recipe: only these ways (tuned, file…)")
     parser.add_argument(
         "--contender",
         action="append",
@@ -47,6 +52,10 @@ if __name__ == "__main__":
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     options = {}
+    if args.suite == "recipe":
+        options["ways"] = args.way
+        if args.seeds is not None:
+            options["seeds"] = tuple(int(seed) for seed in args.seeds.split(","))
     if args.suite == "time_to_quality":
         finished = []
 

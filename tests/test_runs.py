@@ -240,6 +240,26 @@ def test_a_data_set_recommending_no_steps_gets_the_recipes():
     assert config["model"]["alpha"] == [1.0, 100.0, 15.0] and config["model"]["width"] == 32
 
 
+@pytest.mark.parametrize(
+    "shape, dim, spread", [("modes", 2, 2.0), ("gaussian", 2, 1.0), ("modes", 3, 1.0)]
+)
+def test_the_recipe_spreads_multimodal_2d_points_to_2(shape, dim, spread):
+    """With no recommended settings, 2-D points that a Gaussian does not describe (eight modes
+    on a circle) are standardized to a deviation of 2; Gaussian ones, and any above d = 2, to
+    1."""
+    from tfotflow.datasets import Dataset, Metadata
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(2000, dim))
+    if shape == "modes":
+        angle = rng.integers(8, size=2000) * np.pi / 4
+        points[:, :2] = 2 * np.column_stack([np.cos(angle), np.sin(angle)]) + 0.1 * points[:, :2]
+    data = Dataset(
+        points[:1600], points[1600:1800], points[1800:], metadata=Metadata("own", dim, "", "")
+    )
+    assert runs.recommended_settings(data)["spread"] == spread
+
+
 def test_stale_temporaries_of_every_run_file_are_removed_and_nothing_else(tmp_path):
     stale = [".last.npz.x1y2", ".model.tmp.keras", ".autoencoder.tmp.keras"]
     kept = ["notes.txt", "model.keras", ".other.tmp.keras"]

@@ -119,8 +119,14 @@ def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
     model = OTFlowModel(3, width=6, num_steps=3, dtype="float64", condition_dim=condition_dim)
     for variable in model.potential.trainable_variables:  # a non-trivial flow
         variable.assign(rng.normal(scale=0.3, size=variable.shape))
-    x = rng.normal(size=(5, 3))
-    conditions = rng.normal(size=(5, condition_dim)) if condition_dim else None
+    points, conditions = rng.normal(size=(200, 3)) * [2.0, 0.5, 3.0] + 1.0, None
+    if condition_dim:  # points whose mean moves with the conditions: B ≠ 0 in the chain
+        conditions = rng.normal(size=(200, condition_dim))
+        points += conditions @ rng.normal(size=(condition_dim, 3))
+    model.adapt(points, conditions)
+    if condition_dim:
+        assert np.all(np.abs(np.asarray(model.condition_shift)) > 0)
+    x, conditions = points[:5], None if conditions is None else conditions[:5]
     model.save(tmp_path / "model.keras")
     path = export_in_a_fresh_interpreter(tmp_path / "model.keras", tmp_path / "served")
     result = serve(path, x, conditions, "float64")

@@ -83,7 +83,9 @@ class OTFlowModel(keras.Model):
 
     μ and σ (or L) are non-trainable weights, the identity until :meth:`adapt` computes them
     from the data (as ``keras.layers.Normalization.adapt``); they are saved with the model.
-    A conditional model standardizes its conditions too (diagonal; no Jacobian enters).
+    A conditional model standardizes its conditions too (diagonal; no Jacobian enters), and
+    :meth:`adapt` starts it from the linear-Gaussian fit of p(x | y): x = μ + ỹ B + σ ⊙ x̃,
+    the shift ỹ B a :class:`tfotflow.bijector.ConditionalShift` (Jacobian the identity).
 
     With ``condition_dim=k`` the model is a conditional density p(x | y) (a conditional
     potential Φ(x, y, t), :class:`tfotflow.Potential`): ``fit`` takes (points, conditions)

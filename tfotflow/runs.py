@@ -41,7 +41,7 @@ from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.model import OTFlowModel, check_alpha, check_normalization
 from tfotflow.potential import Potential
-from tfotflow.recipe import recipe, whitenable
+from tfotflow.recipe import gaussian_gap, recipe, whitenable
 from tfotflow.validation import check_float_dtype, check_int, check_positive_float
 
 MODEL_KEYS = (
@@ -159,7 +159,8 @@ def recommended_settings(data):
     size = (data.metadata.dim, len(data.train), data.metadata.condition_dim)
     recommended = dict(data.metadata.hyperparameters)
     if not recommended:
-        return recipe(*size, whitenable=whitenable(data.train))
+        gap = gaussian_gap(data.train) if data.metadata.dim <= 2 else None
+        return recipe(*size, whitenable=whitenable(data.train), gaussian_gap=gap)
     rule = recipe(*size)
     if "num_steps" not in recommended:
         recommended.setdefault("eval_num_steps", rule["eval_num_steps"])
@@ -716,7 +717,7 @@ def save_model(model, path):
     os.replace(temporary, path)
 
 
-def test_conditions(model, data):
+def conditions_of_test_split(model, data):
     """The test split's conditions in the model's dtype, or None for unconditional data."""
     return data.conditions["test"].astype(model.precision) if data.conditional else None
 
@@ -737,7 +738,7 @@ def evaluate(model, data, *, num_steps=None, round_trip_points=500, autoencoder=
             "reconstruction_error": latent_module.reconstruction_error(autoencoder, data.test),
         }
     num_steps = num_steps or model.eval_num_steps
-    test, conditions = data.test.astype(model.precision), test_conditions(model, data)
+    test, conditions = data.test.astype(model.precision), conditions_of_test_split(model, data)
     start = time.perf_counter()
     log_prob = np.asarray(model.log_prob(test, conditions, num_steps=num_steps))
     seconds = time.perf_counter() - start
@@ -815,7 +816,7 @@ def plot(model, data, run_dir, *, dims=None, seed=0, test_nll=None, autoencoder=
         return plotting.plot_images(model, autoencoder, data, run_dir, seed=seed)
     if autoencoder is not None:  # other points: the codes' marginals
         data = latent_module.encode_data(autoencoder, data)
-    conditions = test_conditions(model, data)
+    conditions = conditions_of_test_split(model, data)
     title = plot_title(data, run_dir, test_nll)
     if data.metadata.dim == 2:
         return plotting.plot_2d(

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from tfotflow import datasets, runs
+from tfotflow._keras import keras as keras_lib
 from tfotflow.model import OTFlowModel
 
 NAMES = ("8gaussians", "checkerboard", "rotating_gaussians", "banana", "linear_gaussian")
@@ -40,12 +41,12 @@ def _timed(train):
 QUICK = {"iterations": 4, "validate_every": 2, "warm_start": 10}
 
 
-def _run_config(data, name, hyperparameters, folder, quick):
+def _run_config(data, name, hyperparameters, folder, quick, seed):
     config = runs.build_config(
         name,
         metadata_hyperparameters=hyperparameters,
         overrides=QUICK if quick else {},
-        seed=0,
+        seed=seed,
         data_dir=None,
         options={},
         source=data.metadata.source,
@@ -53,14 +54,16 @@ def _run_config(data, name, hyperparameters, folder, quick):
     return runs.train_run(folder, config, data=data)[0], config
 
 
-def contenders(data, folder, quick=False):
+def contenders(data, folder, quick=False, seed=0):
     """The three ways of training ``data``: ``{way: callable() -> (model, settings)}``
-    (``quick``: a few steps each)."""
+    (``quick``: a few steps each; ``seed``: the runs' and the Keras model's seed)."""
     name = data.metadata.name
     d, k = data.metadata.dim, data.metadata.condition_dim
 
     def tuned():
-        return _run_config(data, name, data.metadata.hyperparameters, folder / "tuned", quick)
+        return _run_config(
+            data, name, data.metadata.hyperparameters, folder / "tuned", quick, seed
+        )
 
     def from_file():
         rows = np.concatenate([data.train, data.val])
@@ -73,9 +76,10 @@ def contenders(data, folder, quick=False):
         condition_columns = [str(d + i) for i in range(k)] or None
         file_data = datasets.from_file(path, condition_columns=condition_columns)
         settings = runs.recommended_settings(file_data)
-        return _run_config(file_data, str(path), settings, folder / "file", quick)
+        return _run_config(file_data, str(path), settings, folder / "file", quick, seed)
 
     def keras():
+        keras_lib.utils.set_random_seed(seed)
         model = OTFlowModel(d, condition_dim=k)
         model.compile()
         conditions = data.conditions["train"] if data.conditional else None
@@ -88,29 +92,35 @@ def contenders(data, folder, quick=False):
     return {"tuned": tuned, "file": from_file, "keras": keras}
 
 
-def run(quick=False, names=NAMES, miniboone_dir=None):
-    """Trains each set of ``names`` the three ways; returns the rows."""
+def run(quick=False, names=NAMES, miniboone_dir=None, seeds=(0,), ways=None):
+    """Trains each set of ``names`` the three ways (or only ``ways``), once per seed of
+    ``seeds``; returns the rows."""
     del miniboone_dir  # MINIBOONE's tuned run (width 256) takes about half an hour here
     rows = []
     for name in names:
         options = {"num_train": 2000, "num_val": 200, "num_test": 500} if quick else {}
         data = datasets.load(name, **options)
-        with tempfile.TemporaryDirectory() as folder:
-            for way, train in contenders(data, pathlib.Path(folder), quick).items():
-                (model, settings), wall, cpu = _timed(train)
-                nll = _test_nll(model, data)
-                entropy = data.metadata.entropy
-                row = {
-                    "dataset": name,
-                    "way": way,
-                    "test_nll": nll,
-                    "gap": None if entropy is None else nll - entropy,
-                    "reference_nll": _test_nll(model, data, 4 * model.eval_num_steps),
-                    "final_num_steps": model.num_steps,
-                    "wall_seconds": wall,
-                    "cpu_seconds": cpu,
-                    "settings": settings.get("model", settings) | settings.get("train", {}),
-                }
-                print(row, flush=True)
-                rows.append(row)
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as folder:
+                chosen = contenders(data, pathlib.Path(folder), quick, seed)
+                for way, train in chosen.items():
+                    if ways is not None and way not in ways:
+                        continue
+                    (model, settings), wall, cpu = _timed(train)
+                    nll = _test_nll(model, data)
+                    entropy = data.metadata.entropy
+                    row = {
+                        "dataset": name,
+                        "way": way,
+                        "seed": seed,
+                        "test_nll": nll,
+                        "gap": None if entropy is None else nll - entropy,
+                        "reference_nll": _test_nll(model, data, 4 * model.eval_num_steps),
+                        "final_num_steps": model.num_steps,
+                        "wall_seconds": wall,
+                        "cpu_seconds": cpu,
+                        "settings": settings.get("model", settings) | settings.get("train", {}),
+                    }
+                    print(row, flush=True)
+                    rows.append(row)
     return {"benchmark": "recipe", "quick": quick, "rows": rows}
