@@ -31,7 +31,25 @@ class _LiveVariables:
         return components
 
 
-class OTFlow(tfb.Bijector):
+class _VectorBijector(tfb.Bijector):
+    """A TFP bijector of vectors (event rank 1) whose parameters are not batched by TFP."""
+
+    def __init__(self, *, dtype, parameters, name, validate_args=False, **kwargs):
+        super().__init__(
+            forward_min_event_ndims=1,
+            dtype=dtype,
+            validate_args=validate_args,
+            parameters=parameters,
+            name=name,
+            **kwargs,
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+
+class OTFlow(_VectorBijector):
     """The OT-Flow map between data and a standard normal (Onken et al. 2021).
 
     The velocity is the gradient of a potential Φ, so paths are straight optimal-transport
@@ -127,16 +145,11 @@ class OTFlow(tfb.Bijector):
             self._jit_compile = bool(jit_compile)
             self._potential_variables = _LiveVariables(potential)
             super().__init__(
-                forward_min_event_ndims=1,
                 dtype=tf.as_dtype(potential.compute_dtype),
                 validate_args=validate_args,
                 parameters=parameters,
                 name=name,
             )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
 
     @property
     def potential(self):
@@ -229,7 +242,7 @@ class OTFlow(tfb.Bijector):
         return cached["ildj"]
 
 
-class ConditionalShift(tfb.Bijector):
+class ConditionalShift(_VectorBijector):
     """x ↦ x + ỹ B, a shift that is a linear function of the condition ỹ (TFP's
     ``conditional_input``, [..., k]), with B [k, d]: the mean of a linear-Gaussian fit of
     p(x | y) (:meth:`tfotflow.OTFlowModel.adapt`). Its Jacobian is the identity, so its
@@ -252,17 +265,12 @@ class ConditionalShift(tfb.Bijector):
         with tf.name_scope(name):  # the name stays as given (no graph suffix): chain kwargs key
             self._weight = tf.convert_to_tensor(weight)
             super().__init__(
-                forward_min_event_ndims=1,
                 is_constant_jacobian=True,
                 dtype=self._weight.dtype,
                 validate_args=validate_args,
                 parameters=parameters,
                 name=name,
             )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
 
     def _shift(self, conditional_input):
         if conditional_input is None:
