@@ -255,8 +255,8 @@ class OTFlowModel(keras.Model):
             raise ValueError(
                 f"`data` must be [n, {self.dim}] with n >= 2. Received: shape {x.shape}"
             )
-        _check_spread("data", x.std(axis=0))
-        mean = x.mean(axis=0)
+        deviation, mean = x.std(axis=0), x.mean(axis=0)
+        _check_spread("data", deviation)
         if self.condition_dim:
             y = np.asarray(self.potential.check_condition(conditions), np.float64)
             y = y.reshape(-1, self.condition_dim)
@@ -274,10 +274,10 @@ class OTFlowModel(keras.Model):
                 weight = np.linalg.lstsq(standardized, x - mean, rcond=None)[0]
                 self.condition_shift.assign(weight)
                 x = x - standardized @ weight
-                residual = x.std(axis=0)
-                if np.any(residual <= 1e-12 * (np.abs(mean) + 1.0)):
+                unexplained = x.std(axis=0) / deviation  # the residuals' share of it
+                if np.any(unexplained <= 1e-9):
                     raise ValueError(
-                        f"`data` column {int(np.argmin(residual))} is a linear function of "
+                        f"`data` column {int(np.argmin(unexplained))} is a linear function of "
                         "the conditions: its conditional density is degenerate; leave it out "
                         "or pass regress=False"
                     )
