@@ -52,10 +52,10 @@ if __name__ == "__main__":
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     options = {}
+    if args.seeds is not None and args.suite in ("recipe", "time_to_quality"):
+        options["seeds"] = tuple(int(seed) for seed in args.seeds.split(","))
     if args.suite == "recipe":
         options["ways"] = args.way
-        if args.seeds is not None:
-            options["seeds"] = tuple(int(seed) for seed in args.seeds.split(","))
     if args.suite == "time_to_quality":
         finished = []
 
@@ -65,8 +65,6 @@ if __name__ == "__main__":
             atomic_write_bytes(out.with_suffix(".partial.json"), text.encode())
 
         options["on_row"] = save
-        if args.seeds is not None:
-            options["seeds"] = tuple(int(seed) for seed in args.seeds.split(","))
         options.update(
             contenders=args.contender,
             score_factor=args.score_factor,

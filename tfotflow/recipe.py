@@ -65,6 +65,7 @@ import math
 import numpy as np
 
 from tfotflow.callbacks import WEIGHT_CLIP
+from tfotflow.datasets.mixture import Mixture
 
 # Above this condition number of the points' correlation matrix the recipe does not whiten.
 MAX_WHITENING_CONDITION = 1e6
@@ -93,7 +94,9 @@ def gaussian_gap(points, *, rows=4000, seed=0):
     """How much better, in nats per point, a kernel density estimate explains ``points``
     [n, d] than their Gaussian fit does: the mean held-out log-density of a Gaussian kernel
     estimate (Scott's bandwidth, on standardized columns) less that of the Gaussian fit, both
-    fitted on half of up to ``rows`` rows drawn with ``seed`` and scored on the other half.
+    fitted on half of up to ``rows`` rows drawn with ``seed`` and scored on the other half
+    (each a :class:`tfotflow.datasets.mixture.Mixture`: of one component, and of one per
+    row).
     Near 0 or below for Gaussian points (the kernel estimate's own error); large for
     multimodal or curved ones.
 
@@ -109,25 +112,11 @@ def gaussian_gap(points, *, rows=4000, seed=0):
     x = (x - x.mean(axis=0)) / x.std(axis=0)
     fit, held_out = x[: len(x) // 2], x[len(x) // 2 :]
     n, d = fit.shape
-    centred = held_out - fit.mean(axis=0)
     covariance = np.cov(fit, rowvar=False, bias=True).reshape(d, d)
-    _, log_det = np.linalg.slogdet(covariance)
-    mahalanobis = np.sum(centred * np.linalg.solve(covariance, centred.T).T, axis=1)
-    gaussian = -0.5 * (mahalanobis + log_det + d * math.log(2 * math.pi))
+    gaussian = Mixture([1.0], fit.mean(axis=0)[None], np.linalg.cholesky(covariance)[None])
     bandwidth = n ** (-1.0 / (d + 4))  # Scott's rule, unit deviations
-    squared = (
-        np.sum(held_out**2, axis=1)[:, None]
-        + np.sum(fit**2, axis=1)[None, :]
-        - 2.0 * held_out @ fit.T
-    ) / bandwidth**2
-    largest = np.max(-0.5 * squared, axis=1, keepdims=True)
-    kernel = (
-        largest[:, 0]
-        + np.log(np.mean(np.exp(-0.5 * squared - largest), axis=1))
-        - d * math.log(bandwidth)
-        - 0.5 * d * math.log(2 * math.pi)
-    )
-    return float(np.mean(kernel) - np.mean(gaussian))
+    kernels = Mixture(np.full(n, 1.0 / n), fit, np.broadcast_to(bandwidth * np.eye(d), (n, d, d)))
+    return float(np.mean(kernels.log_prob(held_out)) - np.mean(gaussian.log_prob(held_out)))
 
 
 def potential_weights(width, inputs, num_layers=2):
