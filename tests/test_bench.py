@@ -233,3 +233,24 @@ def test_across_seeds_takes_medians_and_keeps_unreached_targets_visible():
         "otflow_fast vs otflow",
         "otflow_fast vs peer",
     }
+
+
+def test_a_first_seed_only_contender_races_every_seed_when_named(monkeypatch):
+    from tfotflow.bench import time_to_quality
+
+    raced = []
+
+    def compete(data, problem, *, seed, only, inference, **options):
+        raced.append((seed, sorted(only), inference))
+        return {"dataset": "miniboone_mixture", "seed": seed, "races": {}}
+
+    monkeypatch.setattr(time_to_quality, "compete", compete)
+    monkeypatch.setattr(time_to_quality, "across_seeds", lambda rows: {})
+    monkeypatch.setattr(time_to_quality.datasets, "load", lambda *args, **kwargs: None)
+    time_to_quality.run(names=("miniboone_mixture",), seeds=(0, 1))
+    assert "ffjord" in raced[0][1] and "ffjord" not in raced[1][1]  # by default: seed 0 only
+    assert [inference for *_, inference in raced] == [True, False]
+    raced.clear()
+    named = ["otflow_whiten", "ffjord"]
+    time_to_quality.run(names=("miniboone_mixture",), seeds=(0, 1), contenders=named)
+    assert raced == [(0, sorted(named), True), (1, sorted(named), False)]

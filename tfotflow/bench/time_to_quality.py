@@ -625,7 +625,7 @@ PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the oth
 # 20 sweeps, the one-probe trace in training); those with the data whitened in the chain, the
 # recipe's now ("otflow_whiten"); and tuned ("otflow_tuned": whitened, and the cosine over
 # the 600 likelihood steps that fit).
-# FFJORD at OT-Flow's parameter count (first seed only: its exact scores are slow);
+# FFJORD at OT-Flow's parameter count (first seed only unless named: its exact scores are slow);
 # BayesFlow's flow matching tuned (MINIBOONE's widths, no dropout, Adam 1e-3, batch 512) and
 # at its defaults. Scored exactly on 1,000 test rows.
 _MIXTURE = recipe_for_size(43, 100_000)
@@ -920,14 +920,15 @@ def run(
     """Races on each named toy set, and on MINIBOONE when ``miniboone_dir`` holds its splits,
     once per seed; the curves are printed to stderr as they are scored.
 
-    After the first seed, the contenders a problem names in ``first_seed_only`` sit out and
-    the comparison at matched accuracy is skipped; with several seeds the result's
-    ``across_seeds`` holds each data set's medians (:func:`across_seeds`). ``on_row`` sees
-    each finished race's row (e.g. to save it before the next begins). ``contenders`` names
-    the ones to race besides OT-Flow (default: all but the problem's ``variants``);
-    ``score_factor`` spaces the scores further apart (each after that factor more training
-    time; default 1.4), which saves the peers' slow exact scores at high dimension;
-    ``inference=False`` skips the comparison at matched accuracy (e.g. for seeds run apart
+    After the first seed, the comparison at matched accuracy is skipped, and so are the
+    contenders a problem names in ``first_seed_only`` unless ``contenders`` names them; with
+    several seeds the result's ``across_seeds`` holds each data set's medians
+    (:func:`across_seeds`). ``on_row`` sees each finished race's row (e.g. to save it before
+    the next begins). ``contenders`` names the ones to race besides OT-Flow (default: all but
+    the problem's ``variants``); ``score_factor`` spaces the scores further apart (each after
+    that factor more training time; default 1.4), which saves the peers' slow exact scores at
+    high dimension; ``inference=False`` skips the comparison at matched accuracy (e.g. for
+    seeds run apart
     from the first)."""
     jobs = []
     for name in names:
@@ -958,7 +959,8 @@ def run(
             chosen = [n for n in problem["batch"] if n not in problem.get("variants", ())]
         else:
             chosen = [n for n in problem["batch"] if n in contenders]
-        later = [n for n in chosen if n not in problem.get("first_seed_only", ())]
+        once = () if contenders is not None else problem.get("first_seed_only", ())
+        later = [n for n in chosen if n not in once]
         seeded = []
         for i, seed in enumerate(seeds):
             row = compete(
