@@ -566,12 +566,14 @@ PROBLEMS = {
     # the same widths and its usual batch and rate.
     # "otflow_warm300": the recipe with 300 warm-start steps instead of 1,000; "otflow_long":
     # those, then a cosine over 2,500 likelihood steps instead of 1,250; "otflow_noclip": the
-    # recipe with its weights not clipped.
+    # recipe with its weights not clipped; "otflow_2000": the recipe with its cosine over 2,000
+    # likelihood steps instead of 1,250.
     "8gaussians": dict(
         otflow=_TOY_RECIPE,
         otflow_warm300={**_TOY_RECIPE, "warm_start": 300},
         otflow_long={**_TOY_RECIPE, "warm_start": 300, "iterations": 2500},
         otflow_noclip={**_TOY_RECIPE, "weight_clip": None},
+        otflow_2000={**_TOY_RECIPE, "iterations": 2000},
         ffjord=dict(hidden=64, learning_rate=1e-3),
         bayesflow_fm=dict(widths=(64, 64), learning_rate=1e-3),
         batch={
@@ -579,6 +581,7 @@ PROBLEMS = {
             "otflow_warm300": _TOY_BATCH,
             "otflow_long": _TOY_BATCH,
             "otflow_noclip": _TOY_BATCH,
+            "otflow_2000": _TOY_BATCH,
             "ffjord": 100,
             "bayesflow_fm": 256,
         },
@@ -589,10 +592,16 @@ PROBLEMS = {
             "otflow_warm300": 60.0,
             "otflow_long": 90.0,
             "otflow_noclip": 60.0,
+            "otflow_2000": 60.0,
             "ffjord": 300.0,
             "bayesflow_fm": 300.0,
         },
-        variants=("otflow_warm300", "otflow_long", "otflow_noclip"),  # raced only when named
+        variants=(
+            "otflow_warm300",
+            "otflow_long",
+            "otflow_noclip",
+            "otflow_2000",
+        ),  # raced only when named
         test_size=10_000,
     ),
     # OT-Flow's MINIBOONE model (width 256, α = (1, 100, 15), 6 steps, batch 2000) after a
