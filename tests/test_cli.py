@@ -220,7 +220,7 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
     assert written["dataset"] == "circles" and written["model"]["width"] == 7  # flag wins
     assert written["model"]["alpha"] == [1.0, 20.0, 2.0]  # the file beats the recipe
     assert written["train"]["learning_rate"] == 0.02
-    assert written["train"]["iterations"] == 1250  # the toy recipe where neither sets it
+    assert written["train"]["iterations"] == 2000  # the toy recipe where neither sets it
     config.write_text("widht = 5\n")
     result = CliRunner().invoke(cli.main, ["train", "--config", str(config)])
     assert result.exit_code == 2 and "unknown setting(s) widht" in result.output
