@@ -213,6 +213,19 @@ def test_an_unfinished_run_takes_the_steps_its_training_had_doubled_to(tmp_path)
     assert (loaded.num_steps, loaded.eval_num_steps) == (8, 16)
 
 
+def test_the_file_recipe_at_d_2_is_the_toy_sets_tuned_recipe():
+    """The rule of tfotflow.recipe gives 2-D data of toy size the toy sets' settings (its
+    docstring says so), apart from how often it validates."""
+    from tfotflow.datasets.builtin import TOY_HYPERPARAMETERS
+    from tfotflow.recipe import recipe
+
+    settings = recipe(2, 80_000)
+    shared = set(TOY_HYPERPARAMETERS) - {"validate_every", "dtype"}
+    for key in shared:
+        toy = TOY_HYPERPARAMETERS[key]
+        assert settings[key] == (list(toy) if isinstance(toy, tuple) else toy), key
+
+
 def test_a_data_set_recommending_no_steps_gets_the_recipes():
     """A plugin recommending only some settings (the README's example) gets the recipe's RK4
     steps, which the model's signature leaves to the recipe."""

@@ -596,12 +596,8 @@ PROBLEMS = {
             "ffjord": 300.0,
             "bayesflow_fm": 300.0,
         },
-        variants=(
-            "otflow_warm300",
-            "otflow_long",
-            "otflow_noclip",
-            "otflow_2000",
-        ),  # raced only when named
+        # Raced only when named.
+        variants=("otflow_warm300", "otflow_long", "otflow_noclip", "otflow_2000"),
         test_size=10_000,
     ),
     # OT-Flow's MINIBOONE model (width 256, α = (1, 100, 15), 6 steps, batch 2000) after a
@@ -937,8 +933,7 @@ def run(
     the problem's ``variants``); ``score_factor`` spaces the scores further apart (each after
     that factor more training time; default 1.4), which saves the peers' slow exact scores at
     high dimension; ``inference=False`` skips the comparison at matched accuracy (e.g. for
-    seeds run apart
-    from the first)."""
+    seeds run apart from the first)."""
     jobs = []
     for name in names:
         size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
