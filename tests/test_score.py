@@ -124,10 +124,11 @@ def test_dropped_rows_are_counted(tmp_path, monkeypatch):
     assert "settings chosen from the data's size" in result.output
 
 
-def correlated_table(path, rng, *, collinear=False):
-    """A 17-column CSV of correlated Gaussian columns (the last the sum of the first two when
-    ``collinear``)."""
-    values = rng.normal(size=(400, 17)) @ rng.normal(size=(17, 17))
+def correlated_table(path, rng, *, rows=4000, collinear=False):
+    """A 17-column CSV of ``rows`` rows of correlated Gaussian columns (the last the sum of the
+    first two when ``collinear``). The recipe whitens 17 columns from 3,060 training rows
+    (20 per covariance entry) up."""
+    values = rng.normal(size=(rows, 17)) @ rng.normal(size=(17, 17))
     if collinear:
         values[:, -1] = values[:, 0] + values[:, 1]
     pd.DataFrame(values, columns=[f"c{i}" for i in range(17)]).to_csv(path, index=False)
@@ -135,17 +136,22 @@ def correlated_table(path, rng, *, collinear=False):
 
 
 @pytest.mark.parametrize(
-    "collinear, flags, expected",
-    [(False, [], "whiten"), (False, ["--diagonal"], "diagonal"), (True, [], "diagonal")],
+    "rows, collinear, flags, expected",
+    [
+        (4000, False, [], "whiten"),
+        (4000, False, ["--diagonal"], "diagonal"),
+        (4000, True, [], "diagonal"),
+        (400, False, [], "diagonal"),
+    ],
 )
-def test_the_recipe_whitens_above_d_16_when_the_covariance_allows(
-    tmp_path, monkeypatch, rng, collinear, flags, expected
+def test_the_recipe_whitens_above_d_16_when_the_rows_and_covariance_allow(
+    tmp_path, monkeypatch, rng, rows, collinear, flags, expected
 ):
     from tests.test_cli import stop_before_training
 
     seen = stop_before_training(monkeypatch)
     path = tmp_path / "t.csv"
-    correlated_table(path, rng, collinear=collinear)
+    correlated_table(path, rng, rows=rows, collinear=collinear)
     result = CliRunner().invoke(
         cli.main, ["train", str(path), "--out", str(tmp_path / "r"), *flags, *TINY]
     )

@@ -4,16 +4,18 @@ The rule, from the dimension d, the condition width k and the training rows n:
 
 ```none
 width            32 for d + k ≤ 16, 64 for ≤ 32, 128 for ≤ 64, 256 above; halved (not below 16)
-                 while the potential's weights exceed n / 4
+                 while the potential's weights exceed n / 4 (for d ≤ 16; above, n · d / 4)
 num_layers       2
 alpha            (1, 30, 1)                       (α_L, α_C, α_R)
 num_steps        4 for d ≤ 16, else 6             (RK4 steps in training)
 eval_num_steps   2 · num_steps
 trace            exact for d ≤ 16, else hutchinson (training steps only; scores stay exact)
-normalization    diagonal for d ≤ 16, else whiten, unless the training points' correlation
-                 matrix has a condition number above 1e6 (then diagonal)
+normalization    diagonal for d ≤ 16, else whiten, unless n < 20 · d(d + 1)/2 (20 rows per
+                 covariance entry) or the training points' correlation matrix has a condition
+                 number above 1e6 (then diagonal)
 batch_size       min(1024, n // 4), at least 1
-iterations       1250 · √(d / 2), within [2000, 5000]
+iterations       1250 · √(d / 2), within [2000, 5000]; above d = 16 at most 250 epochs
+                 (250 · n / batch_size)
 learning_rate    0.03, cosine-decayed to 0 over the iterations
 warm_start       1000 flow-matching steps of min(256, n) points at rate 0.02, with 100
                  Sinkhorn sweeps of the coupling for d ≤ 16, else 20
@@ -39,6 +41,10 @@ the clip the stalled seed reached −0.66.
 Above, the potential widens with the dimension, but never has more weights than a quarter of
 the training rows, and it trains longer, as √d. With half, ``linear_gaussian`` as a file of
 20,000 rows got width 64 and ended 0.037 nats worse than at width 32 (``benchmarks/README.md``).
+Above d = 16 the cap counts values (n · d / 4): MINIBOONE's 2,923-row validation split as a file
+ended at 26.55 nats at the rows' cap (width 16), at 18.1 at width 128 and 16.1–17.0 at 256. Its
+best validation NLL came within 80–750 likelihood steps on every run, hence at most 250 epochs
+there (1,001 steps instead of 5,000).
 Above d = 16 the steps get cheaper: at d = 43 (width 128, batch 1024, 6 RK4 steps) an exact
 likelihood step takes 1.50 s and a one-probe one 0.26 s, and 100 Sinkhorn sweeps take 42 of a
 warm-start step's 47 ms (20 sweeps: 16 ms). On the 43-d ``miniboone_mixture`` both together
@@ -49,6 +55,9 @@ the recipe then reached BayesFlow flow matching's best NLL 2.8× sooner than Bay
 of three seeds and ended 0.6 nats lower, where with diagonal scaling it took as long (1.0×,
 median). It needs a well-conditioned covariance: nearly collinear columns (a condition number
 of the correlations above 1e6; MINIBOONE's is about 1e3) get the diagonal scaling instead.
+It also needs rows: on MINIBOONE's 2,923 rows, whose columns have spiky, heavy-tailed
+marginals, whitening cost 2.2 nats (19.21 against 17.03, settings otherwise equal), so the
+recipe whitens only with 20 training rows per covariance entry (18,920 at d = 43).
 The standardized points have a standard deviation of 1, or 2 for 2-D points that a Gaussian
 does not describe. The toy sets' own spread is 1.4–2.3, where the 2-D recipe was tuned;
 standardized to 1, ``8gaussians``, ``circles``, ``pinwheel`` and ``rings`` as files ended
@@ -72,6 +81,10 @@ from tfotflow.datasets.mixture import Mixture
 
 # Above this condition number of the points' correlation matrix the recipe does not whiten.
 MAX_WHITENING_CONDITION = 1e6
+# Above d = 16 the recipe whitens only with this many training rows per covariance entry.
+ROWS_PER_COVARIANCE_ENTRY = 20
+# Above d = 16 the likelihood steps pass over the training rows at most this many times.
+MAX_EPOCHS = 250
 
 
 def whitenable(points):
@@ -162,7 +175,10 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     >>> settings["width"], settings["iterations"], settings["batch_size"]
     (16, 2795, 1024)
     >>> recipe(43, 29_556)["width"], recipe(43, 29_556)["num_steps"]
-    (32, 6)
+    (128, 6)
+    >>> settings = recipe(43, 2_923)
+    >>> settings["width"], settings["iterations"], settings["normalization"]
+    (128, 1001, 'diagonal')
     >>> recipe(2, 88_000)["normalization"], recipe(43, 29_556)["normalization"]
     ('diagonal', 'whiten')
     >>> recipe(43, 29_556, whitenable=False)["normalization"]
@@ -173,13 +189,19 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     (2.0, 1.0)
     """
     inputs = dim + condition_dim
-    width = 32 if inputs <= 16 else 64 if inputs <= 32 else 128 if inputs <= 64 else 256
-    while width > 16 and potential_weights(width, inputs + 1) > num_rows / 4:
-        width //= 2
     small = dim <= 16  # above, cheaper steps: the one-probe trace, fewer Sinkhorn sweeps
+    width = 32 if inputs <= 16 else 64 if inputs <= 32 else 128 if inputs <= 64 else 256
+    max_weights = num_rows / 4 if small else num_rows * dim / 4
+    while width > 16 and potential_weights(width, inputs + 1) > max_weights:
+        width //= 2
     num_steps = 4 if small else 6
     batch_size = max(1, min(1024, num_rows // 4))
     iterations = min(5000, max(2000, round(1250 * math.sqrt(dim / 2))))
+    if not small:
+        iterations = max(1, min(iterations, round(MAX_EPOCHS * num_rows / batch_size)))
+    covariance_entries = dim * (dim + 1) / 2  # what whitening estimates: it needs rows to spare
+    enough_rows = num_rows >= ROWS_PER_COVARIANCE_ENTRY * covariance_entries
+    whiten = not small and whitenable and enough_rows
     return {
         "width": width,
         "num_layers": 2,
@@ -187,7 +209,7 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
         "num_steps": num_steps,
         "eval_num_steps": 2 * num_steps,
         "trace": "exact" if small else "hutchinson",
-        "normalization": "diagonal" if small or not whitenable else "whiten",
+        "normalization": "whiten" if whiten else "diagonal",
         "batch_size": batch_size,
         "iterations": iterations,
         "learning_rate": 0.03,
