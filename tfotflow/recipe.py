@@ -43,10 +43,11 @@ the training rows, and it trains longer, as √d. With half, ``linear_gaussian``
 20,000 rows got width 64 and ended 0.037 nats worse than at width 32 (``benchmarks/README.md``).
 Above d = 16 the cap counts values (n · d / 4): MINIBOONE's 2,923-row validation split as a file
 ended at 26.55 nats at the rows' cap (width 16), at 18.1 at width 128 and 16.1–17.0 at 256. Its
-best validation NLL came within 80–750 likelihood steps on every run, hence at most 250 epochs
-there (1,001 steps instead of 5,000). There the cosine from 0.01 instead of 0.03 scored 15.93
-instead of 18.09 (median of three seeds; the hand-tuned settings: 17.03), and on the
-100,000-row ``miniboone_mixture`` its best NLL in a 180-s race was 0.74–1.04 nats lower
+best validation NLL came within 80–804 likelihood steps on every run with the rate 0.03 or the
+hand-tuned one, hence at most 250 epochs there (1,001 steps instead of 5,000; from 0.01 the
+best came at 804–1,001, the end of that cosine). There the cosine from 0.01 instead of 0.03
+scored 15.93 instead of 18.09 (median of three seeds; the hand-tuned settings: 17.03), and on
+the 100,000-row ``miniboone_mixture`` its best NLL in a 180-s race was 0.74–1.04 nats lower
 (three seeds).
 Above d = 16 the steps get cheaper: at d = 43 (width 128, batch 1024, 6 RK4 steps) an exact
 likelihood step takes 1.50 s and a one-probe one 0.26 s, and 100 Sinkhorn sweeps take 42 of a
@@ -194,7 +195,7 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     (2.0, 1.0)
     """
     inputs = dim + condition_dim
-    small = dim <= 16  # above, cheaper steps: the one-probe trace, fewer Sinkhorn sweeps
+    small = dim <= 16  # above, real-dimension settings: cheaper steps, the cap by values, …
     width = 32 if inputs <= 16 else 64 if inputs <= 32 else 128 if inputs <= 64 else 256
     max_weights = num_rows / 4 if small else num_rows * dim / 4
     while width > 16 and potential_weights(width, inputs + 1) > max_weights:
@@ -203,7 +204,7 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     batch_size = max(1, min(1024, num_rows // 4))
     iterations = min(5000, max(2000, round(1250 * math.sqrt(dim / 2))))
     if not small:
-        iterations = max(1, min(iterations, round(MAX_EPOCHS * num_rows / batch_size)))
+        iterations = min(iterations, round(MAX_EPOCHS * num_rows / batch_size))
     covariance_entries = dim * (dim + 1) / 2  # what whitening estimates: it needs rows to spare
     enough_rows = num_rows >= ROWS_PER_COVARIANCE_ENTRY * covariance_entries
     whiten = not small and whitenable and enough_rows
