@@ -67,7 +67,8 @@ does not describe. The toy sets' own spread is 1.4–2.3, where the 2-D recipe w
 standardized to 1, ``8gaussians``, ``circles``, ``pinwheel`` and ``rings`` as files ended
 0.2–1.2 nats above their tuned runs, and within 0.025 at 2 (median of three seeds); at 2, as
 files, 9 of the 10 built-in 2-D sets end within 0.05 of their tuned runs or below them
-(``checkerboard``: 0.094 above; ``benchmarks/README.md``). On a
+(``checkerboard``: 0.085 above; both with the cosine over 2,000 steps;
+``benchmarks/README.md``). On a
 Gaussian table, where the standardized start is already the answer, 2 makes the flow learn a
 contraction by 2, and 100k samples then missed the data's mean by 1.3 % of its spread after
 the full recipe (within 1 % at 1). :func:`gaussian_gap` tells them apart: a kernel estimate
