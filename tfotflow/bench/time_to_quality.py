@@ -635,8 +635,9 @@ PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the oth
 # BayesFlow's flow matching tuned (MINIBOONE's widths, no dropout, Adam 1e-3, batch 512) and
 # at its defaults. Scored exactly on 1,000 test rows.
 _MIXTURE = recipe_for_size(43, 100_000)
+_MIXTURE_RECIPE = recipe(_MIXTURE)[0]
 # The rate these variants were raced at; the recipe's is 0.01 now ("otflow_whiten_01").
-_MIXTURE_FAST = {**recipe(_MIXTURE)[0], "learning_rate": 0.03}
+_MIXTURE_FAST = {**_MIXTURE_RECIPE, "learning_rate": 0.03}
 _MIXTURE_BATCH = {
     "otflow": _MIXTURE["batch_size"],
     "otflow_fast": _MIXTURE["batch_size"],
@@ -652,11 +653,7 @@ PROBLEMS["miniboone_mixture"] = dict(
     otflow_fast=_MIXTURE_FAST,
     otflow_tuned={**_MIXTURE_FAST, "normalization": "whiten", "iterations": 600},
     otflow_whiten={**_MIXTURE_FAST, "normalization": "whiten"},
-    otflow_whiten_01={
-        **_MIXTURE_FAST,
-        "normalization": "whiten",
-        "learning_rate": _MIXTURE["learning_rate"],
-    },
+    otflow_whiten_01={**_MIXTURE_RECIPE, "normalization": "whiten"},
     ffjord=dict(hidden=None, learning_rate=1e-3),
     bayesflow_fm=dict(widths=(224, 224), learning_rate=1e-3),
     bayesflow_fm_defaults=dict(defaults=True),
