@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfotflow import cli, runs
+from tfotflow import cli, rundir, runs
 
 FAST = [
     "--iterations",
@@ -90,7 +90,7 @@ def test_train_writes_a_complete_run_directory(trained):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["width"] == 6 and config["train"]["iterations"] == 4
     assert config["model"]["alpha"] == [1.0, 30.0, 1.0]  # the toy preset, not overridden
-    rows = runs.read_csv(run_dir / "metrics.csv")
+    rows = rundir.read_csv(run_dir / "metrics.csv")
     assert [row["step"] for row in rows] == [2.0, 4.0]
     assert {"nll", "transport", "hjb", "val_nll", "learning_rate"} <= set(rows[0])
     # The solver's control: its last check and the steps training went on with.
@@ -102,7 +102,7 @@ def test_train_writes_a_complete_run_directory(trained):
     assert config["model"]["trace"] == "hutchinson"
     assert config["train"]["warm_start_sinkhorn_iterations"] == 5
     assert runs.load_model(run_dir)[0].trace == "hutchinson"
-    warm = runs.read_csv(run_dir / "warm_start.csv")
+    warm = rundir.read_csv(run_dir / "warm_start.csv")
     assert [row["step"] for row in warm] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
     assert all(np.isfinite(row["flow_matching"]) for row in warm)
     assert np.isfinite(summary["test_nll"]) and summary["num_parameters"] > 0
@@ -128,7 +128,7 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path, monkeypatch):
     assert set(evaluation) >= {"test_nll", "round_trip_error", "num_parameters", "seconds"}
     # The solver's error on 1,000 test rows: |log p with 4 RK4 steps − with 8|, recomputed.
     model, _ = runs.load_model(run_dir)
-    test = runs.load_data(runs.read_config(run_dir)).test.astype(model.precision)
+    test = runs.load_data(rundir.read_config(run_dir)).test.astype(model.precision)
     rows = np.sort(np.random.default_rng(0).choice(len(test), size=1000, replace=False))
     gap = np.abs(
         np.asarray(model.log_prob(test[rows], num_steps=4))
@@ -137,7 +137,7 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path, monkeypatch):
     error = evaluation["discretization_error"]
     assert error["rows"] == 1000 and error["num_steps"] == 4
     np.testing.assert_allclose([error["mean"], error["max"]], [gap.mean(), gap.max()], rtol=1e-4)
-    monkeypatch.setattr("tfotflow.scoring.TRUST_NATS", 0.0)  # every error is now too large
+    monkeypatch.setattr("tfotflow.settings.TRUST_NATS", 0.0)  # every error is now too large
     result = runner.invoke(cli.main, ["evaluate", str(run_dir), "--json", "--num-steps", "4"])
     assert result.exit_code == 0 and "not converged in the RK4 steps" in result.stderr
     assert json.loads(result.stdout)["discretization_error"] == error
@@ -149,7 +149,7 @@ def test_evaluate_sample_plot_round_trip(trained, tmp_path, monkeypatch):
     (run_dir / "density.png").unlink()
     result = runner.invoke(cli.main, ["plot", str(run_dir)])
     assert result.exit_code == 0 and (run_dir / "density.png").exists()
-    best = min(row["val_nll"] for row in runs.read_csv(run_dir / "metrics.csv"))
+    best = min(row["val_nll"] for row in rundir.read_csv(run_dir / "metrics.csv"))
     expected = f"moons, best validation NLL {best:.3f}"
     assert titles == dict.fromkeys(["density.png", "samples.png", "trajectories.png"], expected)
 
@@ -185,13 +185,13 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
     assert f"tfotflow train --resume {run_dir}" in result.output
     assert not (run_dir / "model.keras").exists()
     assert checkpoint.read(run_dir / "last.npz")[1]["state"]["epoch"] == 1
-    assert [row["step"] for row in runs.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
+    assert [row["step"] for row in rundir.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
     (run_dir / ".last.npz.stale1").write_bytes(b"half")  # a write killed midway
 
     monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", original)
     result = runner.invoke(cli.main, ["train", "--resume", str(run_dir), "--no-plot", "--json"])
     assert result.exit_code == 0, result.output
-    assert [row["step"] for row in runs.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
+    assert [row["step"] for row in rundir.read_csv(run_dir / "metrics.csv")] == [2.0, 4.0]
     assert (run_dir / "model.keras").exists()
     assert not (run_dir / ".last.npz.stale1").exists()
 
@@ -276,7 +276,7 @@ def test_runtime_failures_exit_1_with_one_line(tmp_path):
     assert info["dim"] == 6 and info["data"] == "absent" and "splits" not in info
     assert "tfotflow datasets download power" in info["error"]
     result = runner.invoke(cli.main, ["--debug", "evaluate", str(tmp_path)])
-    assert result.exit_code == 1 and isinstance(result.exception, runs.RunError)
+    assert result.exit_code == 1 and isinstance(result.exception, rundir.RunError)
 
 
 def test_datasets_and_plugins_listings():
@@ -562,7 +562,7 @@ def test_resume_extends_a_finished_run_and_stretches_its_cosine_schedule(tmp_pat
         cli.main, ["train", "moons", "--iterations", "10", "--out", str(run_dir), *settings]
     )
     assert result.exit_code == 0, result.output
-    before = runs.read_csv(run_dir / "metrics.csv")
+    before = rundir.read_csv(run_dir / "metrics.csv")
     result = runner.invoke(cli.main, ["train", "--resume", str(run_dir), "--iterations", "10"])
     assert result.exit_code == 2 and "must be above the run's 10" in result.output
     result = runner.invoke(
@@ -570,7 +570,7 @@ def test_resume_extends_a_finished_run_and_stretches_its_cosine_schedule(tmp_pat
     )
     assert result.exit_code == 0, result.output
     assert "cosine schedule is stretched" in result.output
-    rows = runs.read_csv(run_dir / "metrics.csv")
+    rows = rundir.read_csv(run_dir / "metrics.csv")
     assert [row["step"] for row in rows] == [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
     assert rows[:2] == before  # the first run's rows are kept as they were
     assert json.loads((run_dir / "config.json").read_text())["train"]["iterations"] == 30

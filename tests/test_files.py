@@ -145,16 +145,16 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, table, monkeypat
 def test_the_same_table_in_three_formats_trains_the_same_model(tmp_path, table):
     """.csv (with a header), .npy and .parquet: the same rows, split, normalization and
     weights for the same seed."""
-    from tfotflow import runs
+    from tfotflow import runs, settings
 
     frame, values = table
     paths = write_all(tmp_path, frame, values)
     weights = {}
     for kind in ("csv", "npy", "parquet"):
         data = datasets.from_file(paths[kind], seed=5)
-        config = runs.build_config(
+        config = settings.build_config(
             str(paths[kind]),
-            metadata_hyperparameters=runs.recommended_settings(data),
+            recommended=settings.recommended_settings(data),
             overrides={"iterations": 2, "validate_every": 2, "warm_start": 4, "width": 4},
             seed=5,
             data_dir=None,

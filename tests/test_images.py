@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from tfotflow import cli, datasets, latent, runs, serving
+from tfotflow import cli, datasets, latent, rundir, serving
 from tfotflow.datasets import images
 from tfotflow.datasets.download import DownloadError
 from tfotflow.model import OTFlowModel
@@ -193,7 +193,7 @@ def test_autoencoder_saves_and_loads(tmp_path, architecture):
     autoencoder = latent.Autoencoder(784, 5, architecture=architecture, image_shape=shape)
     x = datasets.load("mnist5k").val[:8]
     before = autoencoder.decode(autoencoder.encode(x))
-    runs.save_model(autoencoder, tmp_path / "autoencoder.keras")
+    rundir.save_model(autoencoder, tmp_path / "autoencoder.keras")
     loaded = keras.models.load_model(tmp_path / "autoencoder.keras")
     np.testing.assert_allclose(loaded.decode(loaded.encode(x)), before, atol=1e-6)
     assert loaded.get_config()["architecture"] == architecture
@@ -212,9 +212,9 @@ def test_interrupted_autoencoder_training_continues(tmp_path):
     data = datasets.load("mnist5k", num_val=100, num_test=100)
     settings = dict(latent_dim=4, architecture="dense", batch_size=512, learning_rate=0.01)
     latent.fit_autoencoder(data, epochs=1, run_dir=tmp_path, **settings)
-    first = runs.read_csv(tmp_path / "autoencoder.csv")
+    first = rundir.read_csv(tmp_path / "autoencoder.csv")
     autoencoder = latent.fit_autoencoder(data, epochs=3, run_dir=tmp_path, **settings)
-    rows = runs.read_csv(tmp_path / "autoencoder.csv")
+    rows = rundir.read_csv(tmp_path / "autoencoder.csv")
     assert [row["epoch"] for row in rows] == [1, 2, 3] and rows[0] == first[0]
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert not autoencoder.trainable
@@ -335,7 +335,7 @@ def test_unconditional_image_run(tmp_path):
             "--iterations", "4", "--validate-every", "2", "--warm-start", "4"]  # fmt: skip
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
-    config = runs.read_config(run_dir)
+    config = rundir.read_config(run_dir)
     assert config["unconditional"] and config["model"]["condition_dim"] == 0
     assert (run_dir / "samples.png").exists() and (run_dir / "interpolations.png").exists()
     out = tmp_path / "u.npy"

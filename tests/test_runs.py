@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfotflow import checkpoint, cli, runs
+from tfotflow import checkpoint, cli, rundir, runs, settings
 from tfotflow.model import OTFlowModel
 
 
 def make_run(run_dir, width=5):
     """A finished run of a small untrained model: config.json, best.npz, last.npz and
     model.keras (the checkpoints and model.keras have different weights)."""
-    config = runs.build_config(
+    config = settings.build_config(
         "moons",
-        metadata_hyperparameters={},
+        recommended={},
         overrides={"width": width, "num_steps": 2},
         seed=0,
         data_dir=None,
@@ -27,12 +27,12 @@ def make_run(run_dir, width=5):
     )
     config = {**config, "dim": 2, "model": {**config["model"], "condition_dim": 0}}
     run_dir.mkdir()
-    runs.write_json(run_dir / "config.json", config)
+    rundir.write_json(run_dir / "config.json", config)
     model = runs.new_model(config, 2)
     for name, shift in (("last.npz", 0.2), ("best.npz", 0.1), ("model.keras", 0.0)):
         model.potential.w.assign(model.potential.w + shift)
         if name == "model.keras":
-            runs.save_model(model, run_dir / name)
+            rundir.save_model(model, run_dir / name)
         else:
             checkpoint.save(run_dir / name, model, state={"epoch": 1})
     return model
@@ -53,7 +53,7 @@ def test_nothing_readable_names_every_file(tmp_path):
     (tmp_path / "run" / "model.keras").write_bytes(b"not a zip")
     (tmp_path / "run" / "best.npz").write_bytes(b"truncated")
     (tmp_path / "run" / "last.npz").unlink()
-    with pytest.raises(runs.RunError) as caught:
+    with pytest.raises(rundir.RunError) as caught:
         runs.load_model(tmp_path / "run")
     for name in ("model.keras", "best.npz", "last.npz"):
         assert name in str(caught.value)
@@ -61,8 +61,8 @@ def test_nothing_readable_names_every_file(tmp_path):
 
 def test_a_model_that_disagrees_with_its_config_is_refused(tmp_path):
     make_run(tmp_path / "run")
-    runs.save_model(OTFlowModel(2, width=9), tmp_path / "run" / "model.keras")
-    with pytest.raises(runs.RunError, match=r"does not match .*config.json: width=9"):
+    rundir.save_model(OTFlowModel(2, width=9), tmp_path / "run" / "model.keras")
+    with pytest.raises(rundir.RunError, match=r"does not match .*config.json: width=9"):
         runs.load_model(tmp_path / "run")
 
 
@@ -77,11 +77,11 @@ def test_a_model_that_disagrees_with_its_config_is_refused(tmp_path):
 def test_corrupted_run_files_are_named(tmp_path, name, content, message):
     make_run(tmp_path / "run")
     (tmp_path / "run" / name).write_text(content)
-    with pytest.raises(runs.RunError, match=message):
+    with pytest.raises(rundir.RunError, match=message):
         if name == "config.json":
-            runs.read_config(tmp_path / "run")
+            rundir.read_config(tmp_path / "run")
         else:
-            runs.read_csv(tmp_path / "run" / name)
+            rundir.read_csv(tmp_path / "run" / name)
 
 
 def test_config_records_the_data_dimension(tmp_path):
@@ -98,16 +98,16 @@ def test_a_data_sets_unknown_recommendations_warn_and_are_ignored():
     """A plugin recommending a setting under a name no run knows (``lr`` for
     ``learning_rate``) is told so instead of being silently ignored."""
     with pytest.warns(UserWarning, match=r"'mine' recommends unknown setting\(s\) lr, "):
-        config = runs.build_config(
+        config = settings.build_config(
             "mine",
-            metadata_hyperparameters={"lr": 0.5, "width": 9},
+            recommended={"lr": 0.5, "width": 9},
             overrides={},
             seed=0,
             data_dir=None,
             options={},
         )
     assert config["model"]["width"] == 9
-    assert config["train"]["learning_rate"] == runs.DEFAULTS["learning_rate"]
+    assert config["train"]["learning_rate"] == settings.DEFAULTS["learning_rate"]
 
 
 def damage(path, how):
@@ -213,19 +213,6 @@ def test_an_unfinished_run_takes_the_steps_its_training_had_doubled_to(tmp_path)
     assert (loaded.num_steps, loaded.eval_num_steps) == (8, 16)
 
 
-def test_the_file_recipe_at_d_2_is_the_toy_sets_tuned_recipe():
-    """The rule of tfotflow.recipe gives 2-D data of toy size the toy sets' settings (its
-    docstring says so), apart from how often it validates."""
-    from tfotflow.datasets.builtin import TOY_HYPERPARAMETERS
-    from tfotflow.recipe import recipe
-
-    settings = recipe(2, 80_000)
-    shared = set(TOY_HYPERPARAMETERS) - {"validate_every", "dtype"}
-    for key in shared:
-        toy = TOY_HYPERPARAMETERS[key]
-        assert settings[key] == (list(toy) if isinstance(toy, tuple) else toy), key
-
-
 def test_a_data_set_recommending_no_steps_gets_the_recipes():
     """A plugin recommending only some settings (the README's example) gets the recipe's RK4
     steps, which the model's signature leaves to the recipe."""
@@ -239,17 +226,17 @@ def test_a_data_set_recommending_no_steps_gets_the_recipes():
         points[25:],
         metadata=Metadata("mine", 3, "", "", hyperparameters=hyperparameters),
     )
-    settings = runs.recommended_settings(data)
-    assert settings["num_steps"] == 4 and settings["eval_num_steps"] == 8
-    config = runs.build_config(
+    recommended = settings.recommended_settings(data)
+    assert recommended["num_steps"] == 4 and recommended["eval_num_steps"] == 8
+    config = settings.build_config(
         "mine",
-        metadata_hyperparameters=settings,
+        recommended=recommended,
         overrides={},
         seed=0,
         data_dir=None,
         options={},
     )
-    runs.check_settings(config, 3)
+    settings.check_config(config, 3)
     assert config["model"]["alpha"] == [1.0, 100.0, 15.0] and config["model"]["width"] == 32
 
 
@@ -270,7 +257,7 @@ def test_the_recipe_spreads_multimodal_2d_points_to_2(shape, dim, spread):
     data = Dataset(
         points[:1600], points[1600:1800], points[1800:], metadata=Metadata("own", dim, "", "")
     )
-    assert runs.recommended_settings(data)["spread"] == spread
+    assert settings.recommended_settings(data)["spread"] == spread
 
 
 def test_stale_temporaries_of_every_run_file_are_removed_and_nothing_else(tmp_path):
@@ -278,6 +265,6 @@ def test_stale_temporaries_of_every_run_file_are_removed_and_nothing_else(tmp_pa
     kept = ["notes.txt", "model.keras", ".other.tmp.keras"]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"x")
-    removed = runs.remove_stale_temporaries(tmp_path)
+    removed = rundir.remove_stale_temporaries(tmp_path)
     assert sorted(path.name for path in removed) == sorted(stale)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)

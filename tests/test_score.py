@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tfotflow import cli, runs, scoring
+from tfotflow import cli, rundir, runs, scoring
 
 TINY = ["--iterations", "4", "--validate-every", "2", "--warm-start", "0", "--width", "4"]
 TINY += ["--num-steps", "2", "--eval-num-steps", "2", "--batch-size", "64", "--no-plot"]
@@ -215,7 +215,7 @@ def test_resume_refuses_a_changed_file(trained, tmp_path):
     changed = tmp_path / "own.csv"
     frame.iloc[:500].to_csv(changed, index=False)
     config["source"]["path"] = str(changed)
-    runs.write_json(copy / "config.json", config)
+    rundir.write_json(copy / "config.json", config)
     result = CliRunner().invoke(cli.main, ["train", "--resume", str(copy), "--iterations", "8"])
     assert result.exit_code == 2 and "changed since the run was trained" in result.output
 

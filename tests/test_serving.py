@@ -142,13 +142,13 @@ def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
 
 
 def test_export_command_writes_a_saved_model_and_refuses_a_used_folder(tmp_path):
-    from tfotflow import runs
+    from tfotflow import rundir
 
     run_dir = tmp_path / "run"
     model = OTFlowModel(2, width=4, num_steps=2)
     run_dir.mkdir()
-    runs.write_json(run_dir / "config.json", {"dataset": "moons", "model": {"width": 4}})
-    runs.save_model(model, run_dir / "model.keras")
+    rundir.write_json(run_dir / "config.json", {"dataset": "moons", "model": {"width": 4}})
+    rundir.save_model(model, run_dir / "model.keras")
     out = tmp_path / "served"
     result = CliRunner().invoke(cli.main, ["export", str(run_dir), str(out)])
     assert result.exit_code == 0, result.output

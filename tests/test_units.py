@@ -195,12 +195,12 @@ def test_the_saved_model_serves_data_units(rng, tmp_path):
 def test_samples_after_a_fit_match_the_data_mean_and_spread(rng, tmp_path):
     """After a fit on a Gaussian table far from N(0, I), 100k samples have the data's mean
     and standard deviation to within 1 % of its spread."""
-    from tfotflow import datasets, runs
+    from tfotflow import datasets, runs, settings
 
     data = datasets.from_array(rng.normal(size=(10_000, 2)) * [300.0, 0.02] + [-5e3, 7.0])
-    config = runs.build_config(
+    config = settings.build_config(
         "gaussian",
-        metadata_hyperparameters=runs.recommended_settings(data),
+        recommended=settings.recommended_settings(data),
         overrides={"iterations": 300, "warm_start": 300},
         seed=0,
         data_dir=None,

@@ -14,10 +14,8 @@ import numpy as np
 from tfotflow import checkpoint
 from tfotflow._keras import keras
 from tfotflow.distribute import is_chief
-from tfotflow.scoring import TRUST_NATS, discretization_error
-
-# The OT-Flow reference's bound on every weight, before each training step.
-WEIGHT_CLIP = 1.5
+from tfotflow.scoring import discretization_error
+from tfotflow.settings import TRUST_NATS, WEIGHT_CLIP
 
 
 class ClipWeights(keras.callbacks.Callback):

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tfotflow import __version__
+from tfotflow import __version__, rundir
 from tfotflow.about import describe
 from tfotflow.bench import SUITES
 
@@ -159,7 +159,7 @@ def _say_what_the_file_gave(data):
     )
     if not data.metadata.hyperparameters:
         console.print(
-            "settings chosen from the data's size (tfotflow.recipe): "
+            "settings chosen from the data's size (tfotflow.settings.recipe): "
             f"d = {data.metadata.dim}, k = {data.metadata.condition_dim}, "
             f"n = {len(data.train)} training rows"
         )
@@ -433,19 +433,19 @@ def train(
             param_hint="DATASET",
         )
     _start_tensorflow()
-    from tfotflow import runs
+    from tfotflow import runs, settings
 
     data = None  # loaded here for a new run (its recommended settings), by train_run on resume
     if resume_dir is not None:
         run_dir = resume_dir
-        config = runs.read_config(run_dir)
+        config = rundir.read_config(run_dir)
         try:
             data = runs.load_data(config)  # a changed file is refused before anything runs
         except datasets.DatasetError as error:
             raise click.BadParameter(str(error), param_hint="--resume") from error
         if iterations is not None:
             try:
-                config = runs.extend(run_dir, config, iterations)
+                config = rundir.extend(run_dir, config, iterations)
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint="--iterations") from error
             console.print(
@@ -458,7 +458,7 @@ def train(
                 )
             )
     else:
-        keys = {*runs.MODEL_KEYS, *runs.TRAIN_KEYS, *runs.LATENT_KEYS}
+        keys = {*settings.MODEL_KEYS, *settings.TRAIN_KEYS, *settings.LATENT_KEYS}
         unknown = set(file_settings) - keys
         if unknown:
             known = ", ".join(sorted({"dataset", *keys}))
@@ -486,9 +486,10 @@ def train(
                     f"{dataset!r} has no conditions to ignore", param_hint="--unconditional"
                 )
             data = runs.without_conditions(data)
-        config = runs.build_config(
+        config = settings.build_config(
             dataset,
-            metadata_hyperparameters=runs.recommended_settings(data),
+            recommended=settings.recommended_settings(data),
+            warn=lambda message: console.print(f"[yellow]warning:[/] {escape(message)}"),
             overrides=overrides,
             seed=seed,
             data_dir=data_dir,
@@ -498,12 +499,12 @@ def train(
         )
         try:
             meta = data.metadata
-            runs.check_settings(config, meta.dim, meta.condition_dim, meta.image_shape)
+            settings.check_config(config, meta.dim, meta.condition_dim, meta.image_shape)
         except (TypeError, ValueError) as error:
             where = f"a flag or {config_file}" if config_file else "a flag"
             raise click.BadParameter(f"{error} (from {where})", param_hint="settings") from error
         run_dir = run_dir or pathlib.Path("runs") / pathlib.Path(dataset).stem
-        existing = runs.run_files(run_dir)
+        existing = rundir.run_files(run_dir)
         if existing and not overwrite:
             raise click.BadParameter(
                 f"{run_dir} already holds a run ({', '.join(p.name for p in existing)}): "
@@ -578,17 +579,17 @@ _run_dir = click.argument(
 
 def _warn_of_solver_error(error, statistic, what):
     """Warns when the ``statistic`` ("mean" or "max") of a
-    :func:`tfotflow.scoring.discretization_error` exceeds :data:`tfotflow.scoring.TRUST_NATS`."""
-    from tfotflow import scoring
+    :func:`tfotflow.scoring.discretization_error` exceeds :data:`tfotflow.settings.TRUST_NATS`."""
+    from tfotflow.settings import TRUST_NATS
 
-    if not error or error[statistic] <= scoring.TRUST_NATS:
+    if not error or error[statistic] <= TRUST_NATS:
         return
     n = error["num_steps"]
     console.print(
         f"[yellow]warning:[/] {what} are not converged in the RK4 steps: log p moves by "
         f"{error[statistic]:.3g} nats ({statistic} over {error['rows']} rows) from {n} to "
         f"{2 * n} steps. Score with a larger --num-steps to trust them to "
-        f"{scoring.TRUST_NATS} nats; if that changes them a lot, the model was fitted to its "
+        f"{TRUST_NATS} nats; if that changes them a lot, the model was fitted to its "
         "training steps' error: train with more --num-steps or a larger α_R (--alpha)"
     )
 
@@ -605,7 +606,7 @@ def evaluate(run_dir, num_steps, as_json):
     from tfotflow import runs
 
     model, weights = _load_run_model(run_dir)
-    config = runs.read_config(run_dir)
+    config = rundir.read_config(run_dir)
     autoencoder = runs.load_autoencoder(run_dir, config)
     data = runs.load_data(config)
     result = runs.evaluate(model, data, num_steps=num_steps, autoencoder=autoencoder)
@@ -683,10 +684,9 @@ def _peek_config(run_dir):
     """The run's ``config.json`` read before TensorFlow starts, or {} when it cannot be read
     (the library then names what is wrong)."""
     try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
+        return rundir.read_config(run_dir)
+    except rundir.RunError:
         return {}
-    return config if isinstance(config, dict) else {}
 
 
 def _read_condition(text, classes=None):
@@ -765,7 +765,7 @@ def score(run_dir, file, output, id_column, num_steps, quantile, key, chunk_rows
 
     from tfotflow import datasets, runs, scoring
 
-    config = runs.read_config(run_dir)
+    config = rundir.read_config(run_dir)
     if "latent" in config:
         raise click.BadParameter(
             f"{run_dir} models the codes of an autoencoder (a latent flow), whose densities "
@@ -838,7 +838,7 @@ def plot(run_dir, dims, seed):
     from tfotflow import runs
 
     model, _ = _load_run_model(run_dir)
-    config = runs.read_config(run_dir)
+    config = rundir.read_config(run_dir)
     data = runs.load_data(config)
     autoencoder = runs.load_autoencoder(run_dir, config)
     chosen = None

@@ -21,8 +21,9 @@ import tensorflow as tf
 
 from tfotflow import serialization
 from tfotflow._keras import keras
-from tfotflow.callbacks import WEIGHT_CLIP, ClipWeights
+from tfotflow.callbacks import ClipWeights
 from tfotflow.potential import space_time
+from tfotflow.settings import DEFAULTS
 from tfotflow.validation import batch_points_and_conditions, check_int, check_positive_float
 
 
@@ -150,9 +151,9 @@ class FlowMatching(keras.Model):
         flow,
         *,
         relative_epsilon=0.01,
-        sinkhorn_iterations=100,
+        sinkhorn_iterations=DEFAULTS["warm_start_sinkhorn_iterations"],
         seed=0,
-        clip=WEIGHT_CLIP,
+        clip=DEFAULTS["weight_clip"],
         **kwargs,
     ):
         super().__init__(dtype=flow.precision, **kwargs)

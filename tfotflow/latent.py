@@ -21,33 +21,12 @@ import math
 import pathlib
 
 import numpy as np
+import tensorflow as tf
 
-from tfotflow import serialization
+from tfotflow import distribute, rundir, serialization
 from tfotflow._keras import keras
 from tfotflow.datasets.core import Dataset, Metadata
-
-ARCHITECTURES = ("dense", "conv")
-
-
-def check_architecture(architecture, image_shape):
-    """``architecture`` as one of :data:`ARCHITECTURES`, usable for ``image_shape``.
-
-    Raises:
-        ValueError: naming ``architecture`` (or ``image_shape``) and what was received.
-    """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"`autoencoder` must be one of {', '.join(ARCHITECTURES)}. "
-            f"Received: autoencoder={architecture!r}"
-        )
-    if architecture == "conv" and (
-        image_shape is None or len(image_shape) != 3 or image_shape[0] % 4 or image_shape[1] % 4
-    ):
-        raise ValueError(
-            "`autoencoder`='conv' needs images (height, width, channels) with height and width "
-            f"divisible by 4; use 'dense' for other data. Received: image_shape={image_shape!r}"
-        )
-    return architecture
+from tfotflow.settings import ARCHITECTURES, check_architecture  # noqa: F401  (re-exported)
 
 
 @serialization.register
@@ -156,13 +135,11 @@ class _EpochWriter(keras.callbacks.Callback):
         self.run_dir, self.rows = pathlib.Path(run_dir), rows
 
     def on_epoch_end(self, epoch, logs=None):
-        from tfotflow import distribute, runs
-
         if not distribute.is_chief(self.model.distribute_strategy):
             return
-        runs.save_model(self.model, self.run_dir / "autoencoder.keras")
+        rundir.save_model(self.model, self.run_dir / "autoencoder.keras")
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        runs.write_csv(self.run_dir / "autoencoder.csv", self.rows)
+        rundir.write_csv(self.run_dir / "autoencoder.csv", self.rows)
 
 
 def fit_autoencoder(
@@ -194,11 +171,9 @@ def fit_autoencoder(
         callbacks: Keras callbacks (e.g. a progress bar).
         verbose: Keras's verbosity. Defaults to 0.
     """
-    from tfotflow import runs
-
     run_dir = pathlib.Path(run_dir)
     saved, log = run_dir / "autoencoder.keras", run_dir / "autoencoder.csv"
-    rows = runs.read_csv(log) if saved.exists() else []
+    rows = rundir.read_csv(log) if saved.exists() else []
     if rows:
         autoencoder = keras.models.load_model(saved)
     else:
@@ -271,8 +246,6 @@ def interpolate(model, autoencoder, start, end, *, num_points=8, condition=None)
     """Points decoded along the straight line between ``start`` and ``end`` ([D] each) in the
     flow's normal space: z = (1 − t) T(c_start) + t T(c_end) for t in [0, 1], mapped back by
     the flow and the decoder; [num_points, D]. ``condition`` [k] for a conditional flow."""
-    import tensorflow as tf
-
     codes = autoencoder.encode(np.stack([start, end])).astype(model.precision)
     y = (
         None

@@ -1,23 +1,19 @@
 """``OTFlowModel``: a Keras model that trains an OT-Flow with the paper's objective."""
 
-import math
-import numbers
-import warnings
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfotflow import ode, serialization
+from tfotflow import ode, serialization, training
 from tfotflow._keras import keras
 from tfotflow.bijector import ConditionalShift, OTFlow
-from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite
+from tfotflow.callbacks import StopOnNonFinite
+from tfotflow.checks import check_alpha
 from tfotflow.distribute import spans_workers
-from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.potential import Potential
-from tfotflow.recipe import recipe
 from tfotflow.regularizers import resolve as resolve_regularizers
+from tfotflow.settings import DEFAULTS, check_normalization, recipe_learning_rate, recipe_num_steps
 from tfotflow.validation import (
     batch_points_and_conditions,
     check_float_dtype,
@@ -28,35 +24,6 @@ from tfotflow.validation import (
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
-
-NORMALIZATIONS = ("diagonal", "whiten")
-
-
-def check_normalization(normalization):
-    """``normalization`` if it is one of :data:`NORMALIZATIONS` or None, else a ValueError."""
-    if normalization is not None and normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"`normalization` must be one of {NORMALIZATIONS} or None. "
-            f"Received: normalization={normalization!r}"
-        )
-    return normalization
-
-
-def check_alpha(alpha):
-    """``alpha`` as three floats (α_L > 0, α_C ≥ 0, α_R ≥ 0, all finite), or a ValueError."""
-    if (
-        not isinstance(alpha, (tuple, list))
-        or len(alpha) != 3
-        or not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in alpha)
-        or not all(math.isfinite(a) for a in alpha)
-        or not alpha[0] > 0
-        or not all(a >= 0 for a in alpha[1:])
-    ):
-        raise ValueError(
-            "`alpha` must be three finite numbers (α_L > 0, α_C >= 0, α_R >= 0). "
-            f"Received: alpha={alpha!r}"
-        )
-    return tuple(float(a) for a in alpha)
 
 
 @serialization.register
@@ -144,17 +111,17 @@ class OTFlowModel(keras.Model):
         self,
         dim,
         *,
-        width=32,
-        num_layers=2,
-        rank=10,
-        alpha=(1.0, 30.0, 1.0),
-        num_steps=None,
-        eval_num_steps=None,
+        width=DEFAULTS["width"],
+        num_layers=DEFAULTS["num_layers"],
+        rank=DEFAULTS["rank"],
+        alpha=DEFAULTS["alpha"],
+        num_steps=DEFAULTS["num_steps"],
+        eval_num_steps=DEFAULTS["eval_num_steps"],
         regularizers=None,
-        dtype="float32",
+        dtype=DEFAULTS["dtype"],
         condition_dim=0,
-        trace="exact",
-        normalization="diagonal",
+        trace=DEFAULTS["trace"],
+        normalization=DEFAULTS["normalization"],
         **kwargs,
     ):
         precision = check_float_dtype("dtype", dtype).name
@@ -163,8 +130,8 @@ class OTFlowModel(keras.Model):
         self.dim = check_int("dim", dim, minimum=1)
         self.alpha = check_alpha(alpha)
         self.trace = ode.check_trace(trace)
-        if num_steps is None:  # the recipe's, with evaluation at twice the steps
-            num_steps = recipe(self.dim, 1)["num_steps"]
+        if num_steps is None:  # the rule's, with evaluation at twice the steps
+            num_steps = recipe_num_steps(self.dim)
             eval_num_steps = 2 * num_steps if eval_num_steps is None else eval_num_steps
         self.num_steps = check_int("num_steps", num_steps, minimum=1)
         self.eval_num_steps = check_int(
@@ -427,133 +394,66 @@ class OTFlowModel(keras.Model):
         return list(self._trackers.values())
 
     def compile(self, optimizer=None, *, jit_compile=None, **kwargs):
-        """Keras ``compile``. With no ``optimizer``, the recipe's (:mod:`tfotflow.recipe`):
-        Adam with a cosine rate from 0.03, decayed to 0 over the steps of the first ``fit``,
-        which then also follows the recipe (see :meth:`fit`).
+        """Keras ``compile``. With no ``optimizer``, the model follows the settings of
+        :mod:`tfotflow.settings` in ``fit`` (:func:`tfotflow.training.fit_arrays_or_batches`):
+        Adam with a cosine rate from the rule's (0.03 for d ≤ 16, else 0.01), decayed to 0
+        over each ``fit``'s steps.
 
         Args:
-            optimizer: a Keras optimizer, or None for the recipe's. Defaults to None.
+            optimizer: a Keras optimizer, or None for the settings'. Defaults to None.
             jit_compile: compile the whole step, solve loop and adjoint loop included, with
-                XLA. Defaults to :func:`tfotflow.hardware.use_xla` (d < 16) with the recipe's
+                XLA. Defaults to :func:`tfotflow.hardware.use_xla` (d < 16) with the settings'
                 optimizer, else False (TensorFlow's graph runtime, as fast on CPU once the
                 trace's large products dominate).
             **kwargs: passed to Keras ``compile``.
         """
-        self._recipe_schedule = None
+        self._follows_settings = optimizer is None
         if optimizer is None:
-            self._recipe_schedule = keras.optimizers.schedules.CosineDecay(0.03, decay_steps=1)
-            optimizer = keras.optimizers.Adam(self._recipe_schedule)
+            schedule = training.Cosine(recipe_learning_rate(self.dim), decay_steps=1)
+            optimizer = keras.optimizers.Adam(schedule)
             jit_compile = use_xla(self.dim) if jit_compile is None else jit_compile
         super().compile(optimizer=optimizer, jit_compile=bool(jit_compile), **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=None, *, warm_start=None, **kwargs):
         """Keras ``fit``, stopping at the first non-finite loss or metric with a
-        :class:`tfotflow.callbacks.NonFiniteLossError` naming the term and the step (a
-        :class:`tfotflow.callbacks.StopOnNonFinite` is added unless one is given).
+        :class:`tfotflow.callbacks.NonFiniteLossError` naming the term and the step.
 
-        After ``compile()`` with no optimizer, a first ``fit`` on arrays runs the recipe of
-        :mod:`tfotflow.recipe` for their n rows: ``batch_size`` and ``epochs`` default to the
-        recipe's batch and step count, the cosine rate decays over those steps, weights are
-        clipped before each step as the recipe says, and the recipe's flow-matching warm start
-        runs first, and the training RK4 steps double when their error grows
-        (:class:`tfotflow.callbacks.SolverErrorControl`, checked on the first 1,000 rows). A
-        ``fit`` whose settings are far from the recipe's (a batch or a step count under a
-        quarter of it, a constant rate, no warm start) says so, once.
+        After ``compile()`` with no optimizer, ``fit`` runs the one trainer with the settings
+        :func:`tfotflow.settings.recipe` gives for the data
+        (:func:`tfotflow.training.fit_arrays_or_batches`): the flow-matching warm start on the
+        first ``fit`` (its own History, ``history.warm_start``, and progress at ``verbose``),
+        then maximum likelihood with the cosine over this ``fit``'s steps, the weight clip and
+        the solver-error control. A second ``fit`` continues from the weights and Adam's
+        moments with a new cosine over its own steps (a warm restart).
 
         Args:
             x: points [n, d], or a ``tf.data.Dataset`` of batches (of (points, conditions)
                 for a conditional model).
             y: conditions [n, k], for a conditional model.
-            batch_size: points per step. Defaults to the recipe's after ``compile()``, else
+            batch_size: points per step. Defaults to the settings' after ``compile()``, else
                 Keras's.
-            epochs: passes over the data. Defaults to the recipe's step count after
-                ``compile()``, else 1.
-            warm_start: flow-matching steps (:class:`tfotflow.FlowMatching`, Adam at 0.02,
-                the recipe's batch) before maximum likelihood. Defaults to the recipe's 1,000
-                on the first ``fit`` after ``compile()``, else none.
-            **kwargs: passed to Keras ``fit``.
+            epochs: passes over the data. Defaults to 1.
+            warm_start: flow-matching steps before maximum likelihood, after ``compile()``
+                only. Defaults to the settings' 1,000 on the first ``fit``, else none; 0 skips
+                it.
+            **kwargs: passed to Keras ``fit`` (a ``tf.data.Dataset`` of unknown size needs
+                ``steps_per_epoch``).
         """
+        if getattr(self, "_follows_settings", False):
+            return training.fit_arrays_or_batches(
+                self, x, y, batch_size=batch_size, epochs=epochs, warm_start=warm_start, **kwargs
+            )
+        if warm_start:
+            raise ValueError(
+                "`warm_start` steps follow the settings: compile() with no optimizer, or run "
+                f"tfotflow.training.warm_start first. Received: warm_start={warm_start!r}"
+            )
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if not any(isinstance(callback, StopOnNonFinite) for callback in callbacks):
             callbacks.append(StopOnNonFinite())
-        rows = len(x) if hasattr(x, "__len__") and not isinstance(x, tf.data.Dataset) else None
-        settings = None if rows is None else recipe(self.dim, rows, self.condition_dim)
-        first = self.optimizer is None or int(self.optimizer.iterations.numpy()) == 0
-        by_recipe = getattr(self, "_recipe_schedule", None) is not None and settings is not None
-        if by_recipe:
-            batch_size = batch_size or min(settings["batch_size"], rows)
-            per_epoch = kwargs.get("steps_per_epoch") or math.ceil(rows / batch_size)
-            if epochs is None:
-                epochs = max(1, math.ceil(settings["iterations"] / per_epoch))
-            if first:
-                self._recipe_schedule.decay_steps = epochs * per_epoch
-                warm_start = settings["warm_start"] if warm_start is None else warm_start
-            clipped = any(isinstance(callback, ClipWeights) for callback in callbacks)
-            if settings["weight_clip"] and not clipped:
-                callbacks.insert(0, ClipWeights(settings["weight_clip"]))
-            if not any(isinstance(callback, SolverErrorControl) for callback in callbacks):
-                head = slice(0, 1000)
-                conditions = None if y is None else np.asarray(y)[head]
-                callbacks.insert(0, SolverErrorControl(np.asarray(x)[head], conditions))
-        epochs = 1 if epochs is None else epochs
-        if settings is not None and first:
-            self._warn_if_far_from(settings, rows, batch_size or 32, epochs, kwargs, warm_start)
-        if warm_start:
-            self._warm_start(x, y, check_int("warm_start", warm_start, minimum=0), settings)
         return super().fit(
-            x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs
+            x, y, batch_size=batch_size, epochs=epochs or 1, callbacks=callbacks, **kwargs
         )
-
-    def _warm_start(self, x, y, steps, settings):
-        """``steps`` of :class:`tfotflow.FlowMatching` on the points (and conditions)."""
-        options = {}  # FlowMatching's defaults for a pipeline, else the recipe's
-        if settings is not None:
-            options = dict(
-                sinkhorn_iterations=settings["warm_start_sinkhorn_iterations"],
-                clip=settings["weight_clip"] or None,
-            )
-        matching = FlowMatching(self, **options)
-        matching.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=use_xla(self.dim))
-        if settings is None:  # a tf.data pipeline of batches
-            matching.fit(x.repeat(), epochs=1, steps_per_epoch=steps, verbose=0)
-        else:
-            batch = settings["warm_start_batch_size"]
-            per_epoch = min(steps, math.ceil(len(x) / batch))
-            matching.fit(
-                x,
-                y,
-                batch_size=batch,
-                epochs=math.ceil(steps / per_epoch),
-                steps_per_epoch=per_epoch,
-                verbose=0,
-            )
-        self._warm_started = True
-
-    def _warn_if_far_from(self, settings, rows, batch_size, epochs, kwargs, warm_start):
-        if getattr(self, "_warned_about_recipe", False):
-            return
-        steps = epochs * (kwargs.get("steps_per_epoch") or math.ceil(rows / batch_size))
-        far = []
-        if batch_size < settings["batch_size"] / 4:
-            far.append(f"batch_size {batch_size} (the recipe's: {settings['batch_size']})")
-        if steps < settings["iterations"] / 4:
-            far.append(f"{steps} steps (the recipe's: {settings['iterations']})")
-        if not isinstance(
-            getattr(self.optimizer, "_learning_rate", None),
-            keras.optimizers.schedules.LearningRateSchedule,
-        ):
-            far.append("a constant learning rate (the recipe's: cosine from 0.03)")
-        if not warm_start and not getattr(self, "_warm_started", False):
-            far.append(f"no warm start (the recipe's: {settings['warm_start']} steps)")
-        if far:
-            self._warned_about_recipe = True
-            warnings.warn(
-                f"fit on {rows} rows with {', '.join(far)}: far from the recipe for d = "
-                f"{self.dim} (tfotflow.recipe); the model may underfit. compile() with no "
-                "optimizer and fit(x) follow the recipe.",
-                UserWarning,
-                stacklevel=3,
-            )
 
     def get_compile_config(self):
         return super().get_compile_config()

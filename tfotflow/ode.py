@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tfotflow import hardware
 from tfotflow.potential import space_time
+from tfotflow.settings import TRACES, check_trace  # noqa: F401  (re-exported)
 from tfotflow.validation import check_int, check_positive_float
 
 FlowState = collections.namedtuple("FlowState", ["x", "log_det", "costs"])
@@ -351,14 +352,6 @@ def _first_order_only(outputs, sources):
     return identity(*outputs, *sources)
 
 
-TRACES = ("exact", "hutchinson")
-
-
-def check_trace(trace):
-    """``trace`` if it names a trace of :data:`TRACES`, else a ValueError naming it."""
-    if trace not in TRACES:
-        raise ValueError(f"`trace` must be one of {TRACES}. Received: trace={trace!r}")
-    return trace
 
 
 def hutchinson_trace(potential, x, t, weights, seed, condition=None):

@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from tfotflow import latent, ode
 from tfotflow.checkpoint import atomic_write_bytes
 
 
@@ -46,8 +47,6 @@ def trajectories(model, x, *, condition=None, num_steps=None, points=9):
     """x(t) at ``points`` equally spaced times from t = 0 (data) to 1 (normal); [points, n, d].
 
     ``condition``: one row per point for a conditional model."""
-    from tfotflow import ode
-
     num_steps = num_steps or model.eval_num_steps
     path = [np.asarray(x)]
     current = np.asarray(x)
@@ -265,8 +264,6 @@ def plot_images(model, autoencoder, data, directory, *, seed=0, per_row=10):
     - ``interpolations.png``: rows decoded along straight lines in the normal space between
       two test points (of the same class, given as the condition, for a conditional flow).
     """
-    from tfotflow import latent
-
     directory, meta = pathlib.Path(directory), data.metadata
     shape = meta.image_shape
     classes = meta.condition_dim if meta.classes else 0

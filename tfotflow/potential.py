@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfotflow import hardware, serialization
 from tfotflow._keras import keras
+from tfotflow.settings import DEFAULTS, MINIMA
 from tfotflow.validation import check_int, convert_points
 
 
@@ -153,9 +154,16 @@ class Potential(keras.layers.Layer):
     """
 
     # The smallest sizes: one unit, a ResNet with one step, a rank-one quadratic.
-    MINIMA = {"width": 1, "num_layers": 2, "rank": 1}
+    MINIMA = {key: MINIMA[key] for key in ("width", "num_layers", "rank")}
 
-    def __init__(self, width=32, num_layers=2, rank=10, condition_dim=0, **kwargs):
+    def __init__(
+        self,
+        width=DEFAULTS["width"],
+        num_layers=DEFAULTS["num_layers"],
+        rank=DEFAULTS["rank"],
+        condition_dim=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.width = check_int("width", width, minimum=self.MINIMA["width"])
         self.num_layers = check_int("num_layers", num_layers, minimum=self.MINIMA["num_layers"])

@@ -1,29 +1,9 @@
-"""Run directories: one training run's configuration, metrics, checkpoints, model and plots.
-
-```none
-RUN_DIR/config.json    every setting (data set and its dimension, seed, model, training), first
-RUN_DIR/autoencoder.keras, autoencoder.csv
-                       a latent flow's autoencoder (after every epoch) and its log
-RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps
-RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, learning_rate
-RUN_DIR/last.npz       checkpoint after every validation (resume from here)
-RUN_DIR/best.npz       checkpoint at the best validation NLL
-RUN_DIR/model.keras    the final model (best weights), loadable with keras.models.load_model
-RUN_DIR/val_log_prob.npy  the final model's log-density of every validation row (the reference
-                       of `tfotflow score --outliers`)
-RUN_DIR/*.png          plots
-```
-
-Every file is written atomically (temporary file, fsync, rename), so a kill never leaves a
-half-written file under its final name.
+"""Training runs: a run's data, its training (:func:`train_run`), its model, evaluation,
+samples and plots. The files of a run directory are :mod:`tfotflow.rundir`'s; its settings
+:mod:`tfotflow.settings`'.
 """
 
-import csv
-import inspect
-import io
-import json
 import math
-import os
 import pathlib
 import time
 import warnings
@@ -32,317 +12,22 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfotflow import checkpoint, datasets, distribute, ode, plotting, scoring, training
+from tfotflow import checkpoint, datasets, distribute, plotting, scoring, training
 from tfotflow import latent as latent_module
 from tfotflow._keras import keras
 from tfotflow.callbacks import SolverErrorControl
-from tfotflow.checkpoint import atomic_write_bytes
-from tfotflow.flow_matching import FlowMatching
-from tfotflow.hardware import use_xla
-from tfotflow.model import OTFlowModel, check_alpha, check_normalization
-from tfotflow.potential import Potential
-from tfotflow.recipe import gaussian_gap, recipe, whitenable
-from tfotflow.validation import check_float_dtype, check_int, check_positive_float
-
-MODEL_KEYS = (
-    "width",
-    "num_layers",
-    "rank",
-    "alpha",
-    "num_steps",
-    "eval_num_steps",
-    "dtype",
-    "normalization",
-    "trace",
+from tfotflow.model import OTFlowModel
+from tfotflow.rundir import (
+    RunError,
+    read_config,
+    read_csv,
+    remove_stale_temporaries,
+    save_model,
+    write_csv,
+    write_json,
+    write_npy,
 )
-TRAIN_KEYS = (
-    "iterations",
-    "batch_size",
-    "learning_rate",
-    "schedule",
-    "validate_every",
-    "patience",
-    "warm_start",
-    "warm_start_batch_size",
-    "warm_start_learning_rate",
-    "warm_start_sinkhorn_iterations",
-    "solver_tolerance",
-    "weight_clip",
-    "spread",
-    "standardize",
-)
-# A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
-LATENT_KEYS = (
-    "latent_dim",
-    "autoencoder",
-    "autoencoder_epochs",
-    "autoencoder_batch_size",
-    "autoencoder_learning_rate",
-)
-_MODEL_SIGNATURE = inspect.signature(OTFlowModel.__init__).parameters
-_ADAPT_SIGNATURE = inspect.signature(OTFlowModel.adapt).parameters
-_FLOW_MATCHING_SIGNATURE = inspect.signature(FlowMatching.__init__).parameters
-_TRAIN_SIGNATURE = inspect.signature(training.train).parameters
-DEFAULTS = {
-    **{key: _MODEL_SIGNATURE[key].default for key in MODEL_KEYS},  # the model's own defaults
-    "iterations": 1000,
-    "batch_size": 1024,
-    "learning_rate": 0.01,
-    "schedule": "plateau",
-    "validate_every": 50,
-    "patience": 10,
-    "warm_start": 0,
-    "warm_start_batch_size": 256,
-    "warm_start_learning_rate": 0.02,
-    "warm_start_sinkhorn_iterations": _FLOW_MATCHING_SIGNATURE["sinkhorn_iterations"].default,
-    "solver_tolerance": _TRAIN_SIGNATURE["solver_tolerance"].default,
-    "weight_clip": _TRAIN_SIGNATURE["weight_clip"].default,
-    "spread": _ADAPT_SIGNATURE["spread"].default,  # the flow's coordinates' deviation
-    "standardize": False,  # a registered set's points as they come (files: always)
-    "latent_dim": 0,
-    "autoencoder": "conv",
-    "autoencoder_epochs": 20,
-    "autoencoder_batch_size": 128,
-    "autoencoder_learning_rate": 0.002,
-}
-
-
-RUN_FILES = (
-    "config.json",
-    "autoencoder.keras",
-    "autoencoder.csv",
-    "warm_start.csv",
-    "metrics.csv",
-    "last.npz",
-    "best.npz",
-    "model.keras",
-    "val_log_prob.npy",
-    "density.png",
-    "samples.png",
-    "trajectories.png",
-    "marginals.png",
-    "samples_by_class.png",
-    "interpolations.png",
-)
-
-
-def remove_stale_temporaries(run_dir):
-    """Deletes temporary files a killed write left in ``run_dir`` (``.NAME.XXXX`` of the run
-    files, ``.STEM.tmp.keras`` of its ``.keras`` files); returns their paths."""
-    run_dir = pathlib.Path(run_dir)
-    stale = [path for name in RUN_FILES for path in run_dir.glob(f".{name}.*") if path.is_file()]
-    stale += [  # save_model's temporaries of the .keras files
-        temporary
-        for name in RUN_FILES
-        if name.endswith(".keras")
-        and (temporary := run_dir / f".{pathlib.Path(name).stem}.tmp.keras").exists()
-    ]
-    for path in stale:
-        path.unlink()
-    return stale
-
-
-def run_files(run_dir):
-    """The files of ``RUN_FILES`` present in ``run_dir`` (none if it does not exist)."""
-    run_dir = pathlib.Path(run_dir)
-    return [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
-
-
-class RunError(RuntimeError):
-    """A run directory is missing, incomplete or inconsistent."""
-
-
-def recommended_settings(data):
-    """The data set's recommended settings, or, when it recommends none (a user's file), the
-    settings :func:`tfotflow.recipe.recipe` chooses from its d, k and training rows. A data
-    set that recommends no RK4 steps gets the recipe's (the model's own default)."""
-    size = (data.metadata.dim, len(data.train), data.metadata.condition_dim)
-    recommended = dict(data.metadata.hyperparameters)
-    if not recommended:
-        gap = gaussian_gap(data.train) if data.metadata.dim <= 2 else None
-        return recipe(*size, whitenable=whitenable(data.train), gaussian_gap=gap)
-    rule = recipe(*size)
-    if "num_steps" not in recommended:
-        recommended.setdefault("eval_num_steps", rule["eval_num_steps"])
-        recommended["num_steps"] = rule["num_steps"]
-    return recommended
-
-
-def build_config(
-    dataset,
-    *,
-    metadata_hyperparameters,
-    overrides,
-    seed,
-    data_dir,
-    options,
-    source=None,
-    unconditional=False,
-):
-    """The full configuration: defaults < the data set's recommended settings < overrides.
-
-    ``source`` is ``Metadata.source`` of a data set read from a file: recorded, it reloads
-    the same rows and split (:func:`load_data`). ``unconditional``: model p(x) of a data set
-    that comes with conditions (they are dropped). A ``latent_dim`` above 0 makes a latent
-    flow, recorded under ``"latent"``."""
-    settings = dict(DEFAULTS)
-    unknown = sorted(set(metadata_hyperparameters) - set(settings))
-    if unknown:
-        warnings.warn(
-            f"data set {dataset!r} recommends unknown setting(s) {', '.join(unknown)}, which "
-            f"are ignored; the settings are {', '.join(sorted(settings))}",
-            UserWarning,
-            stacklevel=2,
-        )
-    settings.update({k: v for k, v in metadata_hyperparameters.items() if k in settings})
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    if settings["eval_num_steps"] is None:
-        settings["eval_num_steps"] = settings["num_steps"]
-    alpha = settings["alpha"]
-    if isinstance(alpha, (list, tuple)) and all(type(a) in (int, float) for a in alpha):
-        settings["alpha"] = [float(a) for a in alpha]  # TOML's integers; others are refused
-        # by check_settings, naming `alpha`
-    config = {
-        "dataset": dataset,
-        "seed": seed,
-        "data_dir": None if data_dir is None else str(data_dir),
-        "options": dict(options),
-        "model": {key: settings[key] for key in MODEL_KEYS},
-        "train": {key: settings[key] for key in TRAIN_KEYS},
-    }
-    if source is not None:
-        config["source"] = dict(source)
-    if unconditional:
-        config["unconditional"] = True
-    if settings["latent_dim"]:
-        config["latent"] = {key: settings[key] for key in LATENT_KEYS}
-    return config
-
-
-def adapts(config):
-    """Whether a new run sets its model's normalization from the training data
-    (:meth:`OTFlowModel.adapt`): for data read from a file, whenever it whitens, and for a
-    registered data set whose settings (or ``--standardize``) say ``standardize``; other
-    registered sets keep the identity; a model built without normalization never."""
-    normalization = config["model"].get("normalization")
-    return normalization is not None and (
-        "source" in config
-        or "latent" in config
-        or normalization == "whiten"
-        or bool(config["train"].get("standardize"))
-    )
-
-
-# The smallest value of every integer setting: the potential's and the training loop's from
-# where they are enforced, and the run recipe's own.
-_MINIMA = {
-    **Potential.MINIMA,
-    "num_steps": 1,
-    "eval_num_steps": 1,
-    **training.LOOP_MINIMA,
-    "patience": 1,
-    "warm_start": 0,
-    "warm_start_batch_size": 1,
-    "warm_start_sinkhorn_iterations": 1,
-    "latent_dim": 1,
-    "autoencoder_epochs": 1,
-    "autoencoder_batch_size": 1,
-}
-
-
-def check_settings(config, dim, condition_dim=0, image_shape=None):
-    """Checks every model and training setting of ``config`` (for data of dimension ``dim``,
-    conditions of width ``condition_dim`` and, for images, ``image_shape``) before anything is
-    created.
-
-    Raises:
-        TypeError, ValueError: naming the first bad setting and its value; also when the
-            weights and Adam's two moment estimates alone would need more than half of this
-            machine's memory (a width typed with too many digits).
-    """
-    model, train, latent = config["model"], config["train"], config.get("latent", {})
-    settings = {**model, **train, **latent}
-    for key, minimum in _MINIMA.items():
-        if latent or key not in LATENT_KEYS:  # a run without a latent flow has none of these
-            check_int(key, settings[key], minimum=minimum)
-    for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
-        if latent or key not in LATENT_KEYS:
-            check_positive_float(key, settings[key])
-    for key in ("solver_tolerance", "weight_clip"):
-        if settings.get(key):  # 0 or None (or a run from before the setting): never
-            check_positive_float(key, settings[key])
-    spread = check_positive_float("spread", settings.get("spread", DEFAULTS["spread"]))
-    if spread != DEFAULTS["spread"] and not adapts(config):
-        raise ValueError(
-            f"`spread`={spread} has no effect: this run does not standardize its points (a "
-            "registered data set, or normalization=None); pass `standardize` "
-            "(--standardize) with a normalization"
-        )
-    if latent:
-        from tfotflow.latent import check_architecture
-
-        check_architecture(latent["autoencoder"], image_shape)
-        dim = latent["latent_dim"]
-    if config.get("unconditional"):
-        condition_dim = 0
-    check_alpha(model["alpha"])
-    check_float_dtype("dtype", model["dtype"])
-    check_normalization(model["normalization"])
-    ode.check_trace(model["trace"])
-    training.learning_rate_schedule(train["learning_rate"], train["schedule"], 1)  # `schedule`
-    width, inputs = model["width"], dim + condition_dim + 1
-    parameters = width * inputs + (model["num_layers"] - 1) * width * width
-    needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if needed > available / 2:
-        raise ValueError(
-            f"`width`={width} with num_layers={model['num_layers']} means {parameters:.3g} "
-            f"weights, {needed / 2**30:.3g} GiB with Adam's state: more than half of this "
-            f"machine's {available / 2**30:.3g} GiB"
-        )
-
-
-def write_json(path, value):
-    """Writes ``value`` as indented JSON to ``path``, atomically."""
-    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
-
-
-def read_config(run_dir):
-    """The run's ``config.json``.
-
-    Raises:
-        RunError: naming the file, when it is missing or not a JSON object.
-    """
-    path = pathlib.Path(run_dir) / "config.json"
-    if not path.exists():
-        raise RunError(f"{run_dir} is not a run directory: {path.name} is missing")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunError(f"{path} is corrupted (not JSON: {error})") from error
-    if not isinstance(config, dict) or not {"dataset", "model"} <= set(config):
-        raise RunError(f"{path} is not a tfotflow run configuration (no dataset or model)")
-    return config
-
-
-def extend(run_dir, config, iterations):
-    """Raises the run's iteration count to ``iterations`` in its ``config.json`` (atomically)
-    and returns the new configuration, for a resume that trains on. A cosine schedule is
-    stretched over the new count: from the step where training resumes, the rate is the one a
-    run of ``iterations`` steps would have there (a rise from a finished run's rate of 0).
-
-    Raises:
-        ValueError: naming ``iterations``, when it is not above the run's count.
-    """
-    done = config["train"]["iterations"]
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations <= done:
-        raise ValueError(
-            f"`iterations` must be above the run's {done} to train on. "
-            f"Received: iterations={iterations!r}"
-        )
-    config = {**config, "train": {**config["train"], "iterations": iterations}}
-    write_json(pathlib.Path(run_dir) / "config.json", config)
-    return config
+from tfotflow.settings import DEFAULTS, adapts, train_settings
 
 
 def load_data(config):
@@ -519,35 +204,6 @@ class MetricsWriter(keras.callbacks.Callback):
         write_csv(self.path, self.rows)
 
 
-def write_csv(path, rows):
-    """Writes ``rows`` (dicts; the columns in order of first appearance) to ``path`` as CSV,
-    atomically."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())
-
-
-def read_csv(path):
-    """The rows of a run's CSV log as dicts of floats ([] when absent).
-
-    Raises:
-        RunError: naming the file, when it is not such a log.
-    """
-    path = pathlib.Path(path)
-    if not path.exists():
-        return []
-    try:
-        with open(path, newline="") as handle:
-            return [
-                {k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)
-            ]
-    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as error:
-        raise RunError(f"{path} is corrupted ({type(error).__name__}: {error})") from error
-
-
 def train_run(
     run_dir,
     config,
@@ -609,15 +265,10 @@ def train_run(
         )
         data = latent_module.encode_data(autoencoder, data)
     keras.utils.set_random_seed(config["seed"])
-    train = {**DEFAULTS, **config["train"]}  # runs written before a setting existed
+    train = train_settings(config)
     with strategy.scope():
         model = new_model(config, data.metadata.dim)
-        rate = training.learning_rate_schedule(
-            train["learning_rate"], train["schedule"], train["iterations"]
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(data.metadata.dim)
-        )
+        training.compile_for(model, train, train["iterations"])
         if adapts(config) and not resume:  # a resume restores them from the checkpoint
             model.adapt(
                 data.train,
@@ -631,51 +282,22 @@ def train_run(
     elif resume:
         raise RunError(f"{run_dir} has no checkpoint (last.npz) to resume from")
     start = time.perf_counter()
-    if train["warm_start"] and not resume:
-        warm_rows = []
-        training.warm_start(
-            model,
-            data,
-            steps=train["warm_start"],
-            batch_size=train["warm_start_batch_size"],
-            learning_rate=train["warm_start_learning_rate"],
-            sinkhorn_iterations=train["warm_start_sinkhorn_iterations"],
-            weight_clip=train["weight_clip"],
-            seed=config["seed"],
-            callbacks=[
-                MetricsWriter(run_dir / "warm_start.csv", warm_rows, start),
-                *warm_start_callbacks,
-            ],
-            verbose=verbose,
-        )
     training.train(
         model,
         data,
-        iterations=train["iterations"],
-        batch_size=train["batch_size"],
-        learning_rate=train["learning_rate"],
-        validate_every=train["validate_every"],
-        patience=train["patience"],
-        schedule=train["schedule"],
-        solver_tolerance=train["solver_tolerance"],
-        weight_clip=train["weight_clip"],
-        seed=config["seed"],
         run_dir=run_dir,
+        seed=config["seed"],
         resume=resume,
         callbacks=[MetricsWriter(run_dir / "metrics.csv", rows, start), *callbacks],
+        warm_start_callbacks=[MetricsWriter(run_dir / "warm_start.csv", [], start),
+                              *warm_start_callbacks],
         verbose=verbose,
+        **train,
     )
     if chief:
         save_model(model, run_dir / "model.keras")
         write_npy(run_dir / "val_log_prob.npy", validation_log_prob(model, data))
     return model, images
-
-
-def write_npy(path, array):
-    """Writes ``array`` to ``path`` as .npy, atomically."""
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def validation_log_prob(model, data):
@@ -707,14 +329,6 @@ def scored_columns(config, dim, condition_dim):
     if source is not None:
         return list(source["columns"]), list(source["condition_columns"])
     return [str(i) for i in range(dim)], [str(dim + i) for i in range(condition_dim)]
-
-
-def save_model(model, path):
-    """``model.save`` to a temporary name in the same folder, then an atomic rename."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
 
 
 def conditions_of_test_split(model, data):

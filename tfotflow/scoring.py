@@ -38,7 +38,6 @@ from tfotflow.datasets.files import (
 )
 
 OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")
-TRUST_NATS = 0.01  # a discretization error above this is warned about
 
 
 def check_output(path, id_column=None):

@@ -30,6 +30,7 @@ CLASSES = {
     "OTFlowModel": "tfotflow.model",
     "FlowMatching": "tfotflow.flow_matching",
     "Autoencoder": "tfotflow.latent",
+    "Cosine": "tfotflow.training",
 }
 
 

@@ -15,7 +15,7 @@ True
 import numpy as np
 import tensorflow as tf
 
-from tfotflow.runs import MODEL_KEYS, TRAIN_KEYS
+from tfotflow.settings import MODEL_KEYS, TRAIN_KEYS
 
 
 def _fail(what, measured, tolerance):

@@ -1,18 +1,40 @@
-"""Training a model on a dataset with the reference recipe, checkpointed and resumable."""
+"""The one trainer: a flow-matching warm start, then maximum likelihood with the settings'
+schedule, weight clip, solver-error control, validation, checkpoints and early stopping.
+
+Every way of training an OT-Flow runs :func:`fit`: ``tfotflow train`` (through
+:func:`tfotflow.runs.train_run` and :func:`train`), ``OTFlowModel.fit`` after a bare
+``compile()`` (through :func:`fit_arrays_or_batches`), the images suite and every OT-Flow
+contender of the benchmarks (which add only their clock and scoring as callbacks). The
+settings are those of :mod:`tfotflow.settings` (a run's ``config["train"]``).
+
+```none
+warm start   settings["warm_start"] steps of FlowMatching (Adam at warm_start_learning_rate,
+             batches of warm_start_batch_size, warm_start_sinkhorn_iterations sweeps)
+likelihood   Adam on J (OTFlowModel's objective), rate constant ("plateau": divided by 10 on
+             validation plateaus) or cosine-decayed to 0 over the likelihood steps; before each
+             step every weight clipped to ±weight_clip; every 50 steps the solve's error
+             checked and its RK4 steps doubled above solver_tolerance; with validation data,
+             early stopping on val_nll with the best weights kept (and, with a run directory,
+             last.npz after every epoch and best.npz at each improvement)
+```
+"""
 
 import math
 import pathlib
 
 import tensorflow as tf
 
-from tfotflow import checkpoint
+from tfotflow import checkpoint, serialization
 from tfotflow._keras import keras
-from tfotflow.callbacks import WEIGHT_CLIP, SolverErrorControl, reference_recipe
+from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite, reference_recipe
 from tfotflow.distribute import shard_by_data
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
-from tfotflow.scoring import TRUST_NATS
-from tfotflow.validation import check_int
+from tfotflow.settings import DEFAULTS, TRAIN_KEYS, check_schedule, recipe
+from tfotflow.validation import batch_points_and_conditions, check_int
+
+# Rows of the solver-error check (SolverErrorControl): a diagnostic, not a fit.
+CHECK_ROWS = 1000
 
 
 def batch_stream(array, *, batch_size, seed, skip=0):
@@ -40,69 +62,67 @@ def batch_stream(array, *, batch_size, seed, skip=0):
     return shard_by_data(batches.prefetch(tf.data.AUTOTUNE))
 
 
-SCHEDULES = ("plateau", "cosine")
-# The smallest loop :func:`train` runs: one step of one point, validated after it.
-LOOP_MINIMA = {"iterations": 1, "batch_size": 1, "validate_every": 1}
+@serialization.register
+class Cosine(keras.optimizers.schedules.CosineDecay):
+    """Keras's ``CosineDecay`` from optimizer step ``start`` on: the rate is
+    ``initial_learning_rate`` until ``start``, then ½ (1 + cos(π (step − start) / decay_steps))
+    times it, and 0 after. A ``fit`` following the settings sets ``start`` to the step it
+    begins at, so each ``fit`` runs its own cosine over its own steps."""
+
+    def __init__(self, initial_learning_rate, decay_steps, start=0, **kwargs):
+        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+        self.start = int(start)
+
+    def __call__(self, step):
+        return super().__call__(tf.maximum(tf.cast(step, tf.int64) - self.start, 0))
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start}
 
 
 def learning_rate_schedule(learning_rate, schedule, iterations):
     """Adam's rate: constant (divided on plateaus by the recipe) or cosine-decayed to 0."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: {schedule!r}")
-    if schedule == "cosine":
+    if check_schedule(schedule) == "cosine":
         return keras.optimizers.schedules.CosineDecay(learning_rate, iterations)
     return learning_rate
 
 
-def warm_start(
-    model,
-    data,
-    *,
-    steps,
-    batch_size=256,
-    learning_rate=0.02,
-    sinkhorn_iterations=100,
-    weight_clip=WEIGHT_CLIP,
-    seed=0,
-    callbacks=(),
-    verbose=0,
-):
-    """Fits ``model``'s potential by OT flow matching (:class:`tfotflow.FlowMatching`).
+def compile_for(model, settings, iterations):
+    """Compiles ``model`` with Adam at the settings' rate and schedule over ``iterations``
+    likelihood steps, XLA where it is faster (:func:`tfotflow.hardware.use_xla`)."""
+    rate = learning_rate_schedule(settings["learning_rate"], settings["schedule"], iterations)
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
 
-    Args:
-        model: an :class:`tfotflow.OTFlowModel`.
-        data: a :class:`tfotflow.datasets.Dataset`; its training split is used (with its
-            conditions, for a conditional model).
-        steps: flow-matching steps.
-        batch_size: points per step (the OT coupling is over the batch). Defaults to 256.
-        learning_rate: Adam's rate. Defaults to 0.02.
-        sinkhorn_iterations: Sinkhorn sweeps of each step's coupling. Defaults to 100.
-        weight_clip: after each step the weights are clipped to [−weight_clip, weight_clip]
-            (as in :func:`train`); 0 or None: never. Defaults to 1.5.
-        seed: the data order's and the draws' seed. Defaults to 0.
-        callbacks: Keras callbacks (a progress display, …).
-        verbose: Keras' verbosity. Defaults to 0.
+
+def warm_start(model, batches, settings, *, seed=0, callbacks=(), verbose=0):
+    """Fits ``model``'s potential by OT flow matching (:class:`tfotflow.FlowMatching`) for
+    ``settings["warm_start"]`` steps on ``batches`` (a stream of point batches, or of
+    (points, conditions) pairs), at ``warm_start_learning_rate``, with
+    ``warm_start_sinkhorn_iterations`` sweeps of each batch's coupling, the weights clipped
+    after each step to ±``weight_clip`` (None: never).
 
     Returns:
-        The Keras ``History``: the ``flow_matching`` loss after each call of
-        gcd(``steps``, 50) steps.
+        The Keras ``History``: the ``flow_matching`` loss after each call of gcd(steps, 50)
+        steps (several steps per call: a warm-start step is small and Python's per-step cost
+        is not).
     """
-    steps = check_int("steps", steps, minimum=1)
-    batch_size = min(check_int("batch_size", batch_size, minimum=1), len(data.train))
+    steps = check_int("warm_start", settings["warm_start"], minimum=1)
     with model.distribute_strategy.scope():
         matching = FlowMatching(
-            model, seed=seed, sinkhorn_iterations=sinkhorn_iterations, clip=weight_clip or None
+            model,
+            seed=seed,
+            sinkhorn_iterations=settings["warm_start_sinkhorn_iterations"],
+            clip=settings["weight_clip"] or None,
         )
-        # Several steps per call: a warm-start step is small and Python's per-step cost is not.
         per_call = math.gcd(steps, 50)
         matching.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=keras.optimizers.Adam(settings["warm_start_learning_rate"]),
             jit_compile=use_xla(model.dim),
             steps_per_execution=per_call,
         )
-    stream = batch_stream(data.split("train"), batch_size=batch_size, seed=seed)
     return matching.fit(
-        stream,
+        batches,
         epochs=steps // per_call,
         steps_per_epoch=per_call,
         callbacks=list(callbacks),
@@ -111,109 +131,268 @@ def warm_start(
     )
 
 
+def fit(
+    model,
+    batches,
+    settings,
+    *,
+    epochs,
+    steps_per_epoch,
+    warm_start_batches=None,
+    validation_data=None,
+    check=None,
+    run_dir=None,
+    resume_state=None,
+    seed=0,
+    callbacks=(),
+    warm_start_callbacks=(),
+    verbose=0,
+    **fit_kwargs,
+):
+    """The one trainer: the warm start (when ``warm_start_batches`` are given and the
+    settings ask for steps), then maximum likelihood on ``batches`` for ``epochs`` Keras
+    epochs of ``steps_per_epoch`` steps.
+
+    Args:
+        model: a compiled :class:`tfotflow.OTFlowModel`.
+        batches: an endless stream of likelihood batches.
+        settings: the training settings (:data:`tfotflow.settings.TRAIN_KEYS`).
+        epochs: Keras epochs (validations); ``steps_per_epoch``: steps in each.
+        warm_start_batches: the warm start's stream, or None for no warm start.
+        validation_data: validation batches (then ``val_nll`` is logged, the plateau schedule
+            and early stopping watch it, and the best weights are kept), or None.
+        check: ``(points, conditions)`` of the solver-error control, or None for none.
+        run_dir: where ``last.npz`` and ``best.npz`` go, or None for no checkpoints.
+        resume_state: the state of ``run_dir/last.npz`` when resuming (no warm start then).
+        seed: the warm start's draws' seed (the batches carry the data order's).
+        callbacks, warm_start_callbacks: more Keras callbacks of each phase.
+        verbose: Keras's verbosity of both phases.
+        **fit_kwargs: passed to Keras ``fit`` (e.g. ``validation_freq``).
+
+    Returns:
+        The likelihood phase's Keras ``History``; its ``warm_start`` attribute is the warm
+        start's (None when there was none).
+    """
+    warm = None
+    if warm_start_batches is not None and settings["warm_start"] and not resume_state:
+        warm = warm_start(
+            model,
+            warm_start_batches,
+            settings,
+            seed=seed,
+            callbacks=warm_start_callbacks,
+            verbose=verbose,
+        )
+    control = []
+    if settings["solver_tolerance"] and check is not None:
+        control = [SolverErrorControl(*check, tolerance=settings["solver_tolerance"])]
+    if validation_data is not None:
+        state = {key: settings[key] for key in ("iterations", "batch_size")}
+        policy = reference_recipe(
+            clip=settings["weight_clip"] or None,
+            patience=settings["patience"],
+            checkpoint_directory=None if run_dir is None else str(run_dir),
+            state={"seed": seed, **state},
+            resume_state=resume_state,
+            reduce_on_plateau=settings["schedule"] == "plateau",
+        )
+    else:  # nothing to watch: the clip and the stop on a non-finite loss
+        clip = settings["weight_clip"]
+        policy = [*([ClipWeights(clip)] if clip else []), StopOnNonFinite()]
+    history = keras.Model.fit(
+        model,
+        batches,
+        epochs=epochs,
+        initial_epoch=resume_state["epoch"] if resume_state else 0,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation_data,
+        # The solver's control first, so that the logs hold its steps; then the caller's
+        # callbacks: a metrics log written before the checkpoint of the same epoch is never
+        # behind it (a resume truncates the log to the checkpoint).
+        callbacks=[*control, *callbacks, *policy],
+        shuffle=False,  # the streams are shuffled, reproducibly
+        verbose=verbose,
+        **fit_kwargs,
+    )
+    if run_dir is not None and (pathlib.Path(run_dir) / "best.npz").exists():
+        with model.distribute_strategy.scope():
+            checkpoint.restore(pathlib.Path(run_dir) / "best.npz", model)
+    history.warm_start = warm
+    return history
+
+
 def train(
     model,
     data,
     *,
-    iterations,
-    batch_size,
     run_dir,
-    learning_rate=0.01,
-    validate_every=50,
-    patience=10,
     seed=0,
     resume=False,
-    schedule="plateau",
-    solver_tolerance=TRUST_NATS,
-    weight_clip=WEIGHT_CLIP,
     callbacks=(),
+    warm_start_callbacks=(),
     verbose=0,
+    **settings,
 ):
-    """Trains ``model`` on ``data.train``, validating on ``data.val`` every few iterations
-    (with their conditions, for a conditional dataset and model).
+    """:func:`fit` on a :class:`tfotflow.datasets.Dataset`: its training split (with its
+    conditions), validated on its validation split every ``validate_every`` steps, the
+    solver checked on its first 1,000 validation rows, checkpointed in ``run_dir``.
 
-    One Keras "epoch" is ``validate_every`` iterations. ``run_dir`` receives ``last.npz``
-    after every epoch and ``best.npz`` at each validation improvement; at the end the best
-    weights are restored. A model created under a ``tf.distribute`` strategy's scope trains
-    under it: ``batch_size`` is then the global batch, split across replicas.
+    A model created under a ``tf.distribute`` strategy's scope trains under it:
+    ``batch_size`` is then the global batch, split across replicas. ``resume`` continues from
+    ``run_dir/last.npz`` (weights, optimizer, counters, data order, RK4 steps). An
+    uncompiled model is compiled by :func:`compile_for`.
 
     Args:
-        model: an :class:`tfotflow.OTFlowModel` (compiled here with Adam if it is not).
+        model: an :class:`tfotflow.OTFlowModel`.
         data: a :class:`tfotflow.datasets.Dataset`.
-        iterations: total optimizer steps.
-        batch_size: points per step.
         run_dir: the checkpoint folder.
-        learning_rate: Adam's initial rate when compiling here. Defaults to 0.01.
-        validate_every: iterations between validations and checkpoints. Defaults to 50.
-        patience: validations without improvement before the rate drops tenfold (and three
-            times that before stopping). Defaults to 10.
-        seed: the data-order seed. Defaults to 0.
-        resume: continue from ``run_dir/last.npz`` (weights, optimizer, counters, data order).
-        schedule: "plateau" (the reference recipe: a constant rate divided by 10 on
-            validation plateaus) or "cosine" (decayed to 0 over ``iterations``; plateaus only
-            stop early). Defaults to "plateau".
-        solver_tolerance: nats of the training solve's error (mean |log p at n RK4 steps −
-            at 2n| on 1,000 validation rows, checked every 50 steps) above which training
-            doubles its steps (:class:`tfotflow.callbacks.SolverErrorControl`); 0 or None:
-            never. Defaults to 0.01.
-        weight_clip: before each step every weight is clipped to [−weight_clip,
-            weight_clip] (:class:`tfotflow.callbacks.ClipWeights`); 0 or None: never.
-            Defaults to 1.5, the OT-Flow reference's bound.
-        callbacks: more Keras callbacks (a progress display, …).
-        verbose: Keras' verbosity. Defaults to 0.
+        seed: the data order's and the warm start's seed. Defaults to 0.
+        resume: continue from ``run_dir/last.npz``. Defaults to False.
+        callbacks, warm_start_callbacks: more Keras callbacks of each phase (a progress
+            display, a metrics log, a benchmark's clock, …).
+        verbose: Keras's verbosity. Defaults to 0.
+        **settings: training settings (:data:`tfotflow.settings.TRAIN_KEYS`), each
+            defaulting to :data:`tfotflow.settings.DEFAULTS`.
 
     Returns:
-        The Keras ``History``.
+        The Keras ``History`` of :func:`fit`.
+
+    Raises:
+        TypeError: for a keyword that is no training setting, naming it.
     """
-    iterations = check_int("iterations", iterations, minimum=LOOP_MINIMA["iterations"])
-    batch_size = check_int("batch_size", batch_size, minimum=LOOP_MINIMA["batch_size"])
-    validate_every = check_int(
-        "validate_every", min(validate_every, iterations), minimum=LOOP_MINIMA["validate_every"]
+    unknown = sorted(set(settings) - set(TRAIN_KEYS))
+    if unknown:
+        raise TypeError(
+            f"`train` got unknown setting(s) {', '.join(unknown)}; the training settings are "
+            f"{', '.join(TRAIN_KEYS)}"
+        )
+    settings = {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **settings}
+    iterations = check_int("iterations", settings["iterations"], minimum=1)
+    batch_size = min(check_int("batch_size", settings["batch_size"], minimum=1), len(data.train))
+    validate_every = min(
+        check_int("validate_every", settings["validate_every"], minimum=1), iterations
     )
     run_dir = pathlib.Path(run_dir)
-    rate = learning_rate_schedule(learning_rate, schedule, iterations)  # checks `schedule`
-    with model.distribute_strategy.scope():
-        if getattr(model, "optimizer", None) is None:
-            model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
-        resume_state = checkpoint.restore(run_dir / "last.npz", model) if resume else None
-    if resume_state:
+    if getattr(model, "optimizer", None) is None:
+        compile_for(model, settings, iterations)
+    resume_state = None
+    if resume:
+        with model.distribute_strategy.scope():
+            resume_state = checkpoint.restore(run_dir / "last.npz", model)
         SolverErrorControl.resume(model, resume_state.get("logs", {}))
-    control = []
-    if solver_tolerance:
-        rows = slice(0, 1000)
-        conditions = data.conditions["val"][rows] if data.conditional else None
-        control = [SolverErrorControl(data.val[rows], conditions, tolerance=solver_tolerance)]
-    initial_epoch = resume_state["epoch"] if resume_state else 0
-    epochs = math.ceil(iterations / validate_every)
-    batch_size = min(batch_size, len(data.train))
-    stream = batch_stream(
-        data.split("train"), batch_size=batch_size, seed=seed, skip=initial_epoch * validate_every
-    )
-    validation = shard_by_data(
-        tf.data.Dataset.from_tensor_slices(data.split("val")).batch(batch_size)
-    )
-    recipe = reference_recipe(
-        clip=weight_clip or None,
-        patience=patience,
-        checkpoint_directory=str(run_dir),
-        state={"seed": seed, "iterations": iterations, "batch_size": batch_size},
-        resume_state=resume_state,
-        reduce_on_plateau=schedule == "plateau",
-    )
-    history = model.fit(
-        stream,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
+    skip = resume_state["epoch"] * validate_every if resume_state else 0
+    train = data.split("train")
+    rows = slice(0, CHECK_ROWS)
+    return fit(
+        model,
+        batch_stream(train, batch_size=batch_size, seed=seed, skip=skip),
+        {**settings, "batch_size": batch_size},
+        epochs=math.ceil(iterations / validate_every),
         steps_per_epoch=validate_every,
-        validation_data=validation,
-        # The solver's control first, so that the logs hold its steps; then the caller's
-        # callbacks: a metrics log written before the checkpoint of the same epoch is never
-        # behind it (a resume truncates the log to the checkpoint).
-        callbacks=[*control, *callbacks, *recipe],
-        shuffle=False,  # the stream is shuffled, reproducibly, by batch_stream
+        warm_start_batches=batch_stream(
+            train, batch_size=min(settings["warm_start_batch_size"], len(data.train)), seed=seed
+        )
+        if settings["warm_start"]
+        else None,
+        validation_data=shard_by_data(
+            tf.data.Dataset.from_tensor_slices(data.split("val")).batch(batch_size)
+        ),
+        check=(data.val[rows], data.conditions["val"][rows] if data.conditional else None),
+        run_dir=run_dir,
+        resume_state=resume_state,
+        seed=seed,
+        callbacks=callbacks,
+        warm_start_callbacks=warm_start_callbacks,
         verbose=verbose,
     )
-    if (run_dir / "best.npz").exists():
-        with model.distribute_strategy.scope():
-            checkpoint.restore(run_dir / "best.npz", model)
-    return history
+
+
+def fit_arrays_or_batches(
+    model, x, y=None, *, batch_size=None, epochs=None, warm_start=None, **kwargs
+):
+    """Keras ``fit`` of a model compiled with no optimizer: :func:`fit` with the settings
+    :func:`tfotflow.settings.recipe` gives for the data's d, k and n, ``batch_size`` and the
+    step count (``epochs`` × steps per epoch) as given.
+
+    ``x`` is points [n, d] (with conditions ``y`` [n, k]) or a ``tf.data.Dataset`` of
+    batches (of (points, conditions) pairs), whose steps per epoch are ``steps_per_epoch`` or
+    its cardinality. Each ``fit`` runs its own cosine from the settings' rate over its own
+    steps (:class:`Cosine`; a second ``fit`` is a warm restart, continuing from the weights
+    and Adam's moments); only the first runs the warm start unless ``warm_start`` says how
+    many steps. The solver's error is checked on the first 1,000 rows.
+
+    Raises:
+        ValueError: for a ``tf.data.Dataset`` of unknown or infinite cardinality without
+            ``steps_per_epoch``, naming it.
+    """
+    steps_per_epoch = kwargs.pop("steps_per_epoch", None)
+    first = int(model.optimizer.iterations.numpy()) == 0
+    if isinstance(x, tf.data.Dataset):
+        if steps_per_epoch is None:
+            cardinality = int(x.cardinality().numpy())
+            if cardinality <= 0:
+                raise ValueError(
+                    "`fit` on a tf.data.Dataset of unknown or infinite cardinality needs "
+                    "`steps_per_epoch` (the cosine schedule spans epochs × steps_per_epoch). "
+                    f"Received: cardinality={cardinality}, steps_per_epoch=None"
+                )
+            steps_per_epoch = cardinality
+        batches = x.repeat()
+        head = list(batches.take(max(1, math.ceil(CHECK_ROWS / _batch_rows(x)))))  # the check's
+        points, conditions = _concatenate(head, model.condition_dim)
+        rows, batch_size = None, _batch_rows(x)
+        warm_batches = batches
+    else:
+        points = x
+        conditions = y
+        rows = len(points)
+        arrays = points if y is None else (points, y)
+    settings = recipe(model.dim, rows or len(points), model.condition_dim)
+    if rows is not None:
+        batch_size = min(batch_size or settings["batch_size"], rows)
+        steps_per_epoch = steps_per_epoch or math.ceil(rows / batch_size)
+        batches = batch_stream(arrays, batch_size=batch_size, seed=0)
+        warm_batch = min(settings["warm_start_batch_size"], rows)
+        warm_batches = batch_stream(arrays, batch_size=warm_batch, seed=0)
+    if epochs is None:  # the settings' likelihood steps
+        epochs = max(1, math.ceil(settings["iterations"] / steps_per_epoch))
+    steps = check_int("epochs", epochs, minimum=1) * steps_per_epoch
+    schedule = model.optimizer._learning_rate
+    schedule.initial_learning_rate = settings["learning_rate"]
+    schedule.decay_steps = steps
+    schedule.start = int(model.optimizer.iterations.numpy())
+    model.train_function = None  # traced again: the schedule's constants changed
+    warm_steps = settings["warm_start"] if first and warm_start is None else (warm_start or 0)
+    warm_steps = check_int("warm_start", warm_steps, minimum=0)
+    return fit(
+        model,
+        batches,
+        {**settings, "warm_start": warm_steps, "iterations": steps, "batch_size": batch_size},
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warm_start_batches=warm_batches if warm_steps else None,
+        check=(
+            tf.convert_to_tensor(points[:CHECK_ROWS], model.precision),
+            None
+            if conditions is None
+            else tf.convert_to_tensor(conditions[:CHECK_ROWS], model.precision),
+        ),
+        validation_data=kwargs.pop("validation_data", None),
+        callbacks=kwargs.pop("callbacks", None) or (),
+        verbose=kwargs.pop("verbose", "auto"),
+        **kwargs,
+    )
+
+
+def _batch_rows(batches):
+    """Rows in the first batch of a stream of batches."""
+    first = next(iter(batches.take(1)))
+    return int(tf.shape(tf.nest.flatten(first)[0])[0])
+
+
+def _concatenate(batches, condition_dim):
+    """The points (and conditions) of a list of batches, concatenated."""
+    pairs = [batch_points_and_conditions(batch, condition_dim) for batch in batches]
+    points = tf.concat([p for p, _ in pairs], 0)
+    conditions = None if pairs[0][1] is None else tf.concat([c for _, c in pairs], 0)
+    return points, conditions

@@ -5,38 +5,10 @@ expected and shows what was received (``Received: width=0``), so a bad call fail
 construction or on entry instead of producing NaNs later.
 """
 
-import numbers
 
 import tensorflow as tf
 
-
-def check_int(name, value, *, minimum):
-    """Returns ``value`` as an ``int`` after checking it is an integer ``>= minimum``.
-
-    Raises:
-        TypeError: if ``value`` is not an integer (``bool`` is refused too).
-        ValueError: if ``value < minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be at least {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_positive_float(name, value):
-    """Returns ``value`` as a ``float`` after checking it is a finite number ``> 0``.
-
-    Raises:
-        TypeError: if ``value`` is not a real number.
-        ValueError: if ``value`` is not finite and positive.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    value = float(value)
-    if not value > 0.0 or value == float("inf"):
-        raise ValueError(f"`{name}` must be finite and positive. Received: {name}={value!r}")
-    return value
+from tfotflow.checks import check_int, check_positive_float  # noqa: F401  (re-exported)
 
 
 def check_float_dtype(name, dtype):

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from tfotflow import datasets, latent, runs
+from tfotflow import datasets, latent, runs, settings
 from tfotflow._keras import keras
 
 PER_CLASS = 50
@@ -193,9 +193,9 @@ def run(quick=False):
     train_images, train_labels = data.test[:1000], held_out[:1000]
     reference, reference_labels = data.test[1000:], held_out[1000:]
     times, result = {}, {"benchmark": "images", "quick": quick}
-    config = runs.build_config(
+    config = settings.build_config(
         "mnist5k",
-        metadata_hyperparameters=runs.recommended_settings(data),
+        recommended=settings.recommended_settings(data),
         overrides=QUICK if quick else {},
         seed=0,
         data_dir=None,
@@ -248,9 +248,9 @@ def run(quick=False):
         }
         result["test"] = runs.evaluate(model, data, autoencoder=autoencoder)
         result["seconds"] = times
-        paper = runs.build_config(
+        paper = settings.build_config(
             "mnist5k",
-            metadata_hyperparameters=runs.recommended_settings(data),
+            recommended=settings.recommended_settings(data),
             overrides=PAPER,
             seed=0,
             data_dir=None,

@@ -4,7 +4,7 @@ after another in one process, and scored on the same held-out test split.
 - ``tuned``: ``tfotflow train NAME`` — the data set's recommended settings (the CLI's run);
 - ``file``: ``tfotflow train FILE`` — the set's training and validation rows written to a
   ``.npy`` file, split 0.8 / 0.1 / 0.1 by the file path, standardized by ``adapt`` and trained
-  with the settings :mod:`tfotflow.recipe` chooses from d, k and n;
+  with the settings :func:`tfotflow.settings.recipe` chooses from d, k and n;
 - ``keras``: plain Keras — ``OTFlowModel(d)``, ``compile()`` with no arguments, ``fit`` on the
   training split (the recipe's batch, steps and warm start).
 
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from tfotflow import datasets, runs
+from tfotflow import datasets, runs, settings
 from tfotflow._keras import keras as keras_lib
 from tfotflow.model import OTFlowModel
 
@@ -42,9 +42,9 @@ QUICK = {"iterations": 4, "validate_every": 2, "warm_start": 10}
 
 
 def _run_config(data, name, hyperparameters, folder, quick, seed):
-    config = runs.build_config(
+    config = settings.build_config(
         name,
-        metadata_hyperparameters=hyperparameters,
+        recommended=hyperparameters,
         overrides=QUICK if quick else {},
         seed=seed,
         data_dir=None,
@@ -75,8 +75,8 @@ def contenders(data, folder, quick=False, seed=0):
         np.save(path, table)
         condition_columns = [str(d + i) for i in range(k)] or None
         file_data = datasets.from_file(path, condition_columns=condition_columns)
-        settings = runs.recommended_settings(file_data)
-        return _run_config(file_data, str(path), settings, folder / "file", quick, seed)
+        recommended = settings.recommended_settings(file_data)
+        return _run_config(file_data, str(path), recommended, folder / "file", quick, seed)
 
     def keras():
         keras_lib.utils.set_random_seed(seed)

@@ -86,8 +86,6 @@ IMAGE_HYPERPARAMETERS = dict(
     schedule="cosine",
     validate_every=100,
     warm_start=1000,
-    warm_start_batch_size=256,
-    warm_start_learning_rate=0.02,
     dtype="float32",
 )
 

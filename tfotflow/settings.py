@@ -1,0 +1,514 @@
+"""Every setting of a training run: its default, the rule that picks settings from the data,
+and the building and checking of a run's configuration. Imports no TensorFlow.
+
+A run's ``config.json`` holds ``model`` (:data:`MODEL_KEYS`), ``train`` (:data:`TRAIN_KEYS`)
+and, for a latent flow, ``latent`` (:data:`LATENT_KEYS`). Their values come from, in order of
+precedence: a flag or a config file, the data set's recommended settings (a registered set's
+preset) or, for a set that recommends none (a user's file), :func:`recipe`, then
+:data:`DEFAULTS`. The model's, the trainer's and the warm start's signatures take their
+defaults from :data:`DEFAULTS`, so each default is written here once.
+
+The rule of :func:`recipe`, from the dimension d, the condition width k and the training
+rows n:
+
+```none
+width            32 for d + k ≤ 16, 64 for ≤ 32, 128 for ≤ 64, 256 above; halved (not below 16)
+                 while the potential's weights exceed n / 4 (for d ≤ 16; above, n · d / 4)
+num_layers       2
+alpha            (1, 30, 1)                       (α_L, α_C, α_R)
+num_steps        4 for d ≤ 16, else 6             (RK4 steps in training)
+eval_num_steps   2 · num_steps
+trace            exact for d ≤ 16, else hutchinson (training steps only; scores stay exact)
+normalization    diagonal for d ≤ 16, else whiten, unless n < 20 · d(d + 1)/2 (20 rows per
+                 covariance entry) or the training points' correlation matrix has a condition
+                 number above 1e6 (then diagonal)
+batch_size       min(1024, n // 4), at least 1
+iterations       1250 · √(d / 2), within [2000, 5000]; above d = 16 at most 250 epochs
+                 (250 · n / batch_size)
+learning_rate    0.03 for d ≤ 16, else 0.01, cosine-decayed to 0 over the iterations
+warm_start       1000 flow-matching steps of min(256, n) points at rate 0.02, with 100
+                 Sinkhorn sweeps of the coupling for d ≤ 16, else 20
+weight_clip      none for d ≤ 2, else 1.5          (every weight, before each step)
+spread           2 for d ≤ 2 if a kernel estimate beats the Gaussian fit by over 0.05 nats per
+                 point (gaussian_gap), else 1      (the standardized points' deviation)
+validate_every   iterations / 5
+```
+
+Why each rule holds, in brief (the measurements are in ``benchmarks/README.md``, "The recipe
+for a user's file", and the CHANGELOG):
+
+- The potential widens with d and trains longer as √d, but never has more weights than a
+  quarter of the training rows (above d = 16, of their values): wider potentials overfit
+  small tables.
+- Without the weight clip the 2-D potential reaches the weights it needs; above d = 2 the clip
+  keeps training from stalling.
+- Above d = 16 the steps get cheaper (the one-probe trace in training, 20 Sinkhorn sweeps), the
+  rate starts lower, and small tables train for at most 250 passes.
+- Whitening (x = μ + L x̃ in the flow's chain) starts the flow from the data's Gaussian fit,
+  but needs a well-conditioned covariance and rows to estimate it.
+- 2-D points that a Gaussian does not describe are standardized to a deviation of 2, the toy
+  sets' own scale; Gaussian ones to 1, where the standardized start is already the answer.
+"""
+
+import math
+import os
+
+import numpy as np
+
+from tfotflow.checks import (
+    check_alpha,
+    check_choice,
+    check_float_dtype_name,
+    check_int,
+    check_positive_float,
+)
+from tfotflow.datasets.mixture import Mixture
+
+# ------------------------------------------------------------------------- named constants
+
+# The OT-Flow reference's bound on every weight, before each training step.
+WEIGHT_CLIP = 1.5
+# Nats of a solve's discretization error (mean |log p at n RK4 steps − at 2n|) above which
+# training doubles its steps and scores are warned about.
+TRUST_NATS = 0.01
+NORMALIZATIONS = ("diagonal", "whiten")
+TRACES = ("exact", "hutchinson")
+SCHEDULES = ("plateau", "cosine")
+ARCHITECTURES = ("dense", "conv")  # a latent flow's autoencoder
+# Above this condition number of the points' correlation matrix the recipe does not whiten.
+MAX_WHITENING_CONDITION = 1e6
+# Above d = 16 the recipe whitens only with this many training rows per covariance entry.
+ROWS_PER_COVARIANCE_ENTRY = 20
+# Above d = 16 the likelihood steps pass over the training rows at most this many times.
+MAX_EPOCHS = 250
+# Above this gap (nats per point, :func:`gaussian_gap`) 2-D points get a spread of 2.
+MULTIMODAL_GAP = 0.05
+
+# ------------------------------------------------------------------------- the settings
+
+MODEL_KEYS = (
+    "width",
+    "num_layers",
+    "rank",
+    "alpha",
+    "num_steps",
+    "eval_num_steps",
+    "dtype",
+    "normalization",
+    "trace",
+)
+TRAIN_KEYS = (
+    "iterations",
+    "batch_size",
+    "learning_rate",
+    "schedule",
+    "validate_every",
+    "patience",
+    "warm_start",
+    "warm_start_batch_size",
+    "warm_start_learning_rate",
+    "warm_start_sinkhorn_iterations",
+    "solver_tolerance",
+    "weight_clip",
+    "spread",
+    "standardize",
+)
+# A latent flow (tfotflow.latent): codes of an autoencoder trained first; latent_dim 0: none.
+LATENT_KEYS = (
+    "latent_dim",
+    "autoencoder",
+    "autoencoder_epochs",
+    "autoencoder_batch_size",
+    "autoencoder_learning_rate",
+)
+DEFAULTS = {
+    # the potential Φ and its solve (tfotflow.OTFlowModel)
+    "width": 32,
+    "num_layers": 2,
+    "rank": 10,
+    "alpha": (1.0, 30.0, 1.0),  # (α_L, α_C, α_R)
+    "num_steps": None,  # None: the rule's (4 for d ≤ 16, else 6)
+    "eval_num_steps": None,  # None: twice the rule's steps, or num_steps when that is given
+    "dtype": "float32",
+    "normalization": "diagonal",  # identity until adapted
+    "trace": "exact",
+    # maximum likelihood (tfotflow.training)
+    "iterations": 1000,
+    "batch_size": 1024,
+    "learning_rate": 0.01,
+    "schedule": "plateau",
+    "validate_every": 50,
+    "patience": 10,
+    "solver_tolerance": TRUST_NATS,
+    "weight_clip": WEIGHT_CLIP,
+    # the flow-matching warm start (tfotflow.FlowMatching)
+    "warm_start": 0,
+    "warm_start_batch_size": 256,
+    "warm_start_learning_rate": 0.02,
+    "warm_start_sinkhorn_iterations": 100,
+    # the points' standardization (tfotflow.OTFlowModel.adapt)
+    "spread": 1.0,  # the flow's coordinates' deviation
+    "standardize": False,  # a registered set's points as they come (files: always)
+    # a latent flow's autoencoder (tfotflow.latent)
+    "latent_dim": 0,
+    "autoencoder": "conv",
+    "autoencoder_epochs": 20,
+    "autoencoder_batch_size": 128,
+    "autoencoder_learning_rate": 0.002,
+}
+# The smallest value of every integer setting.
+MINIMA = {
+    "width": 1,
+    "num_layers": 2,
+    "rank": 1,
+    "num_steps": 1,
+    "eval_num_steps": 1,
+    "iterations": 1,
+    "batch_size": 1,
+    "validate_every": 1,
+    "patience": 1,
+    "warm_start": 0,
+    "warm_start_batch_size": 1,
+    "warm_start_sinkhorn_iterations": 1,
+    "latent_dim": 1,
+    "autoencoder_epochs": 1,
+    "autoencoder_batch_size": 1,
+}
+
+
+def check_normalization(normalization):
+    """``normalization`` if it is one of :data:`NORMALIZATIONS` or None, else a ValueError."""
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {NORMALIZATIONS} or None. "
+            f"Received: normalization={normalization!r}"
+        )
+    return normalization
+
+
+def check_trace(trace):
+    """``trace`` if it names a trace of :data:`TRACES`, else a ValueError naming it."""
+    return check_choice("trace", trace, TRACES)
+
+
+def check_schedule(schedule):
+    """``schedule`` if it names a schedule of :data:`SCHEDULES`, else a ValueError naming it."""
+    return check_choice("schedule", schedule, SCHEDULES)
+
+
+def check_architecture(architecture, image_shape):
+    """``architecture`` as one of :data:`ARCHITECTURES`, usable for ``image_shape``.
+
+    Raises:
+        ValueError: naming ``architecture`` (or ``image_shape``) and what was received.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"`autoencoder` must be one of {', '.join(ARCHITECTURES)}. "
+            f"Received: autoencoder={architecture!r}"
+        )
+    if architecture == "conv" and (
+        image_shape is None or len(image_shape) != 3 or image_shape[0] % 4 or image_shape[1] % 4
+    ):
+        raise ValueError(
+            "`autoencoder`='conv' needs images (height, width, channels) with height and width "
+            f"divisible by 4; use 'dense' for other data. Received: image_shape={image_shape!r}"
+        )
+    return architecture
+
+
+# ------------------------------------------------------------------------- the rule
+
+
+def whitenable(points):
+    """Whether whitening ``points`` [n, d] is well posed: their correlation matrix is positive
+    definite with a condition number of at most :data:`MAX_WHITENING_CONDITION`.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(1000, 3))
+    >>> bool(whitenable(x)), bool(whitenable(np.column_stack([x, x[:, 0] + x[:, 1]])))
+    (True, False)
+    """
+    x = np.asarray(points, np.float64)
+    if x.ndim != 2 or len(x) <= x.shape[1]:
+        return False
+    spread = x.std(axis=0)
+    if np.any(spread == 0):
+        return False
+    eigenvalues = np.linalg.eigvalsh(np.corrcoef(x, rowvar=False).reshape(x.shape[1], -1))
+    return eigenvalues[0] > 0 and eigenvalues[-1] / eigenvalues[0] <= MAX_WHITENING_CONDITION
+
+
+def gaussian_gap(points, *, rows=4000, seed=0):
+    """How much better, in nats per point, a kernel density estimate explains ``points``
+    [n, d] than their Gaussian fit does: the mean held-out log-density of a Gaussian kernel
+    estimate (Scott's bandwidth, on standardized columns) less that of the Gaussian fit, both
+    fitted on half of up to ``rows`` rows drawn with ``seed`` and scored on the other half
+    (each a :class:`tfotflow.datasets.mixture.Mixture`: of one component, and of one per
+    row). Near 0 or below for Gaussian points (the kernel estimate's own error); large for
+    multimodal or curved ones.
+
+    >>> rng = np.random.default_rng(0)
+    >>> gaussian = rng.normal(size=(4000, 2))
+    >>> angle = rng.integers(8, size=4000) * np.pi / 4
+    >>> modes = np.column_stack([np.cos(angle), np.sin(angle)]) * 2 + 0.1 * gaussian
+    >>> bool(gaussian_gap(gaussian) < 0.05), bool(gaussian_gap(modes) > 1)
+    (True, True)
+    """
+    x = np.asarray(points, np.float64)
+    x = x[np.random.default_rng(seed).permutation(len(x))[:rows]]
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    fit, held_out = x[: len(x) // 2], x[len(x) // 2 :]
+    n, d = fit.shape
+    covariance = np.cov(fit, rowvar=False, bias=True).reshape(d, d)
+    gaussian = Mixture([1.0], fit.mean(axis=0)[None], np.linalg.cholesky(covariance)[None])
+    bandwidth = n ** (-1.0 / (d + 4))  # Scott's rule, unit deviations
+    kernels = Mixture(np.full(n, 1.0 / n), fit, np.broadcast_to(bandwidth * np.eye(d), (n, d, d)))
+    return float(np.mean(kernels.log_prob(held_out)) - np.mean(gaussian.log_prob(held_out)))
+
+
+def potential_weights(width, inputs, num_layers=2):
+    """The potential's weights: K_0 [inputs, m], the K_i [m, m], the biases, w, and A (rank
+    10): about m · inputs + (num_layers − 1) · m² for inputs = d + k + 1."""
+    rank = min(10, inputs)
+    return (
+        width * inputs
+        + (num_layers - 1) * width * width
+        + num_layers * width
+        + width
+        + (rank * inputs + inputs + 1)
+    )
+
+
+def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None):
+    """The run settings for data of dimension ``dim`` with ``num_rows`` training rows (and
+    conditions of width ``condition_dim``), by the rule of this module.
+
+    Args:
+        dim: d, ≥ 1.
+        num_rows: the training split's rows n, ≥ 1.
+        condition_dim: k, ≥ 0. Defaults to 0.
+        whitenable: whether the training points' covariance is well conditioned
+            (:func:`whitenable`). Defaults to True.
+        gaussian_gap: for d ≤ 2, :func:`gaussian_gap` of the training points; None (the
+            default) counts as Gaussian.
+
+    Returns:
+        A dict of run settings (the keys of a run's ``config.json``).
+
+    >>> settings = recipe(2, 88_000)
+    >>> settings["width"], settings["iterations"], settings["batch_size"]
+    (32, 2000, 1024)
+    >>> settings = recipe(10, 8_000, condition_dim=10)
+    >>> settings["width"], settings["iterations"], settings["batch_size"]
+    (16, 2795, 1024)
+    >>> recipe(43, 29_556)["width"], recipe(43, 29_556)["num_steps"]
+    (128, 6)
+    >>> settings = recipe(43, 2_923)
+    >>> settings["width"], settings["iterations"], settings["normalization"]
+    (128, 1001, 'diagonal')
+    >>> recipe(2, 88_000)["learning_rate"], settings["learning_rate"]
+    (0.03, 0.01)
+    >>> recipe(2, 88_000)["normalization"], recipe(43, 29_556)["normalization"]
+    ('diagonal', 'whiten')
+    >>> recipe(43, 29_556, whitenable=False)["normalization"]
+    'diagonal'
+    >>> recipe(2, 88_000)["weight_clip"], recipe(10, 8_000, condition_dim=10)["weight_clip"]
+    (None, 1.5)
+    >>> recipe(2, 88_000, gaussian_gap=0.9)["spread"], recipe(2, 88_000)["spread"]
+    (2.0, 1.0)
+    """
+    inputs = dim + condition_dim
+    small = dim <= 16  # above, real-dimension settings: cheaper steps, the cap by values, …
+    width = 32 if inputs <= 16 else 64 if inputs <= 32 else 128 if inputs <= 64 else 256
+    max_weights = num_rows / 4 if small else num_rows * dim / 4
+    while width > 16 and potential_weights(width, inputs + 1) > max_weights:
+        width //= 2
+    num_steps = recipe_num_steps(dim)
+    batch_size = max(1, min(1024, num_rows // 4))
+    iterations = min(5000, max(2000, round(1250 * math.sqrt(dim / 2))))
+    if not small:
+        iterations = min(iterations, round(MAX_EPOCHS * num_rows / batch_size))
+    covariance_entries = dim * (dim + 1) / 2  # what whitening estimates: it needs rows to spare
+    enough_rows = num_rows >= ROWS_PER_COVARIANCE_ENTRY * covariance_entries
+    whiten = not small and whitenable and enough_rows
+    return {
+        "width": width,
+        "num_layers": DEFAULTS["num_layers"],
+        "alpha": list(DEFAULTS["alpha"]),
+        "num_steps": num_steps,
+        "eval_num_steps": 2 * num_steps,
+        "trace": "exact" if small else "hutchinson",
+        "normalization": "whiten" if whiten else "diagonal",
+        "batch_size": batch_size,
+        "iterations": iterations,
+        "learning_rate": recipe_learning_rate(dim),
+        "schedule": "cosine",
+        "validate_every": max(1, math.ceil(iterations / 5)),
+        "warm_start": 1000,
+        "warm_start_batch_size": min(DEFAULTS["warm_start_batch_size"], num_rows),
+        "warm_start_learning_rate": DEFAULTS["warm_start_learning_rate"],
+        "warm_start_sinkhorn_iterations": DEFAULTS["warm_start_sinkhorn_iterations"]
+        if small
+        else 20,
+        "weight_clip": None if dim <= 2 else WEIGHT_CLIP,
+        "spread": 2.0 if dim <= 2 and (gaussian_gap or 0.0) > MULTIMODAL_GAP else 1.0,
+    }
+
+
+def recipe_num_steps(dim):
+    """The rule's training RK4 steps: 4 for d ≤ 16, else 6."""
+    return 4 if dim <= 16 else 6
+
+
+def recipe_learning_rate(dim):
+    """The rule's first rate of the cosine: 0.03 for d ≤ 16, else 0.01."""
+    return 0.03 if dim <= 16 else 0.01
+
+
+# The toy sets' preset: the rule for 2-D data of their 100,000 training rows (which a smaller
+# ``num_train`` does not change), validated every 250 steps instead of 400.
+TOY_ROWS = 100_000
+TOY_PRESET = {**recipe(2, TOY_ROWS), "validate_every": 250, "dtype": "float32"}
+
+
+# ------------------------------------------------------------------------- a run's config
+
+
+def recommended_settings(data):
+    """The data set's recommended settings, or, when it recommends none (a user's file), the
+    settings :func:`recipe` chooses from its d, k and training rows. A data set that
+    recommends no RK4 steps gets the rule's."""
+    size = (data.metadata.dim, len(data.train), data.metadata.condition_dim)
+    recommended = dict(data.metadata.hyperparameters)
+    if not recommended:
+        gap = gaussian_gap(data.train) if data.metadata.dim <= 2 else None
+        return recipe(*size, whitenable=whitenable(data.train), gaussian_gap=gap)
+    if "num_steps" not in recommended:
+        steps = recipe_num_steps(data.metadata.dim)
+        recommended.setdefault("eval_num_steps", 2 * steps)
+        recommended["num_steps"] = steps
+    return recommended
+
+
+def build_config(
+    dataset,
+    *,
+    recommended,
+    overrides,
+    seed,
+    data_dir,
+    options,
+    source=None,
+    unconditional=False,
+    warn=None,
+):
+    """The full configuration: :data:`DEFAULTS` < the data set's ``recommended`` settings <
+    ``overrides`` (None values are not overrides).
+
+    ``source`` is ``Metadata.source`` of a data set read from a file: recorded, it reloads
+    the same rows and split. ``unconditional``: model p(x) of a data set that comes with
+    conditions (they are dropped). A ``latent_dim`` above 0 makes a latent flow, recorded
+    under ``"latent"``. ``warn(message)`` is told of recommended settings that are unknown
+    (they are ignored)."""
+    settings = dict(DEFAULTS)
+    unknown = sorted(set(recommended) - set(settings))
+    if unknown and warn is not None:
+        warn(
+            f"data set {dataset!r} recommends unknown setting(s) {', '.join(unknown)}, which "
+            f"are ignored; the settings are {', '.join(sorted(settings))}"
+        )
+    settings.update({k: v for k, v in recommended.items() if k in settings})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if settings["eval_num_steps"] is None:
+        settings["eval_num_steps"] = settings["num_steps"]
+    alpha = settings["alpha"]
+    if isinstance(alpha, (list, tuple)) and all(type(a) in (int, float) for a in alpha):
+        settings["alpha"] = [float(a) for a in alpha]  # TOML's integers; others are refused
+        # by check_config, naming `alpha`
+    config = {
+        "dataset": dataset,
+        "seed": seed,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "options": dict(options),
+        "model": {key: settings[key] for key in MODEL_KEYS},
+        "train": {key: settings[key] for key in TRAIN_KEYS},
+    }
+    if source is not None:
+        config["source"] = dict(source)
+    if unconditional:
+        config["unconditional"] = True
+    if settings["latent_dim"]:
+        config["latent"] = {key: settings[key] for key in LATENT_KEYS}
+    return config
+
+
+def train_settings(config):
+    """The run's training settings, with :data:`DEFAULTS` for those a run written before
+    they existed lacks."""
+    return {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **config["train"]}
+
+
+def adapts(config):
+    """Whether a new run sets its model's normalization from the training data
+    (:meth:`tfotflow.OTFlowModel.adapt`): for data read from a file, whenever it whitens, and
+    for a registered data set whose settings (or ``--standardize``) say ``standardize``; other
+    registered sets keep the identity; a model built without normalization never."""
+    normalization = config["model"].get("normalization")
+    return normalization is not None and (
+        "source" in config
+        or "latent" in config
+        or normalization == "whiten"
+        or bool(config["train"].get("standardize"))
+    )
+
+
+def check_config(config, dim, condition_dim=0, image_shape=None):
+    """Checks every model and training setting of ``config`` (for data of dimension ``dim``,
+    conditions of width ``condition_dim`` and, for images, ``image_shape``) before anything is
+    created.
+
+    Raises:
+        TypeError, ValueError: naming the first bad setting and its value; also when the
+            weights and Adam's two moment estimates alone would need more than half of this
+            machine's memory (a width typed with too many digits).
+    """
+    model, train, latent = config["model"], config["train"], config.get("latent", {})
+    settings = {**model, **train, **latent}
+    for key, minimum in MINIMA.items():
+        if latent or key not in LATENT_KEYS:  # a run without a latent flow has none of these
+            check_int(key, settings[key], minimum=minimum)
+    for key in ("learning_rate", "warm_start_learning_rate", "autoencoder_learning_rate"):
+        if latent or key not in LATENT_KEYS:
+            check_positive_float(key, settings[key])
+    for key in ("solver_tolerance", "weight_clip"):
+        if settings.get(key):  # 0 or None (or a run from before the setting): never
+            check_positive_float(key, settings[key])
+    spread = check_positive_float("spread", settings.get("spread", DEFAULTS["spread"]))
+    if spread != DEFAULTS["spread"] and not adapts(config):
+        raise ValueError(
+            f"`spread`={spread} has no effect: this run does not standardize its points (a "
+            "registered data set, or normalization=None); pass `standardize` "
+            "(--standardize) with a normalization"
+        )
+    if latent:
+        check_architecture(latent["autoencoder"], image_shape)
+        dim = latent["latent_dim"]
+    if config.get("unconditional"):
+        condition_dim = 0
+    check_alpha(model["alpha"])
+    check_float_dtype_name("dtype", model["dtype"])
+    check_normalization(model["normalization"])
+    check_trace(model["trace"])
+    check_schedule(train["schedule"])
+    width, inputs = model["width"], dim + condition_dim + 1
+    parameters = width * inputs + (model["num_layers"] - 1) * width * width
+    needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available / 2:
+        raise ValueError(
+            f"`width`={width} with num_layers={model['num_layers']} means {parameters:.3g} "
+            f"weights, {needed / 2**30:.3g} GiB with Adam's state: more than half of this "
+            f"machine's {available / 2**30:.3g} GiB"
+        )
+
