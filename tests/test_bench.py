@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfotflow import cli
+from tfotflow._keras import keras
 from tfotflow.bench.report import summary_tables
 
 
@@ -117,37 +118,29 @@ def test_conditional_race_scores_conditional_nll_and_posterior_moments():
     assert not bad, bad
 
 
-def test_the_race_compiles_the_likelihood_step_and_leaves_no_trace_of_it(rng):
-    """Drawing OT-Flow's first batch compiles its likelihood step (so the race's training time
-    holds no tracing) and restores the weights and the optimizer: the first batch is still a
-    warm-start batch, and the likelihood optimizer has taken no step."""
-    from tfotflow.bench.time_to_quality import OTFlowContender
+def test_the_raced_otflow_is_tfotflow_train_file(tmp_path):
+    """The race's OT-Flow contender runs the product's own path: from the same file, seed
+    and settings it ends with the weights ``tfotflow train FILE`` saves, to the bit."""
+    from tests.test_regression import fixed_table
+    from tfotflow import datasets
+    from tfotflow.bench.time_to_quality import Clock, OTFlowContender
+    from tfotflow.cli import main
 
-    train = rng.normal(size=(64, 2)).astype("float32")
-    contender = OTFlowContender(
-        2,
-        train=train,
-        width=4,
-        alpha=(1.0, 30.0, 1.0),
-        num_steps=2,
-        learning_rate=0.03,
-        dtype="float32",
-        warm_start=3,
-        warm_start_batch=16,
-        iterations=10,
+    table = fixed_table(tmp_path / "table.csv")
+    short = {"iterations": 12, "warm_start": 10, "validate_every": 6}
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in short.items()]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["train", str(table), *flags, "--out", str(out), "--no-plot"]
     )
-    before = [v.numpy() for v in contender.model.trainable_variables]
-    phase, batch = next(contender.batches(train, batch=32, seed=0))
-    assert phase == "warm" and batch.shape == (16, 2)
-    after = [v.numpy() for v in contender.model.trainable_variables]
-    for old, new in zip(before, after):
-        np.testing.assert_array_equal(old, new)
-    assert int(contender.optimizer.iterations.numpy()) == 0
-    moments = [
-        v for v in contender.optimizer.variables if "momentum" in v.name or "velocity" in v.name
-    ]
-    assert len(moments) == 2 * len(after) and not any(np.any(v.numpy()) for v in moments)
-    assert contender._update.experimental_get_tracing_count() == 1
+    assert result.exit_code == 0, result.output
+    trained = keras.models.load_model(out / "model.keras")
+
+    contender = OTFlowContender(datasets.from_file(table), overrides=short)
+    race = contender.run(Clock(lambda: 0.0, budget_seconds=1e6))
+    assert race["iterations"] > 0
+    for ours, theirs in zip(contender.model.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def test_time_to_quality_schedule_and_crossing():

@@ -352,8 +352,6 @@ def _first_order_only(outputs, sources):
     return identity(*outputs, *sources)
 
 
-
-
 def hutchinson_trace(potential, x, t, weights, seed, condition=None):
     """(∇ₛΦ, εᵀ ∇²ₓΦ ε): the gradient and a one-probe estimate of the Hessian trace.
 

@@ -289,8 +289,10 @@ def train_run(
         seed=config["seed"],
         resume=resume,
         callbacks=[MetricsWriter(run_dir / "metrics.csv", rows, start), *callbacks],
-        warm_start_callbacks=[MetricsWriter(run_dir / "warm_start.csv", [], start),
-                              *warm_start_callbacks],
+        warm_start_callbacks=[
+            MetricsWriter(run_dir / "warm_start.csv", [], start),
+            *warm_start_callbacks,
+        ],
         verbose=verbose,
         **train,
     )

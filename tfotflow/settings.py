@@ -511,4 +511,3 @@ def check_config(config, dim, condition_dim=0, image_shape=None):
             f"weights, {needed / 2**30:.3g} GiB with Adam's state: more than half of this "
             f"machine's {available / 2**30:.3g} GiB"
         )
-

@@ -5,7 +5,6 @@ expected and shows what was received (``Received: width=0``), so a bad call fail
 construction or on entry instead of producing NaNs later.
 """
 
-
 import tensorflow as tf
 
 from tfotflow.checks import check_int, check_positive_float  # noqa: F401  (re-exported)

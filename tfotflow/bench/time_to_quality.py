@@ -32,24 +32,19 @@ import functools
 import importlib.util
 import math
 import sys
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfotflow import datasets
+from tfotflow import datasets, runs
 from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
-from tfotflow.callbacks import WEIGHT_CLIP, ClipWeights, refine_solve
-from tfotflow.datasets.builtin import CONDITIONAL_HYPERPARAMETERS, TOY_HYPERPARAMETERS
-from tfotflow.flow_matching import FlowMatching
-from tfotflow.hardware import use_xla
-from tfotflow.model import OTFlowModel
-from tfotflow.recipe import recipe as recipe_for_size
-from tfotflow.scoring import TRUST_NATS
-from tfotflow.training import batch_stream, learning_rate_schedule
+from tfotflow.settings import build_config, check_config, recommended_settings
+from tfotflow.training import batch_stream
 from tfotflow.validation import batch_points_and_conditions
 
 TOLERANCE_NATS = 0.01
@@ -64,55 +59,87 @@ def geometric_schedule(first, last, factor):
     return [*times, float(last)]
 
 
-def race(step, score, batches, *, budget_seconds, first_score=2.0, factor=1.4, on_score=None):
-    """Trains with ``step(batch)`` for ``budget_seconds`` of training time, scoring as it goes.
+class Clock:
+    """Training seconds, and the scores taken on a geometric schedule of them.
 
     Args:
-        step: one training iteration on a batch; its result is waited for.
         score: returns the current test NLL (a float); its time is not counted.
-        batches: an iterator of training batches.
         budget_seconds: training seconds to spend.
         first_score: training seconds before the first score.
         factor: then a score whenever the training time has grown by this factor since the
             last one, and one at the end.
         on_score: called with each new [iteration, training seconds, test NLL] as it is
             scored (a progress log that survives an interrupted race), or None.
-
-    Returns:
-        A dict with ``curve`` (a list of [iteration, training seconds, test NLL]), the
-        ``iterations`` run, the ``first_iteration_seconds`` (tracing included; not counted in
-        the training time) and the ``best_nll``.
     """
+
+    def __init__(self, score, *, budget_seconds, first_score=2.0, factor=1.4, on_score=None):
+        self.score, self.on_score = score, on_score
+        self.schedule = geometric_schedule(first_score, budget_seconds, factor)
+        self.due = 0  # the index of the next score's time in the schedule
+        self.trained, self.iterations, self.curve = 0.0, 0, []
+        self.untimed_seconds = 0.0  # each phase's first step: tracing and compiling
+
+    def begin(self):
+        """Scores the untrained model."""
+        self._record()
+
+    def add(self, seconds, iterations=1):
+        """Counts ``seconds`` of training over ``iterations`` steps; scores when one is due
+        (once, however many scheduled times one stretch of training passed)."""
+        self.trained += seconds
+        self.iterations += iterations
+        if not self.done and self.trained >= self.schedule[self.due]:
+            while not self.done and self.trained >= self.schedule[self.due]:
+                self.due += 1
+            self._record()
+
+    @property
+    def done(self):
+        """Whether the budget is spent (its last score taken)."""
+        return self.due >= len(self.schedule)
+
+    def finish(self):
+        """Takes the last score now when training ended before the budget was spent."""
+        if not self.done:
+            self.due = len(self.schedule)
+            self._record()
+
+    def _record(self):
+        point = [self.iterations, self.trained, float(self.score())]
+        self.curve.append(point)
+        if self.on_score is not None:
+            self.on_score(point)
+
+    def result(self):
+        """``curve`` (a list of [iteration, training seconds, test NLL]), the ``iterations``
+        run, the ``first_iteration_seconds`` (tracing included; not counted in the training
+        time) and the ``best_nll``."""
+        return {
+            "curve": self.curve,
+            "iterations": self.iterations,
+            "first_iteration_seconds": self.untimed_seconds,
+            "best_nll": min(nll for _, _, nll in self.curve),
+        }
+
+
+def race(step, batches, clock):
+    """Trains with ``step(batch)`` until ``clock`` (a :class:`Clock`) says the budget is
+    spent; the first step, which traces and compiles, is not counted. Returns
+    :meth:`Clock.result`."""
     start = time.perf_counter()
     step(next(batches)).numpy()  # traces and compiles: not training progress
-    first_iteration_seconds = time.perf_counter() - start
-    curve = []
-
-    def record(point):
-        curve.append(point)
-        if on_score is not None:
-            on_score(point)
-
-    record([0, 0.0, float(score())])
-    trained, iterations = 0.0, 0
-    for checkpoint in geometric_schedule(first_score, budget_seconds, factor):
-        if trained >= checkpoint:  # one iteration outlasted several checkpoints
-            continue
-        while trained < checkpoint:
-            batch = next(batches)
-            start = time.perf_counter()
-            loss = float(step(batch).numpy())
-            trained += time.perf_counter() - start
-            iterations += 1
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at iteration {iterations}")
-        record([iterations, trained, float(score())])
-    return {
-        "curve": curve,
-        "iterations": iterations,
-        "first_iteration_seconds": first_iteration_seconds,
-        "best_nll": min(nll for _, _, nll in curve),
-    }
+    clock.untimed_seconds = time.perf_counter() - start
+    clock.begin()
+    while not clock.done:
+        batch = next(batches)
+        start = time.perf_counter()
+        loss = float(step(batch).numpy())
+        clock.add(time.perf_counter() - start)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss} at iteration {clock.iterations}"
+            )
+    return clock.result()
 
 
 def seconds_to_reach(curve, target):
@@ -126,160 +153,97 @@ def seconds_to_reach(curve, target):
 # ------------------------------------------------------------------------------- the contenders
 
 
+class ClockCallback(keras.callbacks.Callback):
+    """Keeps a :class:`Clock` during a Keras ``fit``: the wall time between the ends of
+    consecutive step calls is training (the steps, the validations, the checkpoints, the
+    solver-error checks and a recompile when the steps double, all of which a user's run
+    pays); the first call of each phase (tracing and compiling, as the peers' first step)
+    and the scores are not. Stops training when the budget is spent."""
+
+    def __init__(self, clock, contender):
+        super().__init__()
+        self.clock, self.contender = clock, contender
+
+    def on_train_begin(self, logs=None):
+        self.contender.model = getattr(self.model, "flow", self.model)  # FlowMatching's
+        self._mark = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._mark is None:  # the phase's first call: compiled then
+            self.clock.untimed_seconds += now - self._start
+            if not self.clock.curve:
+                self.clock.begin()
+        else:
+            self.clock.add(now - self._mark, getattr(self.model, "steps_per_execution", 1))
+        if self.clock.done:
+            self.model.stop_training = True
+        self._mark = time.perf_counter()  # after any score
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._mark is None:
+            self._start = time.perf_counter()
+
+
 class OTFlowContender:
-    """OT-Flow: Adam on J, weights clipped to [−``weight_clip``, ``weight_clip``] before each
-    step (:class:`tfotflow.callbacks.ClipWeights`; None: not clipped); optionally after
-    ``warm_start`` flow-matching steps (:class:`tfotflow.FlowMatching`, batch
-    ``warm_start_batch``, ``sinkhorn_iterations`` sweeps of its coupling), with a cosine
-    learning rate over ``iterations`` (tfotflow's toy recipe) instead of a constant one, with
-    the one-probe ``trace="hutchinson"`` in training (scores stay exact), and with the
-    training data's affine map in the chain (``normalization``: "diagonal" or "whiten",
-    :meth:`tfotflow.OTFlowModel.adapt`) instead of none.
+    """OT-Flow as a user runs it: ``tfotflow train``'s own path
+    (:func:`tfotflow.runs.train_run`, its checkpoints in a temporary run directory) with the
+    data set's recommended settings, or those :func:`tfotflow.settings.recipe` gives a data
+    set that recommends none, and ``overrides`` (a variant is only that). The race adds its
+    :class:`ClockCallback` to both phases; the model is scored at 4× the training RK4 steps
+    it has when scored, and ends with its best-validation weights."""
 
-    With ``smooth_hand_over``, a lever that was measured and not kept (benchmarks/README.md,
-    "the hand-over"), the warm start's rate decays to 0 by a cosine and the likelihood
-    phase's cosine rises linearly from 0 over its first 2 % of ``iterations``; tfotflow's
-    recipe runs both at their full rates throughout. The likelihood step is compiled when
-    the first batch is drawn (on a likelihood batch, with the weights and the optimizer
-    restored after), so that the race's training time holds no tracing, as for the peers'
-    single step.
-
-    As tfotflow's training (:class:`tfotflow.callbacks.SolverErrorControl`), every
-    ``solver_check_every`` likelihood steps it doubles the training RK4 steps when their
-    error on 1,000 training rows exceeds ``solver_tolerance`` nats (0: never); the step
-    compiled again then is timed."""
-
-    def __init__(
-        self,
-        d,
-        *,
-        train,
-        name="otflow",
-        width,
-        alpha,
-        num_steps,
-        learning_rate,
-        dtype,
-        warm_start=0,
-        warm_start_batch=256,
-        warm_start_learning_rate=0.02,
-        sinkhorn_iterations=100,
-        iterations=None,
-        trace="exact",
-        condition_dim=0,
-        normalization=None,
-        smooth_hand_over=False,
-        solver_tolerance=TRUST_NATS,
-        solver_check_every=50,
-        weight_clip=WEIGHT_CLIP,
-    ):
-        self.name = name
-        self.weight_clip = weight_clip
-        self.model = OTFlowModel(
-            d,
-            width=width,
-            alpha=alpha,
-            num_steps=num_steps,
-            dtype=dtype,
-            trace=trace,
-            condition_dim=condition_dim,
-            normalization=normalization,
+    def __init__(self, data, *, name="otflow", overrides=None, seed=0):
+        self.name, self.data = name, data
+        self.config = build_config(
+            data.metadata.name,
+            recommended=recommended_settings(data),
+            overrides=dict(overrides or {}),
+            seed=seed,
+            data_dir=None,
+            options={},
+            source=data.metadata.source,
         )
-        if normalization:
-            self.model.adapt(*batch_points_and_conditions(train, condition_dim))
-        self.num_steps, self.condition_dim = num_steps, condition_dim
-        schedule = "plateau" if iterations is None else "cosine"
-        rate = learning_rate_schedule(learning_rate, schedule, iterations)
-        warm_start_rate = warm_start_learning_rate
-        if smooth_hand_over and warm_start:
-            schedules = keras.optimizers.schedules
-            warm_start_rate = schedules.CosineDecay(warm_start_learning_rate, warm_start)
-            rise = iterations // 50
-            rate = schedules.CosineDecay(
-                0.0, iterations - rise, warmup_target=learning_rate, warmup_steps=rise
-            )
-        self.optimizer = keras.optimizers.Adam(rate)
-        jit = use_xla(d)  # as tfotflow's training does
-        self.warm_start, self.warm_start_batch = warm_start, warm_start_batch
-        matching = FlowMatching(self.model, sinkhorn_iterations=sinkhorn_iterations)
-        matching_optimizer = keras.optimizers.Adam(warm_start_rate)
-
-        def matching_loss(batch):
-            x, y = batch_points_and_conditions(batch, condition_dim)
-            return matching.loss_on(x, matching_optimizer.iterations, y)
-
-        self.matching_step = training_step(
-            matching_loss,
-            self.model.trainable_variables,
-            matching_optimizer,
-            jit_compile=jit,
-        )
-        self._make_update = lambda: training_step(
-            lambda batch: self.model.objective(
-                *batch_points_and_conditions(batch, condition_dim), trace=trace
-            )[0],
-            self.model.trainable_variables,
-            self.optimizer,
-            jit_compile=jit,
-        )
-        self._update = self._make_update()
-        self.solver_tolerance, self.solver_check_every = solver_tolerance, solver_check_every
-        points, conditions = batch_points_and_conditions(train, condition_dim)
-        self._check_rows = (points[:1000], None if conditions is None else conditions[:1000])
-        self._likelihood_steps = 0
+        check_config(self.config, data.metadata.dim, data.metadata.condition_dim)
+        config = {**self.config, "model": {**self.config["model"]}}
+        config["model"]["condition_dim"] = data.metadata.condition_dim
+        self.model = runs.new_model(config, data.metadata.dim)  # the trained one replaces it
         self._log_prob = {}
 
-    def batches(self, train, *, batch, seed):
-        """The warm start's batches, then the likelihood phase's."""
-        likelihood = iter(batch_stream(train, batch_size=batch, seed=seed))
-        if self.warm_start:  # the race compiles the first phase's step; this, the second's
-            self._compile_untimed(next(likelihood))
-            likelihood = iter(batch_stream(train, batch_size=batch, seed=seed))
-        warm = iter(batch_stream(train, batch_size=self.warm_start_batch, seed=seed))
-        for _ in range(self.warm_start):
-            yield "warm", next(warm)
-        yield from (("likelihood", x) for x in likelihood)
-
-    def _compile_untimed(self, batch):
-        """Runs the likelihood update once on ``batch``, then restores the weights and the
-        optimizer."""
-        variables = self.model.trainable_variables
-        self.optimizer.build(variables)
-        state = [*variables, *self.optimizer.variables]
-        saved = [v.numpy() for v in state]
-        self._update(batch).numpy()
-        for v, value in zip(state, saved):
-            v.assign(value)
-
-    def step(self, phase_and_batch):
-        """One training step: flow matching or maximum likelihood, as the batch says."""
-        phase, x = phase_and_batch
-        if phase == "warm":
-            loss = self.matching_step(x)
-            ClipWeights.clip(self.model.trainable_variables, self.weight_clip)
-            return loss
-        ClipWeights.clip(self.model.trainable_variables, self.weight_clip)
-        loss = self._update(x)
-        self._likelihood_steps += 1
-        if self.solver_tolerance and self._likelihood_steps % self.solver_check_every == 0:
-            _, doubled = refine_solve(
-                self.model, *self._check_rows, tolerance=self.solver_tolerance
+    def run(self, clock):
+        """Trains by :func:`tfotflow.runs.train_run` until ``clock``'s budget is spent (or
+        the settings' steps are done); returns :meth:`Clock.result`."""
+        with tempfile.TemporaryDirectory() as run_dir:
+            timing = ClockCallback(clock, self)
+            self.model, _ = runs.train_run(
+                run_dir,
+                self.config,
+                data=self.data,
+                callbacks=[timing],
+                warm_start_callbacks=[timing],
             )
-            if doubled:  # compiled again, in the race's time: a user's run pays it too
-                self._update = self._make_update()
-        return loss
+        clock.finish()
+        return clock.result()
+
+    @property
+    def run_settings(self):
+        """The run's settings, as ``config.json`` records them."""
+        return {**self.config["model"], **self.config["train"]}
 
     @property
     def num_parameters(self):
         return int(sum(math.prod(v.shape) for v in self.model.potential.weights))
 
     def log_prob_fn(self, setting):
-        """A compiled ``log_prob(x, y=None)`` with ``setting`` RK4 steps."""
-        if setting not in self._log_prob:
-            self._log_prob[setting] = tf.function(
-                lambda x, y=None: self.model.log_prob(x, y, num_steps=setting)
+        """A compiled ``log_prob(x, y=None)`` of the current model with ``setting`` RK4
+        steps."""
+        key = (id(self.model), setting)
+        if key not in self._log_prob:
+            model = self.model
+            self._log_prob[key] = tf.function(
+                lambda x, y=None: model.log_prob(x, y, num_steps=setting)
             )
-        return self._log_prob[setting]
+        return self._log_prob[key]
 
     def sample(self, n, condition, seed):
         """``n`` samples [n, d] of p(x | y) for one ``condition`` y [k]."""
@@ -290,8 +254,8 @@ class OTFlowContender:
         return 4 * setting
 
     def reference_setting(self):
-        """The reference accuracy: four times the training steps."""
-        return 4 * self.num_steps
+        """The reference accuracy: four times the training steps the model has now."""
+        return 4 * self.model.num_steps
 
     def settings(self):
         """Step counts to try, cheapest first."""
@@ -536,85 +500,40 @@ def matched_accuracy(contenders, test, *, batch, rounds):
 # ------------------------------------------------------------------------------- the problems
 
 
-def recipe(hyperparameters):
-    """:class:`OTFlowContender`'s settings from a data set's recommended ones (the settings
-    ``tfotflow train`` uses), and its batch size."""
-    h = hyperparameters
-    cosine = h.get("schedule") == "cosine"
-    settings = dict(
-        width=h["width"],
-        alpha=tuple(h["alpha"]),
-        num_steps=h["num_steps"],
-        learning_rate=h["learning_rate"],
-        warm_start=h.get("warm_start", 0),
-        warm_start_batch=h.get("warm_start_batch_size", 256),
-        warm_start_learning_rate=h.get("warm_start_learning_rate", 0.02),
-        sinkhorn_iterations=h.get("warm_start_sinkhorn_iterations", 100),
-        iterations=h["iterations"] if cosine else None,
-        trace=h.get("trace", "exact"),
-        weight_clip=h.get("weight_clip", WEIGHT_CLIP) or None,
-        normalization="diagonal" if h.get("standardize") else None,
-    )
-    return settings, h["batch_size"]
-
-
-_TOY_RECIPE, _TOY_BATCH = recipe(TOY_HYPERPARAMETERS)
+# Each problem: its contenders' settings, keyed by name ("otflow…", "ffjord", "bayesflow_fm…").
+# OT-Flow's are overrides of the settings ``tfotflow train`` gives the data set ("otflow": none,
+# the user's path); the peers' are their constructors' arguments. ``batch``: the peers' batch
+# sizes (OT-Flow's is its settings'), and every contender's name; ``budgets``: training seconds.
 PROBLEMS = {
-    # tfotflow's toy recipe (the quick start's: the paper's model, a flow-matching warm start,
-    # 4 RK4 steps, batch 1024, cosine learning rate); FFJORD's toy field width with a matched
-    # depth, batch and learning rate from FFJORD's toy recipe; BayesFlow's flow matching with
-    # the same widths and its usual batch and rate.
-    # "otflow_warm300": the recipe with 300 warm-start steps instead of 1,000; "otflow_long":
-    # those, then a cosine over 2,500 likelihood steps instead of 1,250; "otflow_noclip": the
-    # recipe with its weights not clipped; "otflow_2000": the recipe with its cosine over 2,000
-    # likelihood steps instead of 1,250.
+    # The toy sets: tfotflow's toy preset (the quick start's); "otflow_warm300": 300 warm-start
+    # steps instead of 1,000; "otflow_long": those, then a cosine over 2,500 likelihood steps.
+    # FFJORD's toy field width with a matched depth, batch and learning rate from FFJORD's toy
+    # recipe; BayesFlow's flow matching with the same widths and its usual batch and rate.
     "8gaussians": dict(
-        otflow=_TOY_RECIPE,
-        otflow_warm300={**_TOY_RECIPE, "warm_start": 300},
-        otflow_long={**_TOY_RECIPE, "warm_start": 300, "iterations": 2500},
-        otflow_noclip={**_TOY_RECIPE, "weight_clip": None},
-        otflow_2000={**_TOY_RECIPE, "iterations": 2000},
+        otflow={},
+        otflow_warm300={"warm_start": 300},
+        otflow_long={"warm_start": 300, "iterations": 2500},
         ffjord=dict(hidden=64, learning_rate=1e-3),
         bayesflow_fm=dict(widths=(64, 64), learning_rate=1e-3),
-        batch={
-            "otflow": _TOY_BATCH,
-            "otflow_warm300": _TOY_BATCH,
-            "otflow_long": _TOY_BATCH,
-            "otflow_noclip": _TOY_BATCH,
-            "otflow_2000": _TOY_BATCH,
-            "ffjord": 100,
-            "bayesflow_fm": 256,
-        },
+        batch=dict(
+            otflow=None, otflow_warm300=None, otflow_long=None, ffjord=100, bayesflow_fm=256
+        ),
         dtype="float32",
-        # OT-Flow's recipe takes its last step after about 45 s (its rate is 0 after).
-        budgets={
-            "otflow": 60.0,
-            "otflow_warm300": 60.0,
-            "otflow_long": 90.0,
-            "otflow_noclip": 60.0,
-            "otflow_2000": 60.0,
-            "ffjord": 300.0,
-            "bayesflow_fm": 300.0,
-        },
+        budgets=dict(
+            otflow=60.0, otflow_warm300=60.0, otflow_long=90.0, ffjord=300.0, bayesflow_fm=300.0
+        ),
         # Raced only when named.
-        variants=("otflow_warm300", "otflow_long", "otflow_noclip", "otflow_2000"),
+        variants=("otflow_warm300", "otflow_long"),
         test_size=10_000,
     ),
-    # OT-Flow's MINIBOONE model (width 256, α = (1, 100, 15), 6 steps, batch 2000) after a
-    # flow-matching warm start, trained with the one-probe trace (evaluated exactly); FFJORD
+    # OT-Flow's MINIBOONE preset (the paper's width 256, α = (1, 100, 15), 6 steps, batch 2000)
+    # with a 3,000-step warm start, the one-probe trace in training and the rate 0.01; FFJORD
     # and BayesFlow with fields of about the same parameter count, FFJORD's tabular batch.
     "miniboone": dict(
-        otflow=dict(
-            width=256,
-            alpha=(1.0, 100.0, 15.0),
-            num_steps=6,
-            learning_rate=0.01,
-            warm_start=3000,
-            trace="hutchinson",
-        ),
+        otflow=dict(learning_rate=0.01, warm_start=3000, trace="hutchinson"),
         ffjord=dict(hidden=None, learning_rate=1e-3),
         bayesflow_fm=dict(widths=(224, 224), learning_rate=1e-3),
-        batch={"otflow": 2000, "ffjord": 1000, "bayesflow_fm": 512},
+        batch={"otflow": None, "ffjord": 1000, "bayesflow_fm": 512},
         dtype="float32",
         budgets={"otflow": 1800.0, "ffjord": 1800.0, "bayesflow_fm": 1800.0},
         # A fixed 1,000 of the 3,648 test points: the peers' exact-trace scores at d = 43 take
@@ -622,43 +541,38 @@ PROBLEMS = {
         test_size=1000,
     ),
 }
-PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same recipes on the other toy set
+PROBLEMS["checkerboard"] = PROBLEMS["8gaussians"]  # the same settings on the other toy set
 # The real-dimension set with an exact density (d = 43, 100,000 training rows), 180 s each:
-# OT-Flow with the recipe a user's file of that size had before its cheaper steps ("otflow":
-# the exact trace in training, 100 Sinkhorn sweeps per warm-start step; its cosine spans
-# 5,000 likelihood steps, far more than fit in the budget); with cheaper steps ("otflow_fast":
-# 20 sweeps, the one-probe trace in training); those with the data whitened in the chain, the
-# recipe's until its rate became 0.01 ("otflow_whiten"); the recipe's now, with its cosine from
-# 0.01 ("otflow_whiten_01"); and tuned ("otflow_tuned": whitened, and the cosine over the 600
-# likelihood steps that fit).
-# FFJORD at OT-Flow's parameter count (first seed only unless named: its exact scores are slow);
-# BayesFlow's flow matching tuned (MINIBOONE's widths, no dropout, Adam 1e-3, batch 512) and
-# at its defaults. Scored exactly on 1,000 test rows.
-_MIXTURE = recipe_for_size(43, 100_000)
-_MIXTURE_RECIPE = recipe(_MIXTURE)[0]
-# The rate these variants were raced at; the recipe's is 0.01 now ("otflow_whiten_01").
-_MIXTURE_FAST = {**_MIXTURE_RECIPE, "learning_rate": 0.03}
+# OT-Flow with the settings a 100,000-row, 43-column set gets ("otflow": whitened, the cosine
+# from 0.01, the one-probe trace in training, 20 Sinkhorn sweeps); from 0.03 ("otflow_03"),
+# also with diagonal scaling ("otflow_fast"), also with the exact trace and 100 sweeps
+# ("otflow_exact"), and whitened from 0.03 over the 600 likelihood steps that fit
+# ("otflow_tuned"). FFJORD at OT-Flow's parameter count (first seed only unless named: its
+# exact scores are slow); BayesFlow's flow matching with MINIBOONE's widths (224-224, no
+# dropout, Adam 1e-3, batch 512) and at its defaults. Scored exactly on 1,000 test rows.
+_MIXTURE_FAST = {"learning_rate": 0.03, "normalization": "diagonal"}
 _MIXTURE_BATCH = {
-    "otflow": _MIXTURE["batch_size"],
-    "otflow_fast": _MIXTURE["batch_size"],
-    "otflow_tuned": _MIXTURE["batch_size"],
-    "otflow_whiten": _MIXTURE["batch_size"],
-    "otflow_whiten_01": _MIXTURE["batch_size"],
+    "otflow": None,
+    "otflow_03": None,
+    "otflow_fast": None,
+    "otflow_exact": None,
+    "otflow_tuned": None,
     "ffjord": 1000,
     "bayesflow_fm": 512,
     "bayesflow_fm_defaults": 32,
 }
 PROBLEMS["miniboone_mixture"] = dict(
-    otflow={**_MIXTURE_FAST, "sinkhorn_iterations": 100, "trace": "exact"},
+    otflow={},
+    otflow_03={"learning_rate": 0.03},
     otflow_fast=_MIXTURE_FAST,
-    otflow_tuned={**_MIXTURE_FAST, "normalization": "whiten", "iterations": 600},
-    otflow_whiten={**_MIXTURE_FAST, "normalization": "whiten"},
-    otflow_whiten_01={**_MIXTURE_RECIPE, "normalization": "whiten"},
+    otflow_exact={**_MIXTURE_FAST, "trace": "exact", "warm_start_sinkhorn_iterations": 100},
+    otflow_tuned={"learning_rate": 0.03, "iterations": 600},
     ffjord=dict(hidden=None, learning_rate=1e-3),
     bayesflow_fm=dict(widths=(224, 224), learning_rate=1e-3),
     bayesflow_fm_defaults=dict(defaults=True),
     batch=_MIXTURE_BATCH,
     first_seed_only=("ffjord",),
+    variants=("otflow_03", "otflow_fast", "otflow_exact", "otflow_tuned"),
     # Exact scores at d = 43 trace one Jacobian row per dimension: the variants are raced only.
     matched_accuracy=("otflow", "ffjord", "bayesflow_fm"),
     dtype="float32",
@@ -679,7 +593,7 @@ _CONDITIONAL_SETS = {
     "banana": _CONDITIONAL,
     # The posterior is learned from 10,000 simulated (θ, x) pairs and scored on 2,000 held-out
     # ones: BayesFlow's exact score (32 fifth-order steps, one Jacobian row per dimension)
-    # takes about a minute on 10,000. OT-Flow's 4,000 steps take about 110 s.
+    # takes about a minute on 10,000.
     "linear_gaussian": dict(
         widths=(128, 128),
         budgets={"otflow": 180.0, "bayesflow_fm": 180.0},
@@ -688,31 +602,29 @@ _CONDITIONAL_SETS = {
     ),
 }
 for _name, _set in _CONDITIONAL_SETS.items():
-    _recipe, _batch = recipe(CONDITIONAL_HYPERPARAMETERS[_name])
     PROBLEMS[_name] = dict(
-        otflow=_recipe,
+        otflow={},
         bayesflow_fm=dict(widths=_set["widths"], learning_rate=1e-3),
-        batch={"otflow": _batch, "bayesflow_fm": 256},
+        batch={"otflow": None, "bayesflow_fm": 256},
         dtype="float32",
         budgets=_set["budgets"],
         test_size=_set["test_size"],
         num_train=_set["num_train"],
     )
-# On the linear-Gaussian posterior the recipe's cosine ends after about 55 s of training; the
-# variants, raced when named: the recipe on the points as they come, without the
-# linear-Gaussian start ("otflow_identity"), the same with 300 warm-start steps
+# On the linear-Gaussian posterior, the variants, raced when named: the points as they come,
+# without the linear-Gaussian start ("otflow_identity"), the same with 300 warm-start steps
 # ("otflow_warm300"), and BayesFlow at its defaults (as on `miniboone_mixture`: 100 epochs of
 # batch 32, 31,300 steps).
 _LINEAR = PROBLEMS["linear_gaussian"]
-_IDENTITY = {**_LINEAR["otflow"], "normalization": None}
+_IDENTITY = {"standardize": False}
 _LINEAR.update(
     otflow_identity=_IDENTITY,
     otflow_warm300={**_IDENTITY, "warm_start": 300},
     bayesflow_fm_defaults=dict(defaults=True),
     batch={
         **_LINEAR["batch"],
-        "otflow_identity": _LINEAR["batch"]["otflow"],
-        "otflow_warm300": _LINEAR["batch"]["otflow"],
+        "otflow_identity": None,
+        "otflow_warm300": None,
         "bayesflow_fm_defaults": 32,
     },
     budgets=dict(
@@ -770,18 +682,15 @@ def compete(
         named_ours = [name for name in names if name.startswith("otflow") and name in only]
         names = [name for name in names if name in only or (name == "otflow" and not named_ours)]
     first = next(name for name in names if name.startswith("otflow"))
-    ours = OTFlowContender(
-        d, train=train, name=first, dtype=dtype, condition_dim=k, **problem[first]
-    )
-    contenders, settings = [ours], {ours.name: problem[first]}
+    ours = OTFlowContender(data, name=first, overrides=problem[first], seed=seed)
+    contenders, settings = [ours], {ours.name: ours.run_settings}
     for name in names:
         if name == ours.name:
             continue
         options = dict(problem[name])
         if name.startswith("otflow"):
-            contenders.append(
-                OTFlowContender(d, train=train, name=name, dtype=dtype, condition_dim=k, **options)
-            )
+            contenders.append(OTFlowContender(data, name=name, overrides=options, seed=seed))
+            options = contenders[-1].run_settings
         elif name == "ffjord":
             if k:  # FFJORD takes no conditions
                 continue
@@ -805,14 +714,18 @@ def compete(
     races = {}
     for contender in contenders:
         batch, budget = problem["batch"][contender.name], budgets[contender.name]
-        races[contender.name] = race(
-            contender.step,
+        clock = Clock(
             lambda c=contender: mean_nll(c, c.reference_setting(), test),
-            iter(contender.batches(train, batch=batch, seed=seed)),
             budget_seconds=budget,
             factor=problem.get("score_factor", 1.4),
             on_score=None if on_score is None else functools.partial(on_score, contender.name),
         )
+        if isinstance(contender, OTFlowContender):
+            races[contender.name] = contender.run(clock)
+            batch = contender.config["train"]["batch_size"]
+        else:
+            batches = iter(contender.batches(train, batch=batch, seed=seed))
+            races[contender.name] = race(contender.step, batches, clock)
         races[contender.name].update(
             budget_seconds=budget, batch_size=batch, parameters=contender.num_parameters
         )
