@@ -244,6 +244,6 @@ def test_a_first_seed_only_contender_races_every_seed_when_named(monkeypatch):
     assert "ffjord" in raced[0][1] and "ffjord" not in raced[1][1]  # by default: seed 0 only
     assert [inference for *_, inference in raced] == [True, False]
     raced.clear()
-    named = ["otflow_whiten", "ffjord"]
+    named = ["otflow_03", "ffjord"]
     time_to_quality.run(names=("miniboone_mixture",), seeds=(0, 1), contenders=named)
     assert raced == [(0, sorted(named), True), (1, sorted(named), False)]

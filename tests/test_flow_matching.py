@@ -103,7 +103,7 @@ def test_bad_flow_matching_options_are_named(option, value, match):
 def test_training_phase_writes_its_loss_then_trains_by_likelihood(tmp_path):
     data = tfotflow.datasets.load("8gaussians", num_train=2000, num_val=200, num_test=10)
     model = tfotflow.OTFlowModel(2, width=8, num_steps=2)
-    history = tfotflow.training.warm_start(model, data, steps=60, batch_size=128)
+    history = tfotflow.training.warm_start(model, data, warm_start=60, warm_start_batch_size=128)
     assert len(history.history["flow_matching"]) == 6  # calls of gcd(60, 50) = 10 steps
     result = tfotflow.training.train(
         model,

@@ -50,5 +50,5 @@ def test_readme_keras_recipe_example_runs():
     namespace = {}
     exec(compile(block, "README.md", "exec"), namespace)
     model = namespace["model"]
-    assert model._recipe_schedule.decay_steps == 20  # one epoch of 20,000 rows at 1,024
+    assert model.optimizer._learning_rate.decay_steps == 20  # one epoch of 20,000 rows at 1,024
     assert np.all(np.isfinite(model.log_prob(namespace["data"].test[:5])))

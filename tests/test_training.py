@@ -217,7 +217,9 @@ def test_warm_start_takes_the_sinkhorn_sweeps(monkeypatch):
     monkeypatch.setattr(flow_matching, "ot_pairs", counting)
     data = datasets.load("moons", num_train=64, num_val=8, num_test=8)
     model = OTFlowModel(2, width=4, num_steps=1)
-    training.warm_start(model, data, steps=2, batch_size=32, sinkhorn_iterations=7)
+    training.warm_start(
+        model, data, warm_start=2, warm_start_batch_size=32, warm_start_sinkhorn_iterations=7
+    )
     assert sweeps and set(sweeps) == {7}  # traced with the run's setting
 
 
@@ -230,7 +232,9 @@ def test_training_and_warm_start_clip_the_weights_to_the_runs_bound(tmp_path, we
     data = toy_data()
     model = fresh_model()
     assert largest_weight(model) > 0.1  # the initial weights exceed the bound below
-    training.warm_start(model, data, steps=3, batch_size=32, weight_clip=weight_clip)
+    training.warm_start(
+        model, data, warm_start=3, warm_start_batch_size=32, weight_clip=weight_clip
+    )
     if weight_clip:  # the warm start clips after each update
         assert largest_weight(model) <= weight_clip
     else:

@@ -146,44 +146,6 @@ def _split(context, parameter, value):
         raise click.BadParameter(str(error)) from error
 
 
-def _say_what_the_file_gave(data):
-    """One line on the rows and columns a file gave, and the rows dropped."""
-    source = data.metadata.source
-    rows = f"{source['rows']} rows" + (
-        f" ({source['dropped']} with missing values dropped)" if source["dropped"] else ""
-    )
-    given = f" given {', '.join(source['condition_columns'])}" if data.conditional else ""
-    console.print(
-        f"{source['path']}: {rows} of {', '.join(source['columns'])}{given}; split "
-        f"{len(data.train)} / {len(data.val)} / {len(data.test)}"
-    )
-    if not data.metadata.hyperparameters:
-        console.print(
-            "settings chosen from the data's size (tfotflow.settings.recipe): "
-            f"d = {data.metadata.dim}, k = {data.metadata.condition_dim}, "
-            f"n = {len(data.train)} training rows"
-        )
-
-
-def _read_toml(path):
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        return tomllib.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise click.BadParameter(
-            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); TOML files are "
-            "UTF-8",
-            param_hint="--config",
-        ) from error
-    except tomllib.TOMLDecodeError as error:
-        raise click.BadParameter(
-            f"{path} is not valid TOML: {error}", param_hint="--config"
-        ) from error
-
-
 @main.command(context_settings=CONTEXT)
 @click.argument("dataset", default="8gaussians")
 @click.option("--iterations", type=click.IntRange(min=1), help="Optimizer steps.")
@@ -380,194 +342,145 @@ def train(
     """Train an OT-Flow on DATASET, a registered data set with its recommended settings or a
     table file of your own (.csv, .tsv, .txt, .npy, .npz, .parquet) with settings chosen from
     its size (any flag overrides)."""
-    from tfotflow import datasets
-
-    file_options = {
+    files = {
         "columns": columns,
         "condition_columns": condition_columns,
         "key": key,
         "split": split,
         "drop_missing": drop_missing or None,
     }
-    flag_names = {
-        param.name: param.opts[0] for param in click.get_current_context().command.params
+    request = {
+        "run_dir": run_dir,
+        "config_file": config_file,
+        "num_train": num_train,
+        "train_split": train_split,
+        "data_dir": data_dir,
+        "unconditional": unconditional or None,
+        **files,
     }
-    iterations = flags.pop("iterations") if resume_dir is not None else None
-    if resume_dir is not None:
-        given = [flag_names[key] for key, value in flags.items() if value is not None]
-        given += [
-            flag_names[name]
-            for name, value in (
-                ("run_dir", run_dir),
-                ("config_file", config_file),
-                ("num_train", num_train),
-                ("train_split", train_split),
-                ("data_dir", data_dir),
-                ("unconditional", unconditional or None),
-                *file_options.items(),
-            )
-            if value is not None
-        ]
-        if given:
-            raise click.BadParameter(
-                f"--resume continues {resume_dir} with the settings in its config.json "
-                f"(and --iterations, to train longer); it takes no {', '.join(given)}",
-                param_hint="--resume",
-            )
-    file_settings = _read_toml(config_file) if config_file and resume_dir is None else {}
-    if "dataset" in file_settings:
-        dataset = file_settings.pop("dataset")
-    from_file = datasets.is_data_file(dataset)
-    if resume_dir is None and from_file and not pathlib.Path(dataset).is_file():
-        raise click.BadParameter(f"no such file: {dataset}", param_hint="DATASET")
-    if resume_dir is None and not from_file and dataset not in datasets.names():
-        raise click.BadParameter(  # before TensorFlow starts
-            f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}, or a "
-            f"table file ({', '.join(datasets.files.SUFFIXES)})",
-            param_hint="DATASET",
-        )
-    misplaced = [flag_names[name] for name, value in file_options.items() if value is not None]
-    if resume_dir is None and not from_file and misplaced:
-        raise click.BadParameter(
-            f"{', '.join(misplaced)} read a table file; {dataset!r} is a registered data set",
-            param_hint="DATASET",
-        )
-    _start_tensorflow()
-    from tfotflow import runs, settings
+    run_dir, config, data = _prepare(dataset, resume_dir, request, files, flags, seed, overwrite)
+    from tfotflow import runs
 
-    data = None  # loaded here for a new run (its recommended settings), by train_run on resume
-    if resume_dir is not None:
-        run_dir = resume_dir
-        config = rundir.read_config(run_dir)
-        try:
-            data = runs.load_data(config)  # a changed file is refused before anything runs
-        except datasets.DatasetError as error:
-            raise click.BadParameter(str(error), param_hint="--resume") from error
-        if iterations is not None:
-            try:
-                config = rundir.extend(run_dir, config, iterations)
-            except ValueError as error:
-                raise click.BadParameter(str(error), param_hint="--iterations") from error
-            console.print(
-                f"training on to {iterations} iterations"
-                + (
-                    "; the cosine schedule is stretched to them (from here the rate is what a "
-                    f"run of {iterations} iterations would have)"
-                    if config["train"]["schedule"] == "cosine"
-                    else ""
-                )
-            )
-    else:
-        keys = {*settings.MODEL_KEYS, *settings.TRAIN_KEYS, *settings.LATENT_KEYS}
-        unknown = set(file_settings) - keys
-        if unknown:
-            known = ", ".join(sorted({"dataset", *keys}))
-            raise click.BadParameter(
-                f"unknown setting(s) {', '.join(sorted(unknown))} in {config_file}; "
-                f"known: {known}",
-                param_hint="--config",
-            )
-        overrides = {**file_settings, **{k: v for k, v in flags.items() if v is not None}}
-        options = {"num_train": num_train} if num_train else {}
-        if train_split:
-            options["train_split"] = train_split
-        if from_file:
-            chosen = {name: value for name, value in file_options.items() if value is not None}
-            try:
-                data = datasets.from_file(dataset, seed=seed, **chosen)
-            except datasets.DatasetError as error:
-                raise click.BadParameter(str(error), param_hint="DATASET") from error
-            _say_what_the_file_gave(data)
-        else:
-            data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
-        if unconditional:
-            if not data.conditional:
-                raise click.BadParameter(
-                    f"{dataset!r} has no conditions to ignore", param_hint="--unconditional"
-                )
-            data = runs.without_conditions(data)
-        config = settings.build_config(
-            dataset,
-            recommended=settings.recommended_settings(data),
-            warn=lambda message: console.print(f"[yellow]warning:[/] {escape(message)}"),
-            overrides=overrides,
-            seed=seed,
-            data_dir=data_dir,
-            options=options,
-            source=data.metadata.source,
-            unconditional=unconditional,
-        )
-        try:
-            meta = data.metadata
-            settings.check_config(config, meta.dim, meta.condition_dim, meta.image_shape)
-        except (TypeError, ValueError) as error:
-            where = f"a flag or {config_file}" if config_file else "a flag"
-            raise click.BadParameter(f"{error} (from {where})", param_hint="settings") from error
-        run_dir = run_dir or pathlib.Path("runs") / pathlib.Path(dataset).stem
-        existing = rundir.run_files(run_dir)
-        if existing and not overwrite:
-            raise click.BadParameter(
-                f"{run_dir} already holds a run ({', '.join(p.name for p in existing)}): "
-                "continue it with --resume, choose another --out, or pass --overwrite",
-                param_hint="--out",
-            )
-        for path in existing:  # only files a run writes; anything else stays
-            path.unlink()
     console.print(f"[bold]tfotflow train[/] {config['dataset']} → {run_dir}")
     console.print(f"model {config['model']}  train {config['train']}")
     if "latent" in config:
         console.print(f"latent {config['latent']}")
-    from tfotflow.progress import ProgressBar
-
-    bar = ProgressBar(config["train"]["iterations"], console)
-    warm_steps = config["train"].get("warm_start", 0) if resume_dir is None else 0  # new runs
-    warm_bars = [ProgressBar(warm_steps, console, label="warm start")] if warm_steps else []
-    latent = config.get("latent")
-    autoencoder_bars = []
-    if latent:  # its bar counts the optimizer's steps over every epoch
-        steps = latent["autoencoder_epochs"] * math.ceil(
-            len(data.train) / latent["autoencoder_batch_size"]
-        )
-        autoencoder_bars = [ProgressBar(steps, console, label="autoencoder")]
+    bars = _progress_bars(config, data, resumed=resume_dir is not None)
     try:
         model, data = runs.train_run(
             run_dir,
             config,
             resume=resume_dir is not None,
-            callbacks=[bar],
-            warm_start_callbacks=warm_bars,
-            autoencoder_callbacks=autoencoder_bars,
+            callbacks=bars["likelihood"],
+            warm_start_callbacks=bars["warm_start"],
+            autoencoder_callbacks=bars["autoencoder"],
             strategy=strategy,
             data=data,
         )
     except KeyboardInterrupt:
-        for shown in (*autoencoder_bars, *warm_bars, bar):
-            shown.stop()
+        for shown in bars.values():
+            for bar in shown:
+                bar.stop()
         last = pathlib.Path(run_dir) / "last.npz"
-        hint = (
-            f"resume with: tfotflow train --resume {run_dir}"
-            if last.exists()
-            else "no checkpoint was written yet; start again"
+        hint = f"resume with: tfotflow train --resume {run_dir}" if last.exists() else None
+        console.print(
+            f"[yellow]interrupted[/]; {hint or 'no checkpoint was written yet; start again'}"
         )
-        console.print(f"[yellow]interrupted[/]; {hint}")
         sys.exit(130)
-    autoencoder = runs.load_autoencoder(run_dir, config)
-    with console.status("scoring the test set…"):
-        result = runs.evaluate(model, data, autoencoder=autoencoder)
+    with console.status("scoring the test set and plotting…"):
+        result = runs.finish_run(model, data, run_dir, config, plot_results=not no_plot)
     _warn_of_solver_error(result["discretization_error"], "mean", "the test NLL's log-densities")
-    result = {"run_dir": str(run_dir), **result}
-    if not no_plot:
-        with console.status("plotting…"):
-            paths = runs.plot(
-                model,
-                data,
-                run_dir,
-                seed=config["seed"],
-                test_nll=result["test_nll"],
-                autoencoder=autoencoder,
-            )
-        result["plots"] = [str(p) for p in paths]
     _emit(result, as_json)
+
+
+# Where a request's faulty part is shown: tfotflow.settings.RequestError's part → the option.
+_REQUEST_HINTS = {
+    "dataset": "DATASET",
+    "config": "--config",
+    "run_dir": "--out",
+    "resume": "--resume",
+    "iterations": "--iterations",
+    "unconditional": "--unconditional",
+}
+
+
+def _prepare(dataset, resume_dir, request, files, flags, seed, overwrite):
+    """The run to train, ``(run_dir, config, data)``: a resumed one, or a new one checked
+    before TensorFlow starts (:func:`tfotflow.settings.check_request`) and prepared by
+    :func:`tfotflow.runs.prepare_run`; a bad request exits 2 naming its option."""
+    from tfotflow import settings
+
+    context = click.get_current_context()
+    flag = {param.name: param.opts[0] for param in context.command.params}
+    config_file = request["config_file"]
+    iterations = flags.pop("iterations") if resume_dir is not None else None
+    try:
+        if resume_dir is not None:
+            taken = [flag[k] for k, v in {**flags, **request}.items() if v is not None]
+            settings.check_resume(resume_dir, taken)
+            _start_tensorflow()
+            from tfotflow import runs
+
+            config, data = runs.prepare_resume(resume_dir, iterations)
+            _say_training_on(config, iterations)
+            return resume_dir, config, data
+        file_settings = settings.read_config_file(config_file) if config_file else {}
+        settings.check_request(
+            file_settings.get("dataset", dataset),
+            file_options={flag[k]: v for k, v in files.items()},
+            file_settings=file_settings,
+            config_file=config_file,
+        )
+        _start_tensorflow()
+        from tfotflow import runs
+
+        return runs.prepare_run(
+            dataset,
+            run_dir=request["run_dir"],
+            overrides={k: v for k, v in flags.items() if v is not None},
+            file_settings=file_settings,
+            seed=seed,
+            data_dir=request["data_dir"],
+            options={k: request[k] for k in ("num_train", "train_split") if request[k]},
+            file_options=files,
+            unconditional=bool(request["unconditional"]),
+            overwrite=overwrite,
+            report=lambda message: console.print(escape(message)),
+        )
+    except settings.RequestError as error:
+        message = str(error)
+        if error.part == "settings":
+            message += f" (from {f'a flag or {config_file}' if config_file else 'a flag'})"
+        hint = _REQUEST_HINTS.get(error.part, error.part)
+        raise click.BadParameter(message, param_hint=hint) from error
+
+
+def _say_training_on(config, iterations):
+    """Says that a resumed run trains on to ``iterations`` (None: to its own count)."""
+    if iterations is None:
+        return
+    stretched = (
+        "; the cosine schedule is stretched to them (from here the rate is what a run of "
+        f"{iterations} iterations would have)"
+    )
+    cosine = config["train"]["schedule"] == "cosine"
+    console.print(f"training on to {iterations} iterations" + (stretched if cosine else ""))
+
+
+def _progress_bars(config, data, *, resumed):
+    """The progress bars of each phase (lists, empty when the phase does not run)."""
+    from tfotflow.progress import ProgressBar
+
+    train, latent = config["train"], config.get("latent")
+    bars = {"likelihood": [ProgressBar(train["iterations"], console)]}
+    warm = train.get("warm_start", 0) if not resumed else 0
+    bars["warm_start"] = [ProgressBar(warm, console, label="warm start")] if warm else []
+    bars["autoencoder"] = []
+    if latent:  # its bar counts the optimizer's steps over every epoch
+        per_epoch = math.ceil(len(data.train) / latent["autoencoder_batch_size"])
+        steps = latent["autoencoder_epochs"] * per_epoch
+        bars["autoencoder"] = [ProgressBar(steps, console, label="autoencoder")]
+    return bars
 
 
 # ----------------------------------------------------------------------------- inspect a run

@@ -12,16 +12,18 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfotflow import checkpoint, datasets, distribute, plotting, scoring, training
+from tfotflow import checkpoint, datasets, distribute, plotting, scoring, settings, training
 from tfotflow import latent as latent_module
 from tfotflow._keras import keras
 from tfotflow.callbacks import SolverErrorControl
 from tfotflow.model import OTFlowModel
 from tfotflow.rundir import (
     RunError,
+    extend,
     read_config,
     read_csv,
     remove_stale_temporaries,
+    run_files,
     save_model,
     write_csv,
     write_json,
@@ -442,3 +444,139 @@ def plot(model, data, run_dir, *, dims=None, seed=0, test_nll=None, autoencoder=
     return plotting.plot_marginals(
         model, data.test, run_dir, conditions=conditions, dims=dims, seed=seed, title=title
     )
+
+
+def prepare_run(
+    dataset,
+    *,
+    run_dir=None,
+    overrides=None,
+    file_settings=None,
+    seed=0,
+    data_dir=None,
+    options=None,
+    file_options=None,
+    unconditional=False,
+    overwrite=False,
+    report=None,
+):
+    """A new run's directory, configuration and data, checked before anything is written:
+    the data set loaded (a file read with ``file_options``), its settings built
+    (:func:`tfotflow.settings.build_config`: ``overrides`` over a config file's
+    ``file_settings`` over the data's recommended ones) and checked, and a ``run_dir``
+    (default ``runs/NAME``) that holds a run emptied of the run's files only with
+    ``overwrite``. ``report(message)`` hears what a file gave and of ignored settings.
+
+    Returns:
+        ``(run_dir, config, data)``.
+
+    Raises:
+        tfotflow.settings.RequestError: naming the part of the request at fault.
+    """
+    report = report or (lambda message: None)
+    options, file_settings = dict(options or {}), dict(file_settings or {})
+    dataset = file_settings.pop("dataset", dataset)
+    chosen = {name: value for name, value in (file_options or {}).items() if value is not None}
+    try:
+        if datasets.is_data_file(dataset):
+            data = datasets.from_file(dataset, seed=seed, **chosen)
+            report(_what_the_file_gave(data))
+        else:
+            data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
+    except datasets.DatasetError as error:
+        raise settings.RequestError(str(error), "dataset") from error
+    if unconditional:
+        if not data.conditional:
+            raise settings.RequestError(
+                f"{dataset!r} has no conditions to ignore", "unconditional"
+            )
+        data = without_conditions(data)
+    config = settings.build_config(
+        dataset,
+        recommended=settings.recommended_settings(data),
+        overrides={**file_settings, **(overrides or {})},
+        seed=seed,
+        data_dir=data_dir,
+        options=options,
+        source=data.metadata.source,
+        unconditional=unconditional,
+        warn=report,
+    )
+    meta = data.metadata
+    try:
+        settings.check_config(config, meta.dim, meta.condition_dim, meta.image_shape)
+    except (TypeError, ValueError) as error:
+        raise settings.RequestError(str(error), "settings") from error
+    run_dir = pathlib.Path(run_dir or pathlib.Path("runs") / pathlib.Path(dataset).stem)
+    existing = run_files(run_dir)
+    if existing and not overwrite:
+        raise settings.RequestError(
+            f"{run_dir} already holds a run ({', '.join(p.name for p in existing)}): "
+            "continue it with --resume, choose another --out, or pass --overwrite",
+            "run_dir",
+        )
+    for path in existing:  # only files a run writes; anything else stays
+        path.unlink()
+    return run_dir, config, data
+
+
+def prepare_resume(run_dir, iterations=None):
+    """A run to continue: its configuration (its iterations raised to ``iterations``, the
+    cosine stretched to them: :func:`tfotflow.rundir.extend`) and its data, refused when the
+    file it read changed.
+
+    Returns:
+        ``(config, data)``.
+
+    Raises:
+        tfotflow.settings.RequestError: naming the part at fault ("resume", "iterations").
+    """
+    config = read_config(run_dir)
+    try:
+        data = load_data(config)
+    except datasets.DatasetError as error:
+        raise settings.RequestError(str(error), "resume") from error
+    if iterations is not None:
+        try:
+            config = extend(run_dir, config, iterations)
+        except ValueError as error:
+            raise settings.RequestError(str(error), "iterations") from error
+    return config, data
+
+
+def _what_the_file_gave(data):
+    """One line on the rows and columns a file gave, the rows dropped and the split."""
+    source = data.metadata.source
+    rows = f"{source['rows']} rows" + (
+        f" ({source['dropped']} with missing values dropped)" if source["dropped"] else ""
+    )
+    given = f" given {', '.join(source['condition_columns'])}" if data.conditional else ""
+    line = (
+        f"{source['path']}: {rows} of {', '.join(source['columns'])}{given}; split "
+        f"{len(data.train)} / {len(data.val)} / {len(data.test)}"
+    )
+    if not data.metadata.hyperparameters:
+        line += (
+            "\nsettings chosen from the data's size (tfotflow.settings.recipe): "
+            f"d = {data.metadata.dim}, k = {data.metadata.condition_dim}, "
+            f"n = {len(data.train)} training rows"
+        )
+    return line
+
+
+def finish_run(model, data, run_dir, config, *, plot_results=True):
+    """The end of a run: its test scores (:func:`evaluate`, with its autoencoder for a latent
+    flow) and, with ``plot_results``, its plots (:func:`plot`); returns the result dict."""
+    autoencoder = load_autoencoder(run_dir, config)
+    result = {"run_dir": str(run_dir), **evaluate(model, data, autoencoder=autoencoder)}
+    if plot_results:
+        paths = plot(
+            model,
+            data,
+            run_dir,
+            seed=config["seed"],
+            test_nll=result["test_nll"],
+            autoencoder=autoencoder,
+        )
+        result["plots"] = [str(p) for p in paths]
+    return result

@@ -52,6 +52,8 @@ for a user's file", and the CHANGELOG):
 
 import math
 import os
+import pathlib
+import warnings
 
 import numpy as np
 
@@ -409,11 +411,12 @@ def build_config(
     ``source`` is ``Metadata.source`` of a data set read from a file: recorded, it reloads
     the same rows and split. ``unconditional``: model p(x) of a data set that comes with
     conditions (they are dropped). A ``latent_dim`` above 0 makes a latent flow, recorded
-    under ``"latent"``. ``warn(message)`` is told of recommended settings that are unknown
-    (they are ignored)."""
+    under ``"latent"``. ``warn(message)`` (default: a ``UserWarning``) is told of recommended
+    settings that are unknown (they are ignored)."""
     settings = dict(DEFAULTS)
     unknown = sorted(set(recommended) - set(settings))
-    if unknown and warn is not None:
+    if unknown:
+        warn = warn or (lambda message: warnings.warn(message, UserWarning, stacklevel=3))
         warn(
             f"data set {dataset!r} recommends unknown setting(s) {', '.join(unknown)}, which "
             f"are ignored; the settings are {', '.join(sorted(settings))}"
@@ -511,3 +514,87 @@ def check_config(config, dim, condition_dim=0, image_shape=None):
             f"weights, {needed / 2**30:.3g} GiB with Adam's state: more than half of this "
             f"machine's {available / 2**30:.3g} GiB"
         )
+
+
+# ------------------------------------------------------------------------- a run's request
+
+
+class RequestError(ValueError):
+    """A request for a run is wrong; ``part`` names what is at fault: "dataset", "config"
+    (the config file), "settings", "run_dir", "resume", "iterations" or "unconditional"."""
+
+    def __init__(self, message, part):
+        super().__init__(message)
+        self.part = part
+
+
+def read_config_file(path):
+    """The settings of a TOML config file (``dataset`` may be one of them).
+
+    Raises:
+        RequestError: naming the file, when it is not UTF-8 TOML (part "config").
+    """
+    import tomllib
+
+    try:
+        return tomllib.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise RequestError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); TOML files are "
+            "UTF-8",
+            "config",
+        ) from error
+    except tomllib.TOMLDecodeError as error:
+        raise RequestError(f"{path} is not valid TOML: {error}", "config") from error
+
+
+def check_resume(run_dir, taken):
+    """A resumed run takes its settings from its ``config.json``: ``taken``, the options also
+    given (by name), must be empty.
+
+    Raises:
+        RequestError: naming them (part "resume").
+    """
+    if taken:
+        raise RequestError(
+            f"--resume continues {run_dir} with the settings in its config.json "
+            f"(and --iterations, to train longer); it takes no {', '.join(taken)}",
+            "resume",
+        )
+
+
+def check_request(dataset, *, file_options, file_settings=None, config_file=None):
+    """Checks a new run's ``dataset`` (a registered name or an existing table file), the
+    ``file_options`` given (``{name: value}``, None when not given: only a file takes them)
+    and the keys of a config file's
+    ``file_settings``; returns whether the dataset is a file. Imports no TensorFlow, so a
+    command answers at once.
+
+    Raises:
+        RequestError: naming the part at fault.
+    """
+    from tfotflow import datasets
+
+    unknown = set(file_settings or {}) - {"dataset", *MODEL_KEYS, *TRAIN_KEYS, *LATENT_KEYS}
+    if unknown:
+        known = ", ".join(sorted({"dataset", *MODEL_KEYS, *TRAIN_KEYS, *LATENT_KEYS}))
+        raise RequestError(
+            f"unknown setting(s) {', '.join(sorted(unknown))} in {config_file}; known: {known}",
+            "config",
+        )
+    from_file = datasets.is_data_file(dataset)
+    if from_file and not pathlib.Path(dataset).is_file():
+        raise RequestError(f"no such file: {dataset}", "dataset")
+    if not from_file and dataset not in datasets.names():
+        raise RequestError(
+            f"unknown dataset {dataset!r}; installed: {', '.join(datasets.names())}, or a "
+            f"table file ({', '.join(datasets.files.SUFFIXES)})",
+            "dataset",
+        )
+    misplaced = [name for name, value in file_options.items() if value is not None]
+    if not from_file and misplaced:
+        raise RequestError(
+            f"{', '.join(misplaced)} read a table file; {dataset!r} is a registered data set",
+            "dataset",
+        )
+    return from_file

@@ -22,6 +22,7 @@ likelihood   Adam on J (OTFlowModel's objective), rate constant ("plateau": divi
 import math
 import pathlib
 
+import numpy as np
 import tensorflow as tf
 
 from tfotflow import checkpoint, serialization
@@ -95,7 +96,7 @@ def compile_for(model, settings, iterations):
         model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
 
 
-def warm_start(model, batches, settings, *, seed=0, callbacks=(), verbose=0):
+def flow_matching_phase(model, batches, settings, *, seed=0, callbacks=(), verbose=0):
     """Fits ``model``'s potential by OT flow matching (:class:`tfotflow.FlowMatching`) for
     ``settings["warm_start"]`` steps on ``batches`` (a stream of point batches, or of
     (points, conditions) pairs), at ``warm_start_learning_rate``, with
@@ -129,6 +130,51 @@ def warm_start(model, batches, settings, *, seed=0, callbacks=(), verbose=0):
         shuffle=False,
         verbose=verbose,
     )
+
+
+def warm_start(model, data, *, seed=0, callbacks=(), verbose=0, **settings):
+    """The warm start alone (:func:`flow_matching_phase`) on a
+    :class:`tfotflow.datasets.Dataset`'s training split (with its conditions), in batches of
+    ``warm_start_batch_size`` rows drawn reproducibly by ``seed``.
+
+    Args:
+        model: an :class:`tfotflow.OTFlowModel`.
+        data: a :class:`tfotflow.datasets.Dataset`.
+        seed: the data order's and the draws' seed. Defaults to 0.
+        callbacks: Keras callbacks (a progress display, …).
+        verbose: Keras's verbosity. Defaults to 0.
+        **settings: the warm start's settings (``warm_start``: its steps,
+            ``warm_start_batch_size``, ``warm_start_learning_rate``,
+            ``warm_start_sinkhorn_iterations``, ``weight_clip``), each defaulting to
+            :data:`tfotflow.settings.DEFAULTS`.
+
+    Returns:
+        The Keras ``History`` of :func:`flow_matching_phase`.
+    """
+    settings = _with_defaults("warm_start", settings)
+    batch_size = min(
+        check_int("warm_start_batch_size", settings["warm_start_batch_size"], minimum=1),
+        len(data.train),
+    )
+    batches = batch_stream(data.split("train"), batch_size=batch_size, seed=seed)
+    return flow_matching_phase(
+        model, batches, settings, seed=seed, callbacks=callbacks, verbose=verbose
+    )
+
+
+def _with_defaults(caller, settings):
+    """``settings`` over :data:`tfotflow.settings.DEFAULTS`' training settings.
+
+    Raises:
+        TypeError: for a keyword that is no training setting, naming it.
+    """
+    unknown = sorted(set(settings) - set(TRAIN_KEYS))
+    if unknown:
+        raise TypeError(
+            f"`{caller}` got unknown setting(s) {', '.join(unknown)}; the training settings "
+            f"are {', '.join(TRAIN_KEYS)}"
+        )
+    return {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **settings}
 
 
 def fit(
@@ -175,7 +221,7 @@ def fit(
     """
     warm = None
     if warm_start_batches is not None and settings["warm_start"] and not resume_state:
-        warm = warm_start(
+        warm = flow_matching_phase(
             model,
             warm_start_batches,
             settings,
@@ -260,13 +306,7 @@ def train(
     Raises:
         TypeError: for a keyword that is no training setting, naming it.
     """
-    unknown = sorted(set(settings) - set(TRAIN_KEYS))
-    if unknown:
-        raise TypeError(
-            f"`train` got unknown setting(s) {', '.join(unknown)}; the training settings are "
-            f"{', '.join(TRAIN_KEYS)}"
-        )
-    settings = {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **settings}
+    settings = _with_defaults("train", settings)
     iterations = check_int("iterations", settings["iterations"], minimum=1)
     batch_size = min(check_int("batch_size", settings["batch_size"], minimum=1), len(data.train))
     validate_every = min(
@@ -347,7 +387,8 @@ def fit_arrays_or_batches(
         conditions = y
         rows = len(points)
         arrays = points if y is None else (points, y)
-    settings = recipe(model.dim, rows or len(points), model.condition_dim)
+    rule = recipe(model.dim, rows or len(points), model.condition_dim)
+    settings = {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **rule}
     if rows is not None:
         batch_size = min(batch_size or settings["batch_size"], rows)
         steps_per_epoch = steps_per_epoch or math.ceil(rows / batch_size)
@@ -372,10 +413,8 @@ def fit_arrays_or_batches(
         steps_per_epoch=steps_per_epoch,
         warm_start_batches=warm_batches if warm_steps else None,
         check=(
-            tf.convert_to_tensor(points[:CHECK_ROWS], model.precision),
-            None
-            if conditions is None
-            else tf.convert_to_tensor(conditions[:CHECK_ROWS], model.precision),
+            np.asarray(points[:CHECK_ROWS], model.precision),
+            None if conditions is None else np.asarray(conditions[:CHECK_ROWS], model.precision),
         ),
         validation_data=kwargs.pop("validation_data", None),
         callbacks=kwargs.pop("callbacks", None) or (),
