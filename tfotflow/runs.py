@@ -477,14 +477,14 @@ def prepare_run(
     options, file_settings = dict(options or {}), dict(file_settings or {})
     dataset = file_settings.pop("dataset", dataset)
     chosen = {name: value for name, value in (file_options or {}).items() if value is not None}
-    try:
-        if datasets.is_data_file(dataset):
+    if datasets.is_data_file(dataset):
+        try:
             data = datasets.from_file(dataset, seed=seed, **chosen)
-            report(_what_the_file_gave(data))
-        else:
-            data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
-    except datasets.DatasetError as error:
-        raise settings.RequestError(str(error), "dataset") from error
+        except datasets.DatasetError as error:  # the file the user named
+            raise settings.RequestError(str(error), "dataset") from error
+        report(_what_the_file_gave(data))
+    else:  # a registered set's data that cannot be read is a failure at run time
+        data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
     if unconditional:
         if not data.conditional:
             raise settings.RequestError(
