@@ -15,7 +15,7 @@ from tfotflow import checkpoint
 from tfotflow._keras import keras
 from tfotflow.distribute import is_chief
 from tfotflow.scoring import discretization_error
-from tfotflow.settings import TRUST_NATS, WEIGHT_CLIP
+from tfotflow.settings import DEFAULTS, TRUST_NATS, WEIGHT_CLIP
 
 
 class ClipWeights(keras.callbacks.Callback):
@@ -181,8 +181,7 @@ class SolverErrorControl(keras.callbacks.Callback):
 
     Trained with few RK4 steps, the potential can turn stiff late in training where the n-step
     solve cannot follow it; training then fits the solver's error, and the n-step
-    log-density, which it maximizes, stops being a density (on the 2-D ``circles``, 2.22 nats
-    at 4 steps against 4.69 at 64; ``benchmarks/README.md``). Every ``every`` training steps
+    log-density, which it maximizes, stops being a density (``benchmarks/README.md``). Every ``every`` training steps
     this measures e = mean |log p with n steps − with 2n| on ``points`` (validation rows) and,
     when e exceeds ``tolerance``, training goes on with 2n steps (:func:`refine_solve`; the
     train and test steps are compiled again), with a warning. The error stays below 1e-4
@@ -261,7 +260,7 @@ def _plain(value):
 def reference_recipe(
     *,
     clip=WEIGHT_CLIP,
-    patience=10,
+    patience=DEFAULTS["patience"],
     stop_patience=None,
     checkpoint_directory=None,
     monitor="val_nll",

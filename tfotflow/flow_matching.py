@@ -61,7 +61,9 @@ def sinkhorn_log_plan(cost, *, epsilon, iterations):
     return scaled + f[:, None] + g[None, :]
 
 
-def ot_pairs(x0, z, *, seed, relative_epsilon=0.01, iterations=100):
+def ot_pairs(
+    x0, z, *, seed, relative_epsilon=0.01, iterations=DEFAULTS["warm_start_sinkhorn_iterations"]
+):
     """Reorders ``z`` so that (x0[i], z[i]) follow the batch's entropic OT plan.
 
     For each row i the partner j is drawn from π(i, ·) (the plan conditioned on x0[i]), so

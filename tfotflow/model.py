@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfotflow import ode, serialization, training
+from tfotflow import ode, serialization, serving, training
 from tfotflow._keras import keras
 from tfotflow.bijector import ConditionalShift, OTFlow
 from tfotflow.callbacks import StopOnNonFinite
@@ -179,7 +179,7 @@ class OTFlowModel(keras.Model):
             self.condition_scale = weight("condition_scale", (k,), "ones")
             self.condition_shift = weight("condition_shift", (k, d), "zeros")  # B, last
 
-    def adapt(self, data, conditions=None, *, spread=1.0, regress=True):
+    def adapt(self, data, conditions=None, *, spread=DEFAULTS["spread"], regress=True):
         """Sets the affine map from the flow's coordinates to the data's from the data, as
         ``keras.layers.Normalization.adapt``: μ the mean of ``data`` [n, d], σ its standard
         deviation per column divided by ``spread``, or L the Cholesky factor of its covariance
@@ -315,7 +315,9 @@ class OTFlowModel(keras.Model):
 
     # ----------------------------------------------------------------------------- objective
 
-    def objective(self, x, condition=None, *, num_steps=None, jit_compile=False, trace="exact"):
+    def objective(
+        self, x, condition=None, *, num_steps=None, jit_compile=False, trace=DEFAULTS["trace"]
+    ):
         """J and its terms on a batch ``x`` [n, d] (with conditions [n, k] for a conditional
         model), with the ``trace`` of :func:`ode.integrate`.
 
@@ -583,8 +585,6 @@ class OTFlowModel(keras.Model):
             ValueError: for another ``format`` (naming it) or a bad ``input_signature``.
             TypeError: for options in ``kwargs``.
         """
-        from tfotflow import serving
-
         if format != "tf_saved_model":
             raise ValueError(
                 "OTFlowModel.export writes format='tf_saved_model' only: the RK4 solve is a "

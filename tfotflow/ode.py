@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfotflow import hardware
 from tfotflow.potential import space_time
-from tfotflow.settings import TRACES, check_trace  # noqa: F401  (re-exported)
+from tfotflow.settings import DEFAULTS, TRACES, check_trace  # noqa: F401  (re-exported)
 from tfotflow.validation import check_int, check_positive_float
 
 FlowState = collections.namedtuple("FlowState", ["x", "log_det", "costs"])
@@ -371,7 +371,7 @@ def hutchinson_trace(potential, x, t, weights, seed, condition=None):
 
 
 def flow_dynamics(
-    potential, *, alpha_transport=1.0, running_costs=(), log_det=True, trace="exact"
+    potential, *, alpha_transport=1.0, running_costs=(), log_det=True, trace=DEFAULTS["trace"]
 ):
     """The right-hand side of the augmented OT-Flow ODE, for :func:`quadrature_solve`.
 
@@ -506,7 +506,7 @@ def integrate(
     jit_compile=False,
     time_span=None,
     log_det=True,
-    trace="exact",
+    trace=DEFAULTS["trace"],
     condition=None,
 ):
     """Transports points along the OT-Flow and accumulates the log-det and running costs.

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfotflow.ode import FlowFields  # noqa: F401  (the argument of every regularizer)
 from tfotflow.potential import space_time
+from tfotflow.registry import REGULARIZERS
 
 
 def transport(fields):
@@ -75,8 +76,6 @@ def resolve(weights):
             installed).
         ValueError: for a weight that is not a finite number ≥ 0.
     """
-    from tfotflow.registry import REGULARIZERS
-
     functions, values = [], []
     for name, weight in dict(weights).items():
         try:

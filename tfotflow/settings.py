@@ -57,6 +57,7 @@ import warnings
 
 import numpy as np
 
+from tfotflow import datasets
 from tfotflow.checks import (
     check_alpha,
     check_choice,
@@ -269,7 +270,7 @@ def gaussian_gap(points, *, rows=4000, seed=0):
     return float(np.mean(kernels.log_prob(held_out)) - np.mean(gaussian.log_prob(held_out)))
 
 
-def potential_weights(width, inputs, num_layers=2):
+def potential_weights(width, inputs, num_layers=DEFAULTS["num_layers"]):
     """The potential's weights: K_0 [inputs, m], the K_i [m, m], the biases, w, and A (rank
     10): about m · inputs + (num_layers − 1) · m² for inputs = d + k + 1."""
     rank = min(10, inputs)
@@ -573,8 +574,6 @@ def check_request(dataset, *, file_options, file_settings=None, config_file=None
     Raises:
         RequestError: naming the part at fault.
     """
-    from tfotflow import datasets
-
     unknown = set(file_settings or {}) - {"dataset", *MODEL_KEYS, *TRAIN_KEYS, *LATENT_KEYS}
     if unknown:
         known = ", ".join(sorted({"dataset", *MODEL_KEYS, *TRAIN_KEYS, *LATENT_KEYS}))

@@ -15,6 +15,7 @@ True
 import numpy as np
 import tensorflow as tf
 
+from tfotflow import datasets
 from tfotflow.settings import MODEL_KEYS, TRAIN_KEYS
 
 
@@ -133,8 +134,6 @@ def check_dataset_plugin(name, **options):
     Returns:
         The loaded :class:`tfotflow.datasets.Dataset`.
     """
-    from tfotflow import datasets
-
     if name not in datasets.names():
         raise AssertionError(
             f"{name!r} is not declared in the 'tfotflow.datasets' entry-point group; "

@@ -27,6 +27,7 @@ import numpy as np
 
 from tfotflow import datasets, latent, runs, settings
 from tfotflow._keras import keras
+from tfotflow.hardware import use_xla
 
 PER_CLASS = 50
 # The reference's MNIST settings (Onken et al. 2021, OT-Flow's code): a one-layer autoencoder.
@@ -127,8 +128,6 @@ def _per_step_seconds(config, data, steps=5):
     """Wall seconds per autoencoder step (batch 128) and per likelihood step of the flow at
     ``config``'s settings, each the median of ``steps`` timed steps after a first, compiling
     one."""
-    from tfotflow.hardware import use_xla
-
     times = {}
     lat = config["latent"]
     autoencoder = latent.Autoencoder(

@@ -43,6 +43,7 @@ from tfotflow import datasets, runs
 from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
+from tfotflow.datasets import conditional
 from tfotflow.settings import build_config, check_config, recommended_settings
 from tfotflow.training import batch_stream
 from tfotflow.validation import batch_points_and_conditions
@@ -439,8 +440,6 @@ def posterior_moments(contenders, data, *, conditions=5, samples=4000, seed=0):
     task): for each of the first ``conditions`` test observations x, ``samples`` draws of
     θ | x from each model; the largest absolute errors of the mean and of the covariance
     entries, averaged over the observations."""
-    from tfotflow.datasets import conditional
-
     observations = data.conditions["test"][:conditions]
     means, variance = conditional.linear_gaussian_posterior(observations)
     rows = {}

@@ -63,11 +63,10 @@ def _toy_loader(
 CONDITIONAL_HYPERPARAMETERS = {
     "rotating_gaussians": dict(TOY_HYPERPARAMETERS),
     "banana": dict(TOY_HYPERPARAMETERS),
-    # From its 10,000 simulated pairs a narrow potential generalizes best; wider ones overfit
-    # them (benchmarks/README.md, "linear-Gaussian posterior"). Its weights stay clipped: without
-    # the clip two of six races stalled at an NLL above 1 (benchmarks/README.md). Standardized,
-    # the flow starts from the linear-Gaussian fit of p(θ | x) (OTFlowModel.adapt), here the
-    # posterior's own family: within 0.016 nats of the exact posterior in 3.2 s.
+    # From its 10,000 simulated pairs a narrow potential generalizes best, wider ones overfit;
+    # its weights stay clipped, which keeps training from stalling; standardized, the flow
+    # starts from the linear-Gaussian fit of p(θ | x) (OTFlowModel.adapt), the posterior's own
+    # family (benchmarks/README.md, "linear-Gaussian posterior").
     "linear_gaussian": dict(
         TOY_HYPERPARAMETERS,
         width=16,

@@ -66,18 +66,12 @@ IDX_TYPES = {
 }
 
 # A latent flow: a small convolutional autoencoder to 32 codes, then a class-conditional
-# OT-Flow on the codes. Measured on mnist5k (benchmarks/README.md, "Images"): width 128 gives
-# better samples than 64 (Fréchet distance 6.0 against 8.6 at 600 steps), and 16 codes give a
-# worse autoencoder (reconstruction error 0.014 against 0.008) and worse samples.
+# OT-Flow of width 128 on the codes (fewer codes or a narrower flow gave worse samples on
+# mnist5k: benchmarks/README.md, "Images"). The other settings are tfotflow.settings.DEFAULTS.
 IMAGE_HYPERPARAMETERS = dict(
     latent_dim=32,
-    autoencoder="conv",
     autoencoder_epochs=30,
-    autoencoder_batch_size=128,
-    autoencoder_learning_rate=0.002,
     width=128,
-    num_layers=2,
-    alpha=(1.0, 30.0, 1.0),
     num_steps=4,
     eval_num_steps=8,
     batch_size=500,
@@ -86,7 +80,6 @@ IMAGE_HYPERPARAMETERS = dict(
     schedule="cosine",
     validate_every=100,
     warm_start=1000,
-    dtype="float32",
 )
 
 

@@ -340,7 +340,7 @@ def tabular_metadata(name, *, dim=None):
         dim=DIMENSIONS[name] if dim is None else dim,
         description=DESCRIPTIONS[name],
         citation=MAF_CITATION,
-        hyperparameters={"num_layers": 2, "dtype": "float32", **HYPERPARAMETERS[name]},
+        hyperparameters=dict(HYPERPARAMETERS[name]),
     )
 
 
