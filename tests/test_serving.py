@@ -30,15 +30,18 @@ x = tf.constant(request["x"], request["dtype"])
 seed = tf.constant([3, 4])
 if request["conditions"] is None:
     log_prob = served.signatures["log_prob"](x=x)["log_prob"]
+    called = served.serve(x)
     samples = served.signatures["sample"](num_samples=tf.constant(6), seed=seed)["samples"]
     again = served.signatures["sample"](num_samples=tf.constant(6), seed=seed)["samples"]
 else:
     y = tf.constant(request["conditions"], request["dtype"])
     log_prob = served.signatures["log_prob"](x=x, condition=y)["log_prob"]
+    called = served.serve(x, y)
     samples = served.signatures["sample"](condition=y, seed=seed)["samples"]
     again = served.signatures["sample"](condition=y, seed=seed)["samples"]
 blocked = [m for m in ("tfotflow", "tensorflow_probability", "keras") if sys.modules[m]]
 print(json.dumps({"log_prob": log_prob.numpy().tolist(), "samples": samples.numpy().tolist(),
+                  "serve": called.numpy().tolist(), "serve_is_a_tensor": tf.is_tensor(called),
                   "same_seed_same_samples": bool(np.array_equal(samples, again)),
                   "imported": blocked}))
 """
@@ -100,7 +103,9 @@ def test_export_keeps_keras_signature_and_serve_endpoint(tmp_path, rng):
     spec = tf.TensorSpec([4, 2], tf.float64)
     path = model.export(tmp_path / "fixed", input_signature=[spec], verbose=True)
     served = tf.saved_model.load(str(path))
-    np.testing.assert_allclose(served.serve(x)["log_prob"], model.log_prob(x), rtol=1e-12)
+    served_call = served.serve(x)
+    assert tf.is_tensor(served_call)  # what model(x) returns: the log-density, not a dict
+    np.testing.assert_allclose(served_call, model(x), rtol=1e-12)
     np.testing.assert_allclose(
         served.signatures["serving_default"](x=tf.constant(x))["log_prob"],
         model.log_prob(x),
@@ -132,6 +137,9 @@ def test_saved_model_serves_without_tfotflow(tmp_path, rng, condition_dim):
     result = serve(path, x, conditions, "float64")
     assert result["imported"] == []
     np.testing.assert_allclose(result["log_prob"], model.log_prob(x, conditions), rtol=1e-12)
+    called = model(x if conditions is None else (x, conditions))
+    assert result["serve_is_a_tensor"]  # serve(x) returns what model(x) returns
+    np.testing.assert_allclose(result["serve"], called, rtol=1e-12)
     samples = np.array(result["samples"])
     assert samples.shape == ((5 if condition_dim else 6), 3) and np.all(np.isfinite(samples))
     assert result["same_seed_same_samples"]

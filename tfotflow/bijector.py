@@ -31,6 +31,47 @@ class _LiveVariables:
         return components
 
 
+class _CheckedEntry:
+    """Checks the points at the public entries (``forward``, ``inverse`` and their
+    log-determinants) before TensorFlow Probability converts them, so a wrong width, rank or
+    dtype is named (:func:`tfotflow.validation.convert_points`) instead of failing inside an
+    op. ``_entry_size`` is the event width (None: any), ``_entry_dtype`` the points' dtype."""
+
+    def _entry(self, name, value):
+        return convert_points(name, value, dtype=self._entry_dtype, event_size=self._entry_size)
+
+    def forward(self, x, name="forward", **kwargs):
+        return super().forward(self._entry("x", x), name=name, **kwargs)
+
+    def inverse(self, y, name="inverse", **kwargs):
+        return super().inverse(self._entry("y", y), name=name, **kwargs)
+
+    def forward_log_det_jacobian(
+        self, x, event_ndims=None, name="forward_log_det_jacobian", **kwargs
+    ):
+        return super().forward_log_det_jacobian(
+            self._entry("x", x), event_ndims=event_ndims, name=name, **kwargs
+        )
+
+    def inverse_log_det_jacobian(
+        self, y, event_ndims=None, name="inverse_log_det_jacobian", **kwargs
+    ):
+        return super().inverse_log_det_jacobian(
+            self._entry("y", y), event_ndims=event_ndims, name=name, **kwargs
+        )
+
+
+class CheckedChain(_CheckedEntry, tfb.Chain):
+    """``tfb.Chain`` of ``bijectors`` whose public entries check their points:
+    [..., ``event_size``] floating-point numbers, converted to ``dtype`` (an
+    :class:`tfotflow.OTFlowModel`'s :attr:`~tfotflow.OTFlowModel.bijector`)."""
+
+    def __init__(self, bijectors, *, event_size, dtype, name="chain"):
+        parameters = dict(locals())
+        self._entry_size, self._entry_dtype = event_size, dtype
+        super().__init__(bijectors, parameters=parameters, name=name)
+
+
 class _VectorBijector(tfb.Bijector):
     """A TFP bijector of vectors (event rank 1) whose parameters are not batched by TFP."""
 
@@ -49,7 +90,7 @@ class _VectorBijector(tfb.Bijector):
         return {}
 
 
-class OTFlow(_VectorBijector):
+class OTFlow(_CheckedEntry, _VectorBijector):
     """The OT-Flow map between data and a standard normal (Onken et al. 2021).
 
     The velocity is the gradient of a potential Φ, so paths are straight optimal-transport
@@ -150,6 +191,14 @@ class OTFlow(_VectorBijector):
                 parameters=parameters,
                 name=name,
             )
+
+    @property
+    def _entry_size(self):
+        return self._potential.dim if self._potential.built else None
+
+    @property
+    def _entry_dtype(self):
+        return self.dtype
 
     @property
     def potential(self):

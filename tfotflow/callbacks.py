@@ -181,10 +181,11 @@ class SolverErrorControl(keras.callbacks.Callback):
 
     Trained with few RK4 steps, the potential can turn stiff late in training where the n-step
     solve cannot follow it; training then fits the solver's error, and the n-step
-    log-density, which it maximizes, stops being a density (``benchmarks/README.md``). Every ``every`` training steps
-    this measures e = mean |log p with n steps − with 2n| on ``points`` (validation rows) and,
-    when e exceeds ``tolerance``, training goes on with 2n steps (:func:`refine_solve`; the
-    train and test steps are compiled again), with a warning. The error stays below 1e-4
+    log-density, which it maximizes, stops being a density (``benchmarks/README.md``). Every
+    ``every`` training steps this measures e = mean |log p with n steps − with 2n| on
+    ``points`` (validation rows) and, when e exceeds ``tolerance``, training goes on with 2n
+    steps (:func:`refine_solve`; the train and test steps are compiled again), with a
+    warning. The error stays below 1e-4
     nats in a healthy run and grows by orders of magnitude within a hundred or two steps at
     the onset, so the check is frequent and cheap (one solve of up to 1,000 rows at 2n
     steps, one at n).

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 from tfotflow import ode, serialization, serving, training
 from tfotflow._keras import keras
-from tfotflow.bijector import ConditionalShift, OTFlow
+from tfotflow.bijector import CheckedChain, ConditionalShift, OTFlow
 from tfotflow.callbacks import StopOnNonFinite
 from tfotflow.checks import check_alpha
 from tfotflow.distribute import spans_workers
@@ -482,7 +482,8 @@ class OTFlowModel(keras.Model):
         Its calls take :meth:`bijector_kwargs`."""
         if not self.normalization:
             return self.flow
-        return tfb.Chain([*self.affine.bijectors, self.flow])
+        chain = [*self.affine.bijectors, self.flow]
+        return CheckedChain(chain, event_size=self.dim, dtype=self.precision)
 
     @property
     def distribution(self):
@@ -493,7 +494,14 @@ class OTFlowModel(keras.Model):
 
     def log_prob(self, x, condition=None, *, num_steps=None):
         """log p(x) (or log p(x | y)) for ``x`` [..., d] and a ``condition`` [..., k]
-        broadcast against it, with ``num_steps`` (default ``eval_num_steps``); [...]."""
+        broadcast against it, with ``num_steps`` (default ``eval_num_steps``); [...].
+
+        Raises:
+            TypeError: for ``x`` or ``condition`` not of floating-point numbers.
+            ValueError: for a last axis other than d (or k), naming the argument and the
+                received shape.
+        """
+        x = convert_points("x", x, dtype=self.precision, event_size=self.dim)
         return self.distribution.log_prob(
             x, bijector_kwargs=self.bijector_kwargs(condition, num_steps)
         )
@@ -501,6 +509,8 @@ class OTFlowModel(keras.Model):
     def sample(self, n, condition=None, *, seed=None, num_steps=None):
         """``n`` samples from the model (integrating back from the normal): [n, d], or
         [n, ..., d] for a ``condition`` of batch shape [...] ([k]: n samples of p(x | y))."""
+        if not tf.is_tensor(n):
+            check_int("n", n, minimum=1)
         kwargs = self.bijector_kwargs(condition, num_steps)
         if condition is not None:
             batch_shape = tf.shape(self.potential.check_condition(condition))[:-1]
@@ -537,6 +547,9 @@ class OTFlowModel(keras.Model):
         if isinstance(data, (np.ndarray, tf.Tensor)) or hasattr(data, "__array__"):
             points = np.asarray(data)
             rows = np.asarray(conditions) if conditions is not None else None
+            # the width and dtype, checked once (on no rows) before any batch is scored
+            convert_points("data", points[:0], dtype=self.precision, event_size=self.dim)
+            self.potential.check_condition(None if rows is None else rows[:0], "conditions")
             batches = (
                 (points[i : i + batch_size], None if rows is None else rows[i : i + batch_size])
                 for i in range(0, len(points), batch_size)
@@ -600,7 +613,7 @@ class OTFlowModel(keras.Model):
         if verbose is None or verbose:
             print(
                 f"Saved artifact at '{path}'. The following endpoints are available: "
-                "log_prob, sample, serve (= log_prob)"
+                "log_prob, sample, serve (= the model's call)"
             )
         return path
 

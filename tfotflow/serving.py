@@ -17,8 +17,9 @@ conditional:    log_prob(x [n, d], condition [n, k])  → {"log_prob": [n]}     
 (exported with its autoencoder, :mod:`tfotflow.latent`) takes and returns points of width D:
 ``log_prob`` encodes x and gives the codes' log-density (the latent NLL's), and ``sample``
 decodes the flow's samples (images, flattened). As in a
-SavedModel written by Keras's ``Model.export``, ``serve`` is the model's call (here the
-log-density, ``served.serve(x)``) and ``serving_default`` its signature.
+SavedModel written by Keras's ``Model.export``, ``serve`` returns what the model's call
+returns, the log-density tensor (``served.serve(x)``, or ``served.serve(x, condition)``), and
+``serving_default`` is the ``log_prob`` signature.
 """
 
 import pathlib
@@ -52,6 +53,10 @@ class _Serving(tf.Module):
             def log_prob(x, condition):
                 return {"log_prob": model.log_prob(encode(x), condition)}
 
+            @tf.function(input_signature=[points, conditions])
+            def serve(x, condition):
+                return model.log_prob(encode(x), condition)
+
             @tf.function(input_signature=[conditions, seed])
             def sample(condition, seed):
                 z = tf.random.stateless_normal(
@@ -66,12 +71,16 @@ class _Serving(tf.Module):
             def log_prob(x):
                 return {"log_prob": model.log_prob(encode(x))}
 
+            @tf.function(input_signature=[points])
+            def serve(x):
+                return model.log_prob(encode(x))
+
             @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"), seed])
             def sample(num_samples, seed):
                 z = tf.random.stateless_normal(tf.stack([num_samples, d]), seed, dtype=dtype)
                 return {"samples": decode(model.bijector.forward(z))}
 
-        self.log_prob, self.sample, self.serve = log_prob, sample, log_prob
+        self.log_prob, self.sample, self.serve = log_prob, sample, serve
 
 
 def _input_signature(model, autoencoder=None):

@@ -203,7 +203,8 @@ def fit(
         model: a compiled :class:`tfotflow.OTFlowModel`.
         batches: an endless stream of likelihood batches.
         settings: the training settings (:data:`tfotflow.settings.TRAIN_KEYS`).
-        epochs: Keras epochs (validations); ``steps_per_epoch``: steps in each.
+        epochs: Keras epochs (validations).
+        steps_per_epoch: likelihood steps in each epoch.
         warm_start_batches: the warm start's stream, or None for no warm start.
         validation_data: validation batches (then ``val_nll`` is logged, the plateau schedule
             and early stopping watch it, and the best weights are kept), or None.
@@ -211,7 +212,8 @@ def fit(
         run_dir: where ``last.npz`` and ``best.npz`` go, or None for no checkpoints.
         resume_state: the state of ``run_dir/last.npz`` when resuming (no warm start then).
         seed: the warm start's draws' seed (the batches carry the data order's).
-        callbacks, warm_start_callbacks: more Keras callbacks of each phase.
+        callbacks: more Keras callbacks of the likelihood phase.
+        warm_start_callbacks: more Keras callbacks of the warm start.
         verbose: Keras's verbosity of both phases.
         **fit_kwargs: passed to Keras ``fit`` (e.g. ``validation_freq``).
 
@@ -294,8 +296,9 @@ def train(
         run_dir: the checkpoint folder.
         seed: the data order's and the warm start's seed. Defaults to 0.
         resume: continue from ``run_dir/last.npz``. Defaults to False.
-        callbacks, warm_start_callbacks: more Keras callbacks of each phase (a progress
-            display, a metrics log, a benchmark's clock, …).
+        callbacks: more Keras callbacks of the likelihood phase (a progress display, a
+            metrics log, a benchmark's clock, …).
+        warm_start_callbacks: more Keras callbacks of the warm start.
         verbose: Keras's verbosity. Defaults to 0.
         **settings: training settings (:data:`tfotflow.settings.TRAIN_KEYS`), each
             defaulting to :data:`tfotflow.settings.DEFAULTS`.

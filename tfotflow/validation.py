@@ -41,7 +41,13 @@ def convert_points(name, value, *, dtype, event_size):
         TypeError: if ``value`` holds non-floating numbers (integers, booleans, strings).
         ValueError: if ``value`` has rank 0 or a last axis of the wrong size.
     """
-    value = tf.convert_to_tensor(value)
+    try:
+        value = tf.convert_to_tensor(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`{name}` must hold floating-point numbers. Received: a {type(value).__name__} "
+            f"that is not numeric ({error})"
+        ) from error
     if not value.dtype.is_floating:
         raise TypeError(
             f"`{name}` must hold floating-point numbers. Received: {name}.dtype={value.dtype.name}"

@@ -15,7 +15,9 @@ A conditional dataset (pairs of points x and conditions y, for p(x | y)) says so
 """
 
 import dataclasses
+import inspect
 import math
+import numbers
 import os
 import pathlib
 
@@ -136,6 +138,7 @@ def load(name, *, seed=0, data_dir=None, **options):
     ((100, 2), 2)
     """
     loader = REGISTRY.load(name)
+    check_options(name, loader, options)
     data_dir = pathlib.Path(data_dir) if data_dir is not None else default_data_dir()
     try:
         result = loader(seed=seed, data_dir=data_dir, **options)
@@ -147,6 +150,44 @@ def load(name, *, seed=0, data_dir=None, **options):
             f"{type(error).__name__}: {error}"
         ) from error
     return check_dataset(result, plugin=name)
+
+
+def check_options(name, loader, options):
+    """Checks a loader's ``options`` before it runs: each must be a keyword of its signature
+    (unless it takes ``**kwargs``), and a row count (an option named ``num_…``) must be an
+    integer ≥ 0 whose rows fit in half of this machine's memory at 8 bytes a value.
+
+    Raises:
+        TypeError: naming an unknown option and listing the loader's, or a count that is no
+            integer.
+        ValueError: naming a count below 0 or too large, with the bytes it would need.
+    """
+    parameters = inspect.signature(loader).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    keywords = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    known = [key for key, p in parameters.items() if p.kind in keywords]
+    unknown = sorted(set(options) - set(known)) if not takes_any else []
+    if unknown:
+        takes = [key for key in known if key not in ("seed", "data_dir")]
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for data set {name!r}; it "
+            f"takes: {', '.join(takes) or 'none'} (and seed, data_dir)"
+        )
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for key, value in options.items():
+        if not key.startswith("num_"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"`{key}` of {name!r} must be an integer. Received: {key}={value!r}")
+        if value < 0:
+            raise ValueError(f"`{key}` of {name!r} must be at least 0. Received: {key}={value}")
+        needed = 8 * value  # at least one float64 value a row
+        if needed > available / 2:
+            raise ValueError(
+                f"`{key}`={value} rows of {name!r} need at least {needed / 2**30:.3g} GiB "
+                f"(8 bytes a value), more than half of this machine's "
+                f"{available / 2**30:.3g} GiB"
+            )
 
 
 def check_dataset(result, *, plugin):
