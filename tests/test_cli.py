@@ -271,8 +271,8 @@ def test_runtime_failures_exit_1_with_one_line(tmp_path):
     result = runner.invoke(
         cli.main, ["datasets", "info", "power", "--data-dir", str(tmp_path), "--json"]
     )
-    assert result.exit_code == 0, result.output  # what it is needs no data files
-    info = json.loads(result.stdout)
+    assert result.exit_code == 1, result.output  # absent: a script can tell
+    info = json.loads(result.stdout)  # what it is needs no data files
     assert info["dim"] == 6 and info["data"] == "absent" and "splits" not in info
     assert "tfotflow datasets download power" in info["error"]
     result = runner.invoke(cli.main, ["--debug", "evaluate", str(tmp_path)])
@@ -502,12 +502,25 @@ def test_datasets_info_names_a_damaged_file(tmp_path):
     result = CliRunner().invoke(
         cli.main, ["datasets", "info", "power", "--data-dir", str(tmp_path), "--json"]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     info = json.loads(result.stdout)
     assert info["data"] == "damaged" and str(tmp_path / "power" / "data.npy") in info["error"]
     result = CliRunner().invoke(cli.main, ["datasets", "info", "moons", "--json"])
+    assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["data"] == "readable" and info["splits"]["test"] > 0
+    # As a script sees it: exit 1, the file named on stderr, no TensorFlow start-up lines.
+    completed = subprocess.run(
+        [sys.executable, "-m", "tfotflow.cli", "datasets", "info", "power"]
+        + ["--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert completed.returncode == 1
+    assert "error:" in completed.stderr and "data.npy" in completed.stderr
+    for noise in ("absl::InitializeLog", "oneDNN", "cuda"):
+        assert noise not in completed.stderr, completed.stderr
 
 
 def test_config_files_encoding_and_value_types_are_named(tmp_path):

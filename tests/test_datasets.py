@@ -449,3 +449,22 @@ def test_the_default_opener_has_a_timeout(tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="URLError"):
         download("http://example.invalid/a", tmp_path / "a", timeout=7, attempts=1)
     assert seen["timeout"] == 7
+
+
+def test_data_set_options_are_checked_against_the_loader_before_it_runs():
+    with pytest.raises(
+        TypeError,
+        match=r"unknown option\(s\) 'bogus_option' for data set "
+        r"'8gaussians'; it takes: num_train, num_val, num_test, dtype",
+    ):
+        datasets.load("8gaussians", bogus_option=1)
+    with pytest.raises(
+        ValueError,
+        match=r"`num_train`=10000000000000 rows of '8gaussians' "
+        r"need at least .* GiB",
+    ):
+        datasets.load("8gaussians", num_train=10**13)
+    with pytest.raises(TypeError, match="`num_train` of '8gaussians' must be an integer"):
+        datasets.load("8gaussians", num_train=1.5)
+    with pytest.raises(TypeError, match="unknown option.*for data set 'miniboone'"):
+        datasets.load("miniboone", num_train=10)  # a file-based set takes no row counts

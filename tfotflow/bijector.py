@@ -61,15 +61,19 @@ class _CheckedEntry:
         )
 
 
-class CheckedChain(_CheckedEntry, tfb.Chain):
-    """``tfb.Chain`` of ``bijectors`` whose public entries check their points:
-    [..., ``event_size``] floating-point numbers, converted to ``dtype`` (an
-    :class:`tfotflow.OTFlowModel`'s :attr:`~tfotflow.OTFlowModel.bijector`)."""
+class CheckedShift(_CheckedEntry, tfb.Shift):
+    """``tfb.Shift`` by a [d] ``shift`` whose public entries check their points:
+    [..., d] floating-point numbers. First in the inverse of an
+    :class:`tfotflow.OTFlowModel`'s :attr:`~tfotflow.OTFlowModel.bijector`, it names a wrong
+    input before any op sees it."""
 
-    def __init__(self, bijectors, *, event_size, dtype, name="chain"):
-        parameters = dict(locals())
-        self._entry_size, self._entry_dtype = event_size, dtype
-        super().__init__(bijectors, parameters=parameters, name=name)
+    @property
+    def _entry_size(self):
+        return self.shift.shape[-1]
+
+    @property
+    def _entry_dtype(self):
+        return self.dtype
 
 
 class _VectorBijector(tfb.Bijector):

@@ -803,7 +803,8 @@ def datasets_list(as_json):
 @_runtime_errors
 def datasets_info(name, data_dir, as_json):
     """Dimension (and condition width), description, citation and recommended settings of
-    NAME, and whether its data is readable: rows per split, or what is wrong with its files."""
+    NAME, and whether its data is readable: rows per split, or what is wrong with its files
+    (then the exit status is 1)."""
     from tfotflow import datasets as library
 
     if name not in library.names():
@@ -813,7 +814,11 @@ def datasets_info(name, data_dir, as_json):
         )
     from tfotflow.datasets.status import describe
 
-    _emit(describe(name, data_dir=data_dir), as_json)
+    result = describe(name, data_dir=data_dir)
+    _emit(result, as_json)
+    if result["data"] not in ("readable",):  # absent or damaged: a script can tell
+        console.print(f"[red]error:[/] {escape(result['error'])}")
+        sys.exit(1)
 
 
 @datasets.command("download", context_settings=CONTEXT)

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 from tfotflow import ode, serialization, serving, training
 from tfotflow._keras import keras
-from tfotflow.bijector import CheckedChain, ConditionalShift, OTFlow
+from tfotflow.bijector import CheckedShift, ConditionalShift, OTFlow
 from tfotflow.callbacks import StopOnNonFinite
 from tfotflow.checks import check_alpha
 from tfotflow.distribute import spans_workers
@@ -275,7 +275,7 @@ class OTFlowModel(keras.Model):
             scale = tfb.ScaleMatvecTriL(scale_tril=tf.convert_to_tensor(self.scale_tril))
         else:
             scale = tfb.Scale(tf.convert_to_tensor(self.scale))
-        shift = tfb.Shift(tf.convert_to_tensor(self.loc))
+        shift = CheckedShift(tf.convert_to_tensor(self.loc))
         if not self.condition_dim:
             return tfb.Chain([shift, scale])
         return tfb.Chain(
@@ -482,8 +482,7 @@ class OTFlowModel(keras.Model):
         Its calls take :meth:`bijector_kwargs`."""
         if not self.normalization:
             return self.flow
-        chain = [*self.affine.bijectors, self.flow]
-        return CheckedChain(chain, event_size=self.dim, dtype=self.precision)
+        return tfb.Chain([*self.affine.bijectors, self.flow])
 
     @property
     def distribution(self):
@@ -547,9 +546,9 @@ class OTFlowModel(keras.Model):
         if isinstance(data, (np.ndarray, tf.Tensor)) or hasattr(data, "__array__"):
             points = np.asarray(data)
             rows = np.asarray(conditions) if conditions is not None else None
-            # the width and dtype, checked once (on no rows) before any batch is scored
-            convert_points("data", points[:0], dtype=self.precision, event_size=self.dim)
-            self.potential.check_condition(None if rows is None else rows[:0], "conditions")
+            _check_rows("data", points, self.dim)  # once, before any batch is scored
+            if rows is not None and self.condition_dim:
+                _check_rows("conditions", rows, self.condition_dim)
             batches = (
                 (points[i : i + batch_size], None if rows is None else rows[i : i + batch_size])
                 for i in range(0, len(points), batch_size)
@@ -641,6 +640,20 @@ class OTFlowModel(keras.Model):
         """The model of ``get_config()``'s dict (one saved before ``normalization`` existed
         has none)."""
         return cls(**{"normalization": None, **config})
+
+
+def _check_rows(name, array, width):
+    """An array of rows [..., ``width``] of floating-point numbers, or a ValueError or
+    TypeError naming ``name`` and what it received (as
+    :func:`tfotflow.validation.convert_points`, without converting it)."""
+    if array.dtype.kind != "f":
+        raise TypeError(
+            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={array.dtype}"
+        )
+    if array.ndim == 0 or array.shape[-1] != width:
+        raise ValueError(
+            f"`{name}` must have shape [..., {width}]. Received: {name}.shape={list(array.shape)}"
+        )
 
 
 def _check_spread(name, std):
