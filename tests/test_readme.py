@@ -34,7 +34,10 @@ def test_readme_conditional_example_runs():
     namespace = {}
     exec(compile(python_block("### Conditional densities"), "README.md", "exec"), namespace)
     assert namespace["samples"].shape == (500, 2)
-    assert 1.5 < namespace["nll"] < 6.0  # trained a little: near the entropy 2.14, finite
+    # Trained: below N(0, I)'s 2.89 and an untrained model's 7–10 on these points, and not
+    # below the exact conditional entropy 2.14 by more than the estimate's spread.
+    entropy = namespace["data"].metadata.entropy
+    assert entropy - 0.05 < namespace["nll"] < 2.7
 
 
 @pytest.mark.slow  # XLA compiles of the warm start and the training step

@@ -265,6 +265,26 @@ class OTFlowModel(keras.Model):
             self.scale.assign(x.std(axis=0) / spread)
 
     @property
+    def adapted(self):
+        """Whether the affine map from the flow's coordinates to the data's is set (by
+        :meth:`adapt` or a saved model's weights): False while it is the identity, or for a
+        model without ``normalization``."""
+        if not self.normalization:
+            return False
+        identity = [np.all(np.asarray(self.loc) == 0)]
+        if self.normalization == "whiten":
+            identity.append(np.array_equal(np.asarray(self.scale_tril), np.eye(self.dim)))
+        else:
+            identity.append(np.all(np.asarray(self.scale) == 1))
+        if self.condition_dim:
+            identity += [
+                np.all(np.asarray(self.condition_loc) == 0),
+                np.all(np.asarray(self.condition_scale) == 1),
+                np.all(np.asarray(self.condition_shift) == 0),
+            ]
+        return not all(identity)
+
+    @property
     def affine(self):
         """The TFP bijector x = μ + ỹ B + σ ⊙ x̃ (or μ + ỹ B + L x̃) from the flow's
         coordinates to the data's, or None without ``normalization``. A conditional model's

@@ -31,7 +31,14 @@ from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite,
 from tfotflow.distribute import shard_by_data
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
-from tfotflow.settings import DEFAULTS, TRAIN_KEYS, check_schedule, recipe
+from tfotflow.settings import (
+    DEFAULTS,
+    TRAIN_KEYS,
+    check_schedule,
+    gaussian_gap,
+    recipe,
+    whitenable,
+)
 from tfotflow.validation import batch_points_and_conditions, check_int
 
 # Rows of the solver-error check (SolverErrorControl): a diagnostic, not a fit.
@@ -362,13 +369,21 @@ def fit_arrays_or_batches(
     its cardinality. Each ``fit`` runs its own cosine from the settings' rate over its own
     steps (:class:`Cosine`; a second ``fit`` is a warm restart, continuing from the weights
     and Adam's moments); only the first runs the warm start unless ``warm_start`` says how
-    many steps. The solver's error is checked on the first 1,000 rows.
+    many steps. Without ``validation_data`` or ``validation_split``, a random tenth of the
+    rows is held out for validation (as a file run's split does): training keeps the weights
+    of the best validation NLL (early stopping). The solver's error is checked on the first
+    1,000 training rows. On the first ``fit``
+    a model with a normalization that :meth:`~tfotflow.OTFlowModel.adapt` has not set yet is
+    adapted to the points (and conditions), as ``tfotflow train FILE`` standardizes a file,
+    with the rule's spread (for a ``tf.data.Dataset``, to its first 1,000 rows or more).
 
     Raises:
         ValueError: for a ``tf.data.Dataset`` of unknown or infinite cardinality without
             ``steps_per_epoch``, naming it.
     """
     steps_per_epoch = kwargs.pop("steps_per_epoch", None)
+    validation_data = kwargs.pop("validation_data", None)
+    validation_split = kwargs.pop("validation_split", None)
     first = int(model.optimizer.iterations.numpy()) == 0
     if isinstance(x, tf.data.Dataset):
         if steps_per_epoch is None:
@@ -386,12 +401,25 @@ def fit_arrays_or_batches(
         rows, batch_size = None, _batch_rows(x)
         warm_batches = batches
     else:
-        points = x
-        conditions = y
+        points = np.asarray(x)
+        conditions = None if y is None else np.asarray(y)
+        validation = _hold_out(points, conditions, validation_data, validation_split)
+        if validation is not None:
+            (points, conditions), validation_data = validation
         rows = len(points)
-        arrays = points if y is None else (points, y)
-    rule = recipe(model.dim, rows or len(points), model.condition_dim)
+        arrays = points if conditions is None else (points, conditions)
+    points, conditions = np.asarray(points), None if conditions is None else np.asarray(conditions)
+    gap = gaussian_gap(points) if model.dim <= 2 else None
+    rule = recipe(
+        model.dim,
+        rows or len(points),
+        model.condition_dim,
+        whitenable=whitenable(points),
+        gaussian_gap=gap,
+    )
     settings = {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **rule}
+    if first and model.normalization and not model.adapted:  # as a run standardizes a file
+        model.adapt(points, conditions, spread=settings["spread"])
     if rows is not None:
         batch_size = min(batch_size or settings["batch_size"], rows)
         steps_per_epoch = steps_per_epoch or math.ceil(rows / batch_size)
@@ -419,11 +447,54 @@ def fit_arrays_or_batches(
             np.asarray(points[:CHECK_ROWS], model.precision),
             None if conditions is None else np.asarray(conditions[:CHECK_ROWS], model.precision),
         ),
-        validation_data=kwargs.pop("validation_data", None),
+        validation_data=None
+        if validation_data is None
+        else _validation_batches(validation_data, batch_size, model.condition_dim),
         callbacks=kwargs.pop("callbacks", None) or (),
         verbose=kwargs.pop("verbose", "auto"),
         **kwargs,
     )
+
+
+# The rows a settings-following ``fit`` of arrays holds out for validation by default: a file
+# run's share (its split is 0.8 / 0.1 / 0.1).
+HOLD_OUT = 0.1
+
+
+def _hold_out(points, conditions, validation_data, validation_split):
+    """``((training points, conditions), validation)`` of arrays, or None to train on all
+    rows: with neither ``validation_data`` nor ``validation_split``, a random
+    :data:`HOLD_OUT` of the rows (seeded); with ``validation_split``, Keras's: its last
+    fraction of the rows (0: none)."""
+    if validation_data is not None:
+        return (points, conditions), validation_data
+    n = len(points)
+    if validation_split is None:
+        order = np.random.default_rng(0).permutation(n)
+        held = max(1, round(HOLD_OUT * n)) if n > 1 else 0
+    else:
+        if not 0 <= validation_split < 1:
+            raise ValueError(
+                f"`validation_split` must be in [0, 1). Received: {validation_split!r}"
+            )
+        order, held = np.arange(n), int(validation_split * n)
+    if not held:
+        return None
+    train, val = order[: n - held], order[n - held :]
+    if conditions is None:
+        return (points[train], None), points[val]
+    return (points[train], conditions[train]), (points[val], conditions[val])
+
+
+def _validation_batches(validation_data, batch_size, condition_dim):
+    """Keras's ``validation_data`` (arrays, a tuple of them, or a ``tf.data.Dataset``) as
+    batches."""
+    if isinstance(validation_data, tf.data.Dataset):
+        return validation_data
+    if isinstance(validation_data, (tuple, list)):
+        parts = tuple(np.asarray(part) for part in validation_data if part is not None)
+        validation_data = parts[0] if len(parts) == 1 or not condition_dim else parts[:2]
+    return tf.data.Dataset.from_tensor_slices(validation_data).batch(batch_size)
 
 
 def _batch_rows(batches):
