@@ -139,6 +139,15 @@ SETTING_NAMES = {key for key, value in DEFAULTS.items() if value is not None} | 
 # (the data's, not the model's), the benchmarks' own, and the bijector's steps (the flow
 # alone, outside a run).
 NOT_SETTINGS = ("tfotflow/bench/", "tfotflow/datasets/", "tfotflow/bijector.py")
+# Arguments that share a setting's name and mean something else: rows per scoring call, rows
+# per encoding call, and the dtype of the reference code's weights.
+OTHER_MEANING = {
+    ("score_samples", "batch_size"),
+    ("iter_scores", "batch_size"),
+    ("encode", "batch_size"),
+    ("decode", "batch_size"),
+    ("from_state_dict", "dtype"),
+}
 
 
 def test_no_signature_spells_a_run_settings_default():
@@ -161,6 +170,7 @@ def test_no_signature_spells_a_run_settings_default():
             for argument, default in pairs:
                 if (
                     argument.arg in SETTING_NAMES
+                    and (node.name, argument.arg) not in OTHER_MEANING
                     and isinstance(default, ast.Constant)
                     and default.value is not None
                     and not isinstance(default.value, bool)

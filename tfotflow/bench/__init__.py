@@ -4,6 +4,12 @@ Each benchmark module has ``run(quick=False) -> dict`` returning JSON-ready resu
 scripts in ``benchmarks/`` and the ``tfotflow bench`` command call them.
 """
 
+import importlib
+import os
+import platform
+
+from tfotflow.about import stack_versions
+
 SUITES = (
     "trace",
     "peers",
@@ -35,11 +41,6 @@ def run(
     ``miniboone_dir`` holds its splits. ``options`` maps a suite to more keyword arguments of
     its ``run`` (e.g. ``{"time_to_quality": {"seeds": (0, 1, 2)}}``).
     """
-    import importlib
-    import os
-    import platform
-
-    from tfotflow.about import stack_versions
 
     results = {
         "quick": quick,
