@@ -118,6 +118,7 @@ def test_conditional_race_scores_conditional_nll_and_posterior_moments():
     assert not bad, bad
 
 
+@pytest.mark.slow  # two short runs, each compiled with XLA
 def test_the_raced_otflow_is_tfotflow_train_file(tmp_path):
     """The race's OT-Flow contender runs the product's own path: from the same file, seed
     and settings it ends with the weights ``tfotflow train FILE`` saves, to the bit."""

@@ -192,3 +192,11 @@ def test_a_default_is_written_once(key):
         for match in pattern.finditer(path.read_text())
     ]
     assert len(places) == 1 and places[0].startswith("tfotflow/settings.py"), places
+
+
+def test_the_train_command_is_thin():
+    """``tfotflow train`` parses, shows progress and calls the library: its body is short."""
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    (train,) = [node for node in tree.body if getattr(node, "name", None) == "train"]
+    body = train.end_lineno - train.body[0].lineno + 1
+    assert body < 80, body
