@@ -89,10 +89,17 @@ def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path)
             or inference["setting"] == inference["reference_setting"]
         )
         assert inference["function_evaluations"] > 0 and inference["log_prob_per_second"] > 0
-    for peer in peers:
+    for peer in peers:  # the target: the worse of the two best validation NLLs
         expected = max(row["races"][peer]["best_nll"], row["races"]["otflow"]["best_nll"])
         assert row["versus"][peer]["target_nll"] == expected
         assert row["inference_speedups"][peer] > 0
+    for race in row["races"].values():  # quality: the test NLL at the best validation
+        best = min(range(len(race["curve"])), key=lambda i: race["curve"][i][2])
+        assert race["test_nll_at_best"] == race["test_curve"][best][2]
+        assert race["best_nll"] == race["curve"][best][2]
+    fair = row["fair"]  # what each contender got, recorded
+    assert set(fair["xla"]) == set(fair["preprocessing"]) == set(row["races"])
+    assert set(fair["xla_probe"]) == peers and set(fair["still_improving"]) == set(row["races"])
     bad = [path for path, value in numbers(result) if not math.isfinite(value)]
     assert not bad, bad
     (table,) = summary_tables({"time_to_quality": result})

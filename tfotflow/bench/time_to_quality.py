@@ -8,11 +8,19 @@ stops while it is scored; tracing of the first step is not counted, of later pha
 its test NLL is recorded on a geometric schedule of training time, and then:
 
 * **time to quality**: every score is an exact log-density from each model's reference solve
-  (OT-Flow: 4× its training steps; FFJORD: exact autodiff trace, DormandPrince rtol 1e-5;
-  BayesFlow flow matching: exact trace, 32 fixed 5th-order steps), so none is credited with
-  discretization or trace-estimation error. Against each peer the target is the worse of the
-  two best test NLLs (a level both reached); each model's time is the training time at which
-  it first scored at or below it; the speed-up is the peer's time over OT-Flow's.
+  (OT-Flow: 4× the training steps it has when scored; FFJORD: exact autodiff trace,
+  DormandPrince rtol 1e-5; BayesFlow flow matching: exact trace, 32 fixed 5th-order steps), so
+  none is credited with discretization or trace-estimation error, on validation rows and on
+  test rows. Against each peer the target is the worse of the two best *validation* NLLs (a
+  level both reached); each model's time is the training time at which its validation NLL
+  first reached it; the speed-up is the peer's time over OT-Flow's. Each model's quality is
+  its test NLL where its validation NLL was best (selection on validation, never on the test
+  rows).
+* **alike treatment**: OT-Flow is ``tfotflow train``'s own path; every peer trains and is
+  scored in the same coordinates, the affine map the run sets from the training rows
+  (:class:`Standardized`, its log-determinant counted), and races with XLA or without,
+  whichever a short probe of its step found faster (:func:`faster_compilation`; OT-Flow
+  with the product's rule). What each got is recorded in the row's ``fair``.
 * **inference at matched accuracy**: each trained model is then scored at every cheaper
   setting (fewer steps; looser tolerance); the cheapest one that, with every more accurate
   setting, stays within 0.01 nats of the reference NLL is chosen, and exact ``log_prob``
@@ -44,7 +52,15 @@ from tfotflow._keras import keras
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
 from tfotflow.datasets import conditional
-from tfotflow.settings import build_config, check_config, recommended_settings
+from tfotflow.flow_matching import FlowMatching
+from tfotflow.hardware import use_xla
+from tfotflow.settings import (
+    adapts,
+    build_config,
+    check_config,
+    recommended_settings,
+    train_settings,
+)
 from tfotflow.training import batch_stream
 from tfotflow.validation import batch_points_and_conditions
 
@@ -64,7 +80,8 @@ class Clock:
     """Training seconds, and the scores taken on a geometric schedule of them.
 
     Args:
-        score: returns the current test NLL (a float); its time is not counted.
+        score: returns the current NLL (a float), or ``(validation NLL, test NLL)``; its time
+            is not counted.
         budget_seconds: training seconds to spend.
         first_score: training seconds before the first score.
         factor: then a score whenever the training time has grown by this factor since the
@@ -75,9 +92,10 @@ class Clock:
 
     def __init__(self, score, *, budget_seconds, first_score=2.0, factor=1.4, on_score=None):
         self.score, self.on_score = score, on_score
+        self.budget_seconds = float(budget_seconds)
         self.schedule = geometric_schedule(first_score, budget_seconds, factor)
         self.due = 0  # the index of the next score's time in the schedule
-        self.trained, self.iterations, self.curve = 0.0, 0, []
+        self.trained, self.iterations, self.curve, self.test_curve = 0.0, 0, [], []
         self.untimed_seconds = 0.0  # each phase's first step: tracing and compiling
 
     def begin(self):
@@ -106,20 +124,32 @@ class Clock:
             self._record()
 
     def _record(self):
-        point = [self.iterations, self.trained, float(self.score())]
+        scores = self.score()
+        validation, test = scores if isinstance(scores, tuple) else (scores, scores)
+        point = [self.iterations, self.trained, float(validation)]
         self.curve.append(point)
+        self.test_curve.append([self.iterations, self.trained, float(test)])
         if self.on_score is not None:
-            self.on_score(point)
+            self.on_score([*point, float(test)])
 
     def result(self):
-        """``curve`` (a list of [iteration, training seconds, test NLL]), the ``iterations``
-        run, the ``first_iteration_seconds`` (tracing included; not counted in the training
-        time) and the ``best_nll``."""
+        """The race: ``curve`` (a list of [iteration, training seconds, validation NLL]),
+        ``test_curve`` (the same with the test NLL), the ``iterations`` run, the
+        ``first_iteration_seconds`` (tracing included; not counted in the training time),
+        ``best_nll`` (the best validation NLL), ``test_nll_at_best`` (the test NLL where the
+        validation NLL was best: the model a user would keep), ``best_seconds`` (when), and
+        ``still_improving``: whether that best came in the last fifth of the budget (the
+        curve had not flattened)."""
+        best = min(range(len(self.curve)), key=lambda i: self.curve[i][2])
         return {
             "curve": self.curve,
+            "test_curve": self.test_curve,
             "iterations": self.iterations,
             "first_iteration_seconds": self.untimed_seconds,
-            "best_nll": min(nll for _, _, nll in self.curve),
+            "best_nll": self.curve[best][2],
+            "test_nll_at_best": self.test_curve[best][2],
+            "best_seconds": self.curve[best][1],
+            "still_improving": self.curve[best][1] >= 0.8 * self.budget_seconds,
         }
 
 
@@ -166,7 +196,8 @@ class ClockCallback(keras.callbacks.Callback):
         self.clock, self.contender = clock, contender
 
     def on_train_begin(self, logs=None):
-        self.contender.model = getattr(self.model, "flow", self.model)  # FlowMatching's
+        warm = isinstance(self.model, FlowMatching)  # the warm start fits its model's potential
+        self.contender.model = self.model.flow if warm else self.model
         self._mark = None
 
     def on_train_batch_end(self, batch, logs=None):
@@ -227,6 +258,16 @@ class OTFlowContender:
         return clock.result()
 
     @property
+    def condition_dim(self):
+        return self.data.metadata.condition_dim
+
+    @property
+    def xla(self):
+        """Whether its steps run under XLA: the product's rule
+        (:func:`tfotflow.hardware.use_xla`), as ``tfotflow train`` runs them."""
+        return use_xla(self.data.metadata.dim)
+
+    @property
     def run_settings(self):
         """The run's settings, as ``config.json`` records them."""
         return {**self.config["model"], **self.config["train"]}
@@ -271,8 +312,8 @@ class FFJORDContender:
 
     condition_dim = 0  # FFJORD takes no conditions
 
-    def __init__(self, d, *, hidden, learning_rate, dtype):
-        self.d, self.dtype = d, dtype
+    def __init__(self, d, *, hidden, learning_rate, dtype, jit_compile=False):
+        self.d, self.dtype, self.xla = d, dtype, bool(jit_compile)
         self.field = CountedField(d, hidden, dtype)
         self.optimizer = keras.optimizers.Adam(learning_rate)
         distribution = ffjord_distribution(self.field, d, dtype, trace="hutchinson")
@@ -280,6 +321,7 @@ class FFJORDContender:
             lambda x: -tf.reduce_mean(distribution.log_prob(x)),
             self.field.network.trainable_variables,
             self.optimizer,
+            jit_compile=self.xla,
         )
         self._log_prob = {}
 
@@ -345,10 +387,11 @@ class FlowMatchingContender:
         condition_dim=0,
         defaults=False,
         total_steps=None,
+        jit_compile=False,
     ):
         from bayesflow.networks import FlowMatching as BayesFlowMatching
 
-        self.name = name
+        self.name, self.xla = name, bool(jit_compile)
         if defaults:
             self.network = BayesFlowMatching()
             warmup = int(0.05 * total_steps)
@@ -373,9 +416,7 @@ class FlowMatchingContender:
             return self.network.compute_metrics(x, conditions=y, stage="training")["loss"]
 
         self.step = training_step(
-            loss,
-            self.network.trainable_variables,
-            self.optimizer,
+            loss, self.network.trainable_variables, self.optimizer, jit_compile=self.xla
         )
         self._log_prob = {}
 
@@ -415,6 +456,114 @@ class FlowMatchingContender:
     def settings(self):
         """Step counts to try, cheapest first."""
         return [1, 2, 4, 8, 16]
+
+
+class Standardized:
+    """A peer given OT-Flow's preprocessing: it trains on, and is scored in, the coordinates
+    of the affine map that ``tfotflow train`` sets from the training rows
+    (:meth:`tfotflow.OTFlowModel.adapt`: standardized or whitened points, a conditional
+    set's points shifted by their linear fit on the standardized conditions), and its
+    log-density is counted in the data's units, log p(x) = log p̃(x̃) + log |det ∂x̃/∂x|. The
+    map is ``model``'s (an adapted :class:`tfotflow.OTFlowModel`; its flow is not used)."""
+
+    def __init__(self, peer, model):
+        self.peer, self.model = peer, model
+        self.name, self.condition_dim, self.xla = peer.name, peer.condition_dim, peer.xla
+        self._log_prob = {}
+
+    def transform(self, split):
+        """``split`` (points, or (points, conditions)) in the map's coordinates, as NumPy."""
+        x, y = batch_points_and_conditions(split, self.condition_dim)
+        dtype = x.dtype
+        x_tilde, y_tilde = self.model.standardize(tf.constant(x, self.model.precision), y)
+        x_tilde = np.asarray(x_tilde, dtype)
+        return x_tilde if y is None else (x_tilde, np.asarray(y_tilde, dtype))
+
+    @property
+    def step(self):
+        return self.peer.step
+
+    @property
+    def num_parameters(self):
+        return self.peer.num_parameters
+
+    def batches(self, train, *, batch, seed):
+        return self.peer.batches(self.transform(train), batch=batch, seed=seed)
+
+    def log_prob_fn(self, setting):
+        """The peer's compiled ``log_prob`` at ``setting``, of points in the data's units."""
+        if setting not in self._log_prob:
+            inner, model = self.peer.log_prob_fn(setting), self.model
+
+            def log_prob(x, y=None):
+                x = tf.cast(x, model.precision)
+                x_tilde, y_tilde = model.standardize(x, y)
+                kwargs = model.affine_kwargs(y_tilde)
+                jacobian = model.affine.inverse_log_det_jacobian(x, event_ndims=1, **kwargs)
+                args = [tf.cast(x_tilde, x.dtype)] + ([] if y is None else [y_tilde])
+                return tf.cast(inner(*args), x.dtype) + jacobian
+
+            self._log_prob[setting] = tf.function(log_prob)
+        return self._log_prob[setting]
+
+    def sample(self, n, condition, seed):
+        """The peer's draws mapped back to the data's units."""
+        y_tilde = self.model.standardize_condition(
+            tf.reshape(tf.cast(condition, self.model.precision), [1, -1])
+        )
+        draws = tf.cast(self.peer.sample(n, y_tilde[0], seed), self.model.precision)
+        kwargs = self.model.affine_kwargs(tf.tile(y_tilde, [n, 1]))
+        return self.model.affine.forward(draws, **kwargs)
+
+    def evaluations(self, setting, x):
+        """The peer's count for points ``x`` (a conditional peer counts by its setting alone,
+        without the points)."""
+        return self.peer.evaluations(setting, x if self.condition_dim else self.transform(x))
+
+    def reference_setting(self):
+        return self.peer.reference_setting()
+
+    def settings(self):
+        return self.peer.settings()
+
+
+def shared_affine(ours):
+    """The affine map ``ours`` (an :class:`OTFlowContender`) sets from the training rows, as
+    an adapted :class:`tfotflow.OTFlowModel`, or None when its run keeps the identity."""
+    if not adapts(ours.config):
+        return None
+    data, config = ours.data, {**ours.config, "model": {**ours.config["model"]}}
+    config["model"]["condition_dim"] = data.metadata.condition_dim
+    model = runs.new_model(config, data.metadata.dim)
+    model.adapt(
+        data.train,
+        data.conditions["train"] if data.conditional else None,
+        spread=train_settings(config)["spread"],
+    )
+    return model
+
+
+def faster_compilation(make, train, *, batch, seed, steps=5):
+    """Whether a peer trains faster with XLA: ``make(jit_compile)`` builds a throwaway
+    contender each way, whose median step over ``steps`` steps (after a compiling one) is
+    timed; a setting that fails to compile loses. Returns ``(jit_compile, seconds)``."""
+    seconds = {}
+    for jit_compile in (False, True):
+        try:
+            contender = make(jit_compile)
+            batches = contender.batches(train, batch=batch, seed=seed)
+            contender.step(next(batches)).numpy()
+            times = []
+            for _ in range(steps):
+                batch_ = next(batches)
+                start = time.perf_counter()
+                contender.step(batch_).numpy()
+                times.append(time.perf_counter() - start)
+            seconds[str(jit_compile).lower()] = float(np.median(times))
+        except Exception as error:  # noqa: BLE001  (XLA may not compile a peer's step)
+            seconds[str(jit_compile).lower()] = f"failed: {type(error).__name__}"
+    timed = {key: value for key, value in seconds.items() if isinstance(value, float)}
+    return min(timed, key=timed.get) == "true", seconds
 
 
 def first_rows(data, n):
@@ -639,15 +788,19 @@ _LINEAR.update(
 
 
 def race_splits(data, dtype, test_size):
-    """The training split and the first ``test_size`` test rows of ``data`` as ``dtype``:
-    arrays, or (points, conditions) pairs of a conditional set."""
+    """The training split, and the first ``test_size`` validation and test rows of ``data``,
+    as ``dtype``: arrays, or (points, conditions) pairs of a conditional set."""
 
     def cast(split):
         if data.metadata.condition_dim:
             return tuple(part.astype(dtype) for part in split)
         return split.astype(dtype)
 
-    return cast(data.split("train")), first_rows(cast(data.split("test")), test_size)
+    return (
+        cast(data.split("train")),
+        first_rows(cast(data.split("val")), test_size),
+        first_rows(cast(data.split("test")), test_size),
+    )
 
 
 def compete(
@@ -674,7 +827,7 @@ def compete(
     for :func:`posterior_moments`.
     """
     d, k, dtype = data.metadata.dim, data.metadata.condition_dim, problem["dtype"]
-    train, test = race_splits(data, dtype, problem["test_size"])
+    train, validation, test = race_splits(data, dtype, problem["test_size"])
     keras.utils.set_random_seed(seed)
     names = list(problem["batch"])
     if only is not None:
@@ -682,7 +835,11 @@ def compete(
         names = [name for name in names if name in only or (name == "otflow" and not named_ours)]
     first = next(name for name in names if name.startswith("otflow"))
     ours = OTFlowContender(data, name=first, overrides=problem[first], seed=seed)
+    affine = shared_affine(ours)  # every contender trains in the same coordinates
+    preprocessing = "none" if affine is None else f"{ours.config['model']['normalization']}"
     contenders, settings = [ours], {ours.name: ours.run_settings}
+    fair = {"xla": {ours.name: ours.xla}, "xla_probe": {}, "preprocessing": {}}
+    fair["preprocessing"][ours.name] = preprocessing
     for name in names:
         if name == ours.name:
             continue
@@ -690,12 +847,16 @@ def compete(
         if name.startswith("otflow"):
             contenders.append(OTFlowContender(data, name=name, overrides=options, seed=seed))
             options = contenders[-1].run_settings
-        elif name == "ffjord":
+            fair["xla"][name] = contenders[-1].xla
+            fair["preprocessing"][name] = preprocessing
+            settings[name] = options
+            continue
+        if name == "ffjord":
             if k:  # FFJORD takes no conditions
                 continue
             if options["hidden"] is None:
                 options["hidden"] = matched_hidden_width(d, ours.num_parameters)
-            contenders.append(FFJORDContender(d, dtype=dtype, **options))
+            make = functools.partial(FFJORDContender, d, dtype=dtype, **options)
             options["solver"] = "DormandPrince (TFP defaults)"
         elif name.startswith("bayesflow_fm"):
             if not bayesflow_available():
@@ -703,18 +864,29 @@ def compete(
             if options.get("defaults"):  # BasicWorkflow's offline fit: 100 epochs of batch 32
                 rows = len(batch_points_and_conditions(train, k)[0])
                 options["total_steps"] = 100 * math.ceil(rows / 32)
-            contenders.append(
-                FlowMatchingContender(d, name=name, dtype=dtype, condition_dim=k, **options)
+            make = functools.partial(
+                FlowMatchingContender, d, name=name, dtype=dtype, condition_dim=k, **options
             )
         else:
             raise ValueError(f"unknown contender {name!r}")
-        settings[name] = options
+
+        def build(jit_compile, make=make):
+            peer = make(jit_compile=jit_compile)
+            return peer if affine is None else Standardized(peer, affine)
+
+        jit, probe = faster_compilation(build, train, batch=problem["batch"][name], seed=seed)
+        contenders.append(build(jit))
+        fair["xla"][name], fair["xla_probe"][name] = jit, probe
+        fair["preprocessing"][name] = preprocessing
+        settings[name] = {**options, "jit_compile": jit}
     budgets = {**problem["budgets"], **(budgets or {})}
     races = {}
     for contender in contenders:
         batch, budget = problem["batch"][contender.name], budgets[contender.name]
         clock = Clock(
-            lambda c=contender: mean_nll(c, c.reference_setting(), test),
+            lambda c=contender: tuple(
+                mean_nll(c, c.reference_setting(), split) for split in (validation, test)
+            ),
             budget_seconds=budget,
             factor=problem.get("score_factor", 1.4),
             on_score=None if on_score is None else functools.partial(on_score, contender.name),
@@ -728,6 +900,9 @@ def compete(
         races[contender.name].update(
             budget_seconds=budget, batch_size=batch, parameters=contender.num_parameters
         )
+    fair["budget_s"] = {name: race_["budget_seconds"] for name, race_ in races.items()}
+    fair["still_improving"] = {name: race_["still_improving"] for name, race_ in races.items()}
+    fair["tuning"] = dict.fromkeys(races, "none: the problem's settings")
     versus = {peer: head_to_head(races, ours.name, peer) for peer in races if peer != ours.name}
     test_x, test_y = batch_points_and_conditions(test, k)
     test_points = len(test_x)
@@ -767,6 +942,7 @@ def compete(
         },
         **({"posterior": posterior} if posterior else {}),
         "settings": settings,
+        "fair": fair,
         "seed": seed,
         "peak_memory_gb": peak_memory_gb(),
     }
@@ -774,13 +950,15 @@ def compete(
 
 def head_to_head(races, ours, peer):
     """Time to quality of the race ``ours`` against ``peer`` (names in ``races``, a dict of
-    :func:`race` results): the target is the worse of the two best test NLLs, each side's
-    time the training seconds at which it first scored at or below it, and the speed-up the
-    peer's time over ours (None when either never reached it)."""
+    :func:`race` results): the target is the worse of the two best validation NLLs, each
+    side's time the training seconds at which its validation NLL first reached it, and the
+    speed-up the peer's time over ours (None when either never reached it); each side's
+    quality is its test NLL where its validation NLL was best."""
     target = max(races[peer]["best_nll"], races[ours]["best_nll"])
     reach = {name: seconds_to_reach(races[name]["curve"], target) for name in (ours, peer)}
     return {
         "target_nll": target,
+        "test_nll_at_best": {name: races[name]["test_nll_at_best"] for name in (ours, peer)},
         "seconds_to_target": reach,
         "time_to_quality_speedup": (
             reach[peer] / reach[ours] if reach[peer] and reach[ours] else None
@@ -854,7 +1032,7 @@ def run(
     jobs = []
     for name in names:
         size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
-        data = datasets.load(name, num_train=size, num_val=10, num_test=10_000)
+        data = datasets.load(name, num_train=size, num_val=10_000, num_test=10_000)
         jobs.append((data, PROBLEMS[name]))
     if miniboone_dir is not None:
         data = datasets.load("miniboone", data_dir=miniboone_dir, train_split="val")
