@@ -9,7 +9,8 @@ by data set, and writes OUT.json with the rows as recorded and each group's
 other contender, per seed and median), atomically, and its curves as OUT.png.
 
 ``--log`` adds a race whose row was never written (stopped before its end) from the curve
-points it printed (``name: iteration I, S s, test NLL N``, four decimals): each contender
+points it printed (``name: iteration I, S s, validation NLL V, test NLL N``, or from before
+validation scores ``name: iteration I, S s, test NLL N``; four decimals): each contender
 whose curve reached ``--log-budget`` training seconds becomes a race of that seed's row,
 marked ``"from_log"``; the others (cut short) are left out.
 """
@@ -25,7 +26,11 @@ from tfotflow.bench.time_to_quality import across_seeds
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.plotting import plot_races
 
-POINT = re.compile(r"^(\w+): iteration (\d+), ([\d.]+) s, test NLL (-?[\d.]+)$")
+# A printed curve point: before validation scores, "test NLL N" alone; now "validation NLL V,
+# test NLL N" (the curve is the validation one).
+POINT = re.compile(
+    r"^(\w+): iteration (\d+), ([\d.]+) s, (?:validation NLL (-?[\d.]+), )?test NLL (-?[\d.]+)$"
+)
 
 
 def row_from_log(path, *, seed, dataset, budget):
@@ -34,8 +39,8 @@ def row_from_log(path, *, seed, dataset, budget):
     for line in pathlib.Path(path).read_text().splitlines():
         match = POINT.match(line.strip())
         if match:
-            name, iteration, seconds, nll = match.groups()
-            curves[name].append([int(iteration), float(seconds), float(nll)])
+            name, iteration, seconds, validation, test = match.groups()
+            curves[name].append([int(iteration), float(seconds), float(validation or test)])
     races = {
         name: {
             "curve": curve,

@@ -1,5 +1,6 @@
 """``tfotflow bench --quick`` produces complete, finite JSON (the numbers are not asserted)."""
 
+import functools
 import json
 import math
 
@@ -255,3 +256,17 @@ def test_a_first_seed_only_contender_races_every_seed_when_named(monkeypatch):
     named = ["otflow_03", "ffjord"]
     time_to_quality.run(names=("miniboone_mixture",), seeds=(0, 1), contenders=named)
     assert raced == [(0, sorted(named), True), (1, sorted(named), False)]
+
+
+def test_a_race_prints_each_score_as_it_is_taken(capsys):
+    from tfotflow.bench.time_to_quality import Clock, log_score
+
+    on_score = functools.partial(log_score, "bayesflow_fm")
+    clock = Clock(lambda: (1.5, 1.25), budget_seconds=4.0, first_score=2.0, on_score=on_score)
+    clock.begin()
+    clock.add(2.5)
+    clock.add(2.0)
+    assert clock.done and [point[1] for point in clock.curve] == [0.0, 2.5, 4.5]
+    printed = capsys.readouterr().err.splitlines()
+    expected = "bayesflow_fm: iteration 1, 2.5 s, validation NLL 1.5000, test NLL 1.2500"
+    assert printed == [printed[0], expected, printed[2]]

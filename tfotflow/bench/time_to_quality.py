@@ -1004,9 +1004,14 @@ def bayesflow_available():
 
 
 def log_score(name, point):
-    """Prints a race's curve point to stderr as it is scored."""
-    iteration, seconds, nll = point
-    print(f"{name}: iteration {iteration}, {seconds:.1f} s, test NLL {nll:.4f}", file=sys.stderr)
+    """Prints a race's curve point (iteration, training seconds, validation NLL, test NLL)
+    to stderr as it is scored."""
+    iteration, seconds, validation, test = point
+    print(
+        f"{name}: iteration {iteration}, {seconds:.1f} s, validation NLL {validation:.4f}, "
+        f"test NLL {test:.4f}",
+        file=sys.stderr,
+    )
 
 
 def run(
