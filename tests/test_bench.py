@@ -270,3 +270,45 @@ def test_a_race_prints_each_score_as_it_is_taken(capsys):
     printed = capsys.readouterr().err.splitlines()
     expected = "bayesflow_fm: iteration 1, 2.5 s, validation NLL 1.5000, test NLL 1.2500"
     assert printed == [printed[0], expected, printed[2]]
+
+
+def test_the_race_summary_reads_time_to_quality_on_validation():
+    """Per (set, peer): the median over seeds of the peer's time to the worse best validation
+    NLL over OT-Flow's, each ratio's bracket from the scores around the crossings, the test
+    NLLs at the best validation, and what each contender got."""
+    from tfotflow.bench.time_to_quality import race_summary
+
+    def race(curve, test, budget=10.0):
+        best = min(range(len(curve)), key=lambda i: curve[i][2])
+        return {
+            "curve": curve,
+            "test_curve": [[i, s, t] for (i, s, _), t in zip(curve, test)],
+            "best_nll": curve[best][2],
+            "test_nll_at_best": test[best],
+            "budget_seconds": budget,
+            "still_improving": curve[best][1] >= 0.8 * budget,
+        }
+
+    def row(seed, peer_seconds):
+        ours = race([[0, 0.0, 5.0], [10, 1.0, 3.0], [20, 2.0, 2.0]], [5.1, 3.1, 2.1])
+        theirs = race(
+            [[0, 0.0, 5.0], [5, peer_seconds / 2, 3.0], [9, peer_seconds, 2.5], [12, 10.0, 2.6]],
+            [5.2, 3.2, 2.4, 2.7],
+        )
+        fair = {"xla": {"otflow": True, "bayesflow_fm": False}, "preprocessing": {}}
+        return {
+            "dataset": "toy",
+            "d": 2,
+            "seed": seed,
+            "fair": fair,
+            "races": {"otflow": ours, "bayesflow_fm": theirs},
+        }
+
+    (summary,) = race_summary([row(0, 4.0), row(1, 8.0), row(2, 6.0)])
+    # target 2.5 (the worse best validation NLL): OT-Flow at 2 s, the peer at 4, 8, 6 s
+    assert summary["speedups"] == [2.0, 4.0, 3.0] and summary["median_speedup"] == 3.0
+    assert summary["speedup_range"] == [2.0, 4.0]
+    assert summary["speedup_bounds"][0] == [2.0 / 2.0, 4.0 / 1.0]  # crossings in (1, 2], (2, 4]
+    assert summary["otflow_test_nll"] == 2.1 and summary["peer_test_nll"] == 2.4
+    assert summary["fair"]["xla"] == {"otflow": True, "bayesflow_fm": False}
+    assert summary["fair"]["still_improving"]["bayesflow_fm"] == [False, True, False]

@@ -181,6 +181,15 @@ def seconds_to_reach(curve, target):
     return next((seconds for step, seconds, nll in curve if step and nll <= target), None)
 
 
+def crossing_bracket(curve, target):
+    """``(before, at)``: the training seconds of the last score above ``target`` and of the
+    first at or below it after training began (the crossing lies between), or None."""
+    for (_, before, _above), (step, at, nll) in zip(curve, curve[1:]):
+        if step and nll <= target:
+            return before, at
+    return None
+
+
 # ------------------------------------------------------------------------------- the contenders
 
 
@@ -996,6 +1005,73 @@ def across_seeds(rows):
             for name in contenders
         },
     }
+
+
+def race_summary(rows):
+    """One row per (data set, peer) of finished races (rows of :func:`compete`, any seeds):
+    ``dataset``, ``d``, ``peer``, ``seeds``; ``median_speedup`` (the median over seeds of
+    the peer's time to the worse of the two best validation NLLs over OT-Flow's time to it;
+    None unless every seed reached it), ``speedup_range`` ([min, max] over seeds) and
+    ``speedup_bounds`` (per seed, the ratio's range from the scores that bracket each
+    crossing: its resolution); ``otflow_test_nll`` and ``peer_test_nll`` (medians of each
+    contender's test NLL at its best validation); and ``fair``: what each contender got
+    (``xla``, ``preprocessing``, ``tuning``, ``budget_s``, and ``still_improving`` per seed).
+    OT-Flow is the "otflow" race (the settings users get)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["dataset"], []).append(row)
+    summary = []
+    for dataset, seeded in groups.items():
+        peers = sorted(
+            set.intersection(*(set(row["races"]) for row in seeded)) - {"otflow"},
+            key=lambda name: (name.startswith("otflow"), name),
+        )
+        for peer in (name for name in peers if not name.startswith("otflow")):
+            duels = [head_to_head(row["races"], "otflow", peer) for row in seeded]
+            speedups = [duel["time_to_quality_speedup"] for duel in duels]
+            bounds = []
+            for row, duel in zip(seeded, duels):
+                ours = crossing_bracket(row["races"]["otflow"]["curve"], duel["target_nll"])
+                theirs = crossing_bracket(row["races"][peer]["curve"], duel["target_nll"])
+                bounds.append(
+                    None
+                    if ours is None or theirs is None or not ours[0] or not ours[1]
+                    else [theirs[0] / ours[1], theirs[1] / ours[0]]
+                )
+            reached = [x for x in speedups if x is not None]
+            fair = {key: {} for key in ("xla", "preprocessing", "tuning", "budget_s")}
+            fair["still_improving"] = {}
+            for name in ("otflow", peer):
+                record = seeded[0].get("fair", {})
+                for key in ("xla", "preprocessing", "tuning"):
+                    fair[key][name] = record.get(key, {}).get(name, "not recorded")
+                fair["budget_s"][name] = seeded[0]["races"][name]["budget_seconds"]
+                fair["still_improving"][name] = [
+                    row["races"][name].get("still_improving") for row in seeded
+                ]
+            summary.append(
+                {
+                    "dataset": dataset,
+                    "d": seeded[0]["d"],
+                    "peer": peer,
+                    "seeds": [row["seed"] for row in seeded],
+                    "median_speedup": (
+                        float(np.median(reached)) if len(reached) == len(seeded) else None
+                    ),
+                    "speedup_range": [min(reached), max(reached)] if reached else None,
+                    "speedups": speedups,
+                    "speedup_bounds": bounds,
+                    "otflow_test_nll": _median_of(seeded, "otflow", "test_nll_at_best"),
+                    "peer_test_nll": _median_of(seeded, peer, "test_nll_at_best"),
+                    "fair": fair,
+                }
+            )
+    return summary
+
+
+def _median_of(rows, name, key):
+    values = [row["races"][name].get(key) for row in rows]
+    return None if None in values else float(np.median(values))
 
 
 def bayesflow_available():
