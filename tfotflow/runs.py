@@ -459,6 +459,7 @@ def prepare_run(
     unconditional=False,
     overwrite=False,
     report=None,
+    data=None,
 ):
     """A new run's directory, configuration and data, checked before anything is written:
     the data set loaded (a file read with ``file_options``), its settings built
@@ -466,6 +467,7 @@ def prepare_run(
     ``file_settings`` over the data's recommended ones) and checked, and a ``run_dir``
     (default ``runs/NAME``) that holds a run emptied of the run's files only with
     ``overwrite``. ``report(message)`` hears what a file gave and of ignored settings.
+    ``data``: the data set when the caller loaded it already (a benchmark), else loaded here.
 
     Returns:
         ``(run_dir, config, data)``.
@@ -477,7 +479,9 @@ def prepare_run(
     options, file_settings = dict(options or {}), dict(file_settings or {})
     dataset = file_settings.pop("dataset", dataset)
     chosen = {name: value for name, value in (file_options or {}).items() if value is not None}
-    if datasets.is_data_file(dataset):
+    if data is not None:
+        pass
+    elif datasets.is_data_file(dataset):
         try:
             data = datasets.from_file(dataset, seed=seed, **chosen)
         except datasets.DatasetError as error:  # the file the user named

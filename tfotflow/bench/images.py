@@ -192,17 +192,16 @@ def run(quick=False):
     train_images, train_labels = data.test[:1000], held_out[:1000]
     reference, reference_labels = data.test[1000:], held_out[1000:]
     times, result = {}, {"benchmark": "images", "quick": quick}
-    config = settings.build_config(
-        "mnist5k",
-        recommended=settings.recommended_settings(data),
-        overrides=QUICK if quick else {},
-        seed=0,
-        data_dir=None,
-        options={"num_val": 500, "num_test": 1500},
-    )
-    result["settings"] = {**config["latent"], **config["model"], **config["train"]}
     with tempfile.TemporaryDirectory() as folder:
         folder = pathlib.Path(folder)
+        run_dir, config, data = runs.prepare_run(  # as tfotflow train prepares a run
+            "mnist5k",
+            run_dir=folder / "run",
+            overrides=QUICK if quick else {},
+            options={"num_val": 500, "num_test": 1500},
+            data=data,
+        )
+        result["settings"] = {**config["latent"], **config["model"], **config["train"]}
         start = time.perf_counter()
         model, _ = runs.train_run(
             folder / "run",

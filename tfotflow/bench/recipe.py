@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from tfotflow import datasets, runs, settings
+from tfotflow import datasets, runs
 from tfotflow._keras import keras as keras_lib
 from tfotflow.model import OTFlowModel
 
@@ -41,17 +41,13 @@ def _timed(train):
 QUICK = {"iterations": 4, "validate_every": 2, "warm_start": 10}
 
 
-def _run_config(data, name, hyperparameters, folder, quick, seed):
-    config = settings.build_config(
-        name,
-        recommended=hyperparameters,
-        overrides=QUICK if quick else {},
-        seed=seed,
-        data_dir=None,
-        options={},
-        source=data.metadata.source,
+def _run_config(data, name, folder, quick, seed):
+    """``tfotflow train``'s path: the run prepared as the command prepares it, trained."""
+    overrides = QUICK if quick else {}
+    run_dir, config, data = runs.prepare_run(
+        name, run_dir=folder, overrides=overrides, seed=seed, data=data
     )
-    return runs.train_run(folder, config, data=data)[0], config
+    return runs.train_run(run_dir, config, data=data)[0], config
 
 
 def contenders(data, folder, quick=False, seed=0):
@@ -61,9 +57,7 @@ def contenders(data, folder, quick=False, seed=0):
     d, k = data.metadata.dim, data.metadata.condition_dim
 
     def tuned():
-        return _run_config(
-            data, name, data.metadata.hyperparameters, folder / "tuned", quick, seed
-        )
+        return _run_config(data, name, folder / "tuned", quick, seed)
 
     def from_file():
         rows = np.concatenate([data.train, data.val])
@@ -75,8 +69,7 @@ def contenders(data, folder, quick=False, seed=0):
         np.save(path, table)
         condition_columns = [str(d + i) for i in range(k)] or None
         file_data = datasets.from_file(path, condition_columns=condition_columns)
-        recommended = settings.recommended_settings(file_data)
-        return _run_config(file_data, str(path), recommended, folder / "file", quick, seed)
+        return _run_config(file_data, str(path), folder / "file", quick, seed)
 
     def keras():
         keras_lib.utils.set_random_seed(seed)
