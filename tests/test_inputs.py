@@ -81,8 +81,12 @@ def test_the_model_names_a_bad_input(method, bad, error, received):
 )
 @pytest.mark.parametrize(
     "bad, error, received",
-    [(WIDE, ValueError, r"\[4, 5\]"), (WORDS, TypeError, "string")],
-    ids=["width", "strings"],
+    [
+        (WIDE, ValueError, r"\[4, 5\]"),
+        (SCALAR, ValueError, "scalar"),
+        (WORDS, TypeError, "string"),
+    ],
+    ids=["width", "rank", "strings"],
 )
 def test_the_flow_bijector_names_a_bad_input(method, bad, error, received):
     bijector = flow()
