@@ -203,6 +203,7 @@ def test_across_seeds_takes_medians_and_keeps_unreached_targets_visible():
     duel = head_to_head(races, "otflow", "peer")
     assert duel == {
         "target_nll": 2.0,
+        "test_nll_at_best": {"otflow": None, "peer": None},  # no validation scores here
         "seconds_to_target": {"otflow": 10, "peer": 40},
         "time_to_quality_speedup": 4.0,
     }

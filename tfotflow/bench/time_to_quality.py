@@ -971,7 +971,8 @@ def head_to_head(races, ours, peer):
     reach = {name: seconds_to_reach(races[name]["curve"], target) for name in (ours, peer)}
     return {
         "target_nll": target,
-        "test_nll_at_best": {name: races[name]["test_nll_at_best"] for name in (ours, peer)},
+        # None for races scored before validation rows were (committed results)
+        "test_nll_at_best": {name: races[name].get("test_nll_at_best") for name in (ours, peer)},
         "seconds_to_target": reach,
         "time_to_quality_speedup": (
             reach[peer] / reach[ours] if reach[peer] and reach[ours] else None
