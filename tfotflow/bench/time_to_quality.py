@@ -497,6 +497,7 @@ class Standardized:
         return self.peer.num_parameters
 
     def batches(self, train, *, batch, seed):
+        """The peer's training batches of ``train`` in the map's coordinates."""
         return self.peer.batches(self.transform(train), batch=batch, seed=seed)
 
     def log_prob_fn(self, setting):
@@ -530,9 +531,11 @@ class Standardized:
         return self.peer.evaluations(setting, x if self.condition_dim else self.transform(x))
 
     def reference_setting(self):
+        """The peer's reference accuracy."""
         return self.peer.reference_setting()
 
     def settings(self):
+        """The peer's settings to try, cheapest first."""
         return self.peer.settings()
 
 
