@@ -18,6 +18,7 @@ from tfotflow.validation import (
     batch_points_and_conditions,
     check_float_dtype,
     check_int,
+    check_points,
     check_positive_float,
     convert_points,
 )
@@ -663,17 +664,15 @@ class OTFlowModel(keras.Model):
 
 
 def _check_rows(name, array, width):
-    """An array of rows [..., ``width``] of floating-point numbers, or a ValueError or
-    TypeError naming ``name`` and what it received (as
-    :func:`tfotflow.validation.convert_points`, without converting it)."""
-    if array.dtype.kind != "f":
-        raise TypeError(
-            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={array.dtype}"
-        )
-    if array.ndim == 0 or array.shape[-1] != width:
-        raise ValueError(
-            f"`{name}` must have shape [..., {width}]. Received: {name}.shape={list(array.shape)}"
-        )
+    """Checks a NumPy array of rows [..., ``width``] of floating-point numbers without
+    converting it (:func:`tfotflow.validation.check_points`)."""
+    check_points(
+        name,
+        floating=array.dtype.kind == "f",
+        dtype_name=str(array.dtype),
+        shape=list(array.shape),
+        event_size=width,
+    )
 
 
 def _check_spread(name, std):

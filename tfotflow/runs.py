@@ -236,16 +236,8 @@ def train_run(
     chief = distribute.is_chief(strategy)
     run_dir = pathlib.Path(run_dir)
     data = load_data(config) if data is None else data
-    meta = data.metadata
     latent = config.get("latent")
-    # A conditional dataset makes a conditional model: recorded so the run reloads as one.
-    config = {
-        **config,
-        "dim": latent["latent_dim"] if latent else meta.dim,
-        "model": {**config["model"], "condition_dim": meta.condition_dim},
-        **({"image_shape": list(meta.image_shape)} if meta.image_shape else {}),
-        **({"classes": list(meta.classes)} if meta.classes else {}),
-    }
+    config = recorded_config(config, data)
     run_dir.mkdir(parents=True, exist_ok=True)
     if chief:
         remove_stale_temporaries(run_dir)
@@ -271,12 +263,8 @@ def train_run(
     with strategy.scope():
         model = new_model(config, data.metadata.dim)
         training.compile_for(model, train, train["iterations"])
-        if adapts(config) and not resume:  # a resume restores them from the checkpoint
-            model.adapt(
-                data.train,
-                data.conditions["train"] if data.conditional else None,
-                spread=train["spread"],
-            )
+        if not resume:  # a resume restores the map from the checkpoint
+            adapt_to(model, config, data)
     rows = read_csv(run_dir / "metrics.csv") if resume else []
     if resume and (run_dir / "last.npz").exists():
         done = checkpoint.read(run_dir / "last.npz")[1]["state"].get("epoch", 0)
@@ -302,6 +290,34 @@ def train_run(
         save_model(model, run_dir / "model.keras")
         write_npy(run_dir / "val_log_prob.npy", validation_log_prob(model, data))
     return model, images
+
+
+def recorded_config(config, data):
+    """``config`` as a run records it for ``data``: with the dimension the flow models (the
+    codes' for a latent flow), the condition width (a conditional dataset makes a
+    conditional model, so the run reloads as one), and an image set's shape and classes."""
+    meta, latent = data.metadata, config.get("latent")
+    return {
+        **config,
+        "dim": latent["latent_dim"] if latent else meta.dim,
+        "model": {**config["model"], "condition_dim": meta.condition_dim},
+        **({"image_shape": list(meta.image_shape)} if meta.image_shape else {}),
+        **({"classes": list(meta.classes)} if meta.classes else {}),
+    }
+
+
+def adapt_to(model, config, data):
+    """Sets ``model``'s map from the flow's coordinates to the data's from ``data``'s
+    training rows (and conditions) when the run's ``config`` says so
+    (:func:`tfotflow.settings.adapts`), with its spread; returns whether it did."""
+    if not adapts(config):
+        return False
+    model.adapt(
+        data.train,
+        data.conditions["train"] if data.conditional else None,
+        spread=train_settings(config)["spread"],
+    )
+    return True
 
 
 def validation_log_prob(model, data):
@@ -479,15 +495,13 @@ def prepare_run(
     options, file_settings = dict(options or {}), dict(file_settings or {})
     dataset = file_settings.pop("dataset", dataset)
     chosen = {name: value for name, value in (file_options or {}).items() if value is not None}
-    if data is not None:
-        pass
-    elif datasets.is_data_file(dataset):
+    if data is None and datasets.is_data_file(dataset):
         try:
             data = datasets.from_file(dataset, seed=seed, **chosen)
         except datasets.DatasetError as error:  # the file the user named
             raise settings.RequestError(str(error), "dataset") from error
         report(_what_the_file_gave(data))
-    else:  # a registered set's data that cannot be read is a failure at run time
+    elif data is None:  # a registered set's data that cannot be read is a failure at run time
         data = datasets.load(dataset, seed=seed, data_dir=data_dir, **options)
     if unconditional:
         if not data.conditional:

@@ -372,21 +372,29 @@ def recipe_learning_rate(dim):
 # The toy sets' preset: the rule for 2-D data of their 100,000 training rows (which a smaller
 # ``num_train`` does not change), validated every 250 steps instead of 400.
 TOY_ROWS = 100_000
-TOY_PRESET = {**recipe(2, TOY_ROWS), "validate_every": 250, "dtype": "float32"}
+TOY_PRESET = {**recipe(2, TOY_ROWS), "validate_every": 250}
 
 
 # ------------------------------------------------------------------------- a run's config
+
+
+def rule_for(points, condition_dim=0):
+    """The settings :func:`recipe` gives training points [n, d] (with conditions of width
+    ``condition_dim``), with the character it measures on them: :func:`whitenable`, and for
+    d ≤ 2 :func:`gaussian_gap`."""
+    points = np.asarray(points)
+    dim = points.shape[1]
+    gap = gaussian_gap(points) if dim <= 2 else None
+    return recipe(dim, len(points), condition_dim, whitenable=whitenable(points), gaussian_gap=gap)
 
 
 def recommended_settings(data):
     """The data set's recommended settings, or, when it recommends none (a user's file), the
     settings :func:`recipe` chooses from its d, k and training rows. A data set that
     recommends no RK4 steps gets the rule's."""
-    size = (data.metadata.dim, len(data.train), data.metadata.condition_dim)
     recommended = dict(data.metadata.hyperparameters)
     if not recommended:
-        gap = gaussian_gap(data.train) if data.metadata.dim <= 2 else None
-        return recipe(*size, whitenable=whitenable(data.train), gaussian_gap=gap)
+        return rule_for(data.train, data.metadata.condition_dim)
     if "num_steps" not in recommended:
         steps = recipe_num_steps(data.metadata.dim)
         recommended.setdefault("eval_num_steps", 2 * steps)

@@ -31,14 +31,7 @@ from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite,
 from tfotflow.distribute import shard_by_data
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
-from tfotflow.settings import (
-    DEFAULTS,
-    TRAIN_KEYS,
-    check_schedule,
-    gaussian_gap,
-    recipe,
-    whitenable,
-)
+from tfotflow.settings import DEFAULTS, TRAIN_KEYS, check_schedule, rule_for
 from tfotflow.validation import batch_points_and_conditions, check_int
 
 # Rows of the solver-error check (SolverErrorControl): a diagnostic, not a fit.
@@ -159,14 +152,17 @@ def warm_start(model, data, *, seed=0, callbacks=(), verbose=0, **settings):
         The Keras ``History`` of :func:`flow_matching_phase`.
     """
     settings = _with_defaults("warm_start", settings)
-    batch_size = min(
-        check_int("warm_start_batch_size", settings["warm_start_batch_size"], minimum=1),
-        len(data.train),
-    )
-    batches = batch_stream(data.split("train"), batch_size=batch_size, seed=seed)
+    batches = _warm_start_stream(data.split("train"), len(data.train), settings, seed)
     return flow_matching_phase(
         model, batches, settings, seed=seed, callbacks=callbacks, verbose=verbose
     )
+
+
+def _warm_start_stream(arrays, rows, settings, seed):
+    """The warm start's stream of ``arrays`` (``rows`` rows): batches of
+    ``warm_start_batch_size`` rows, or all of them when there are fewer."""
+    size = check_int("warm_start_batch_size", settings["warm_start_batch_size"], minimum=1)
+    return batch_stream(arrays, batch_size=min(size, rows), seed=seed)
 
 
 def _with_defaults(caller, settings):
@@ -339,9 +335,7 @@ def train(
         {**settings, "batch_size": batch_size},
         epochs=math.ceil(iterations / validate_every),
         steps_per_epoch=validate_every,
-        warm_start_batches=batch_stream(
-            train, batch_size=min(settings["warm_start_batch_size"], len(data.train)), seed=seed
-        )
+        warm_start_batches=_warm_start_stream(train, len(data.train), settings, seed)
         if settings["warm_start"]
         else None,
         validation_data=shard_by_data(
@@ -395,37 +389,33 @@ def fit_arrays_or_batches(
                     f"Received: cardinality={cardinality}, steps_per_epoch=None"
                 )
             steps_per_epoch = cardinality
-        batches = x.repeat()
-        head = list(batches.take(max(1, math.ceil(CHECK_ROWS / _batch_rows(x)))))  # the check's
+        batches, batch_size = x.repeat(), _batch_rows(x)
+        head = list(batches.take(max(1, math.ceil(CHECK_ROWS / batch_size))))  # the check's
         points, conditions = _concatenate(head, model.condition_dim)
-        rows, batch_size = None, _batch_rows(x)
-        warm_batches = batches
+        points = np.asarray(points)
+        conditions = None if conditions is None else np.asarray(conditions)
+        rows, warm_batches = None, batches
     else:
         points = np.asarray(x)
         conditions = None if y is None else np.asarray(y)
-        validation = _hold_out(points, conditions, validation_data, validation_split)
-        if validation is not None:
-            (points, conditions), validation_data = validation
+        if validation_data is None:
+            held = _hold_out(points, conditions, validation_split)
+            if held is not None:
+                (points, conditions), validation_data = held
         rows = len(points)
         arrays = points if conditions is None else (points, conditions)
-    points, conditions = np.asarray(points), None if conditions is None else np.asarray(conditions)
-    gap = gaussian_gap(points) if model.dim <= 2 else None
-    rule = recipe(
-        model.dim,
-        rows or len(points),
-        model.condition_dim,
-        whitenable=whitenable(points),
-        gaussian_gap=gap,
-    )
-    settings = {**{key: DEFAULTS[key] for key in TRAIN_KEYS}, **rule}
+    # the rule for these rows (for a tf.data.Dataset, its first 1,000 or more)
+    settings = {
+        **{key: DEFAULTS[key] for key in TRAIN_KEYS},
+        **rule_for(points, model.condition_dim),
+    }
     if first and model.normalization and not model.adapted:  # as a run standardizes a file
         model.adapt(points, conditions, spread=settings["spread"])
     if rows is not None:
         batch_size = min(batch_size or settings["batch_size"], rows)
         steps_per_epoch = steps_per_epoch or math.ceil(rows / batch_size)
         batches = batch_stream(arrays, batch_size=batch_size, seed=0)
-        warm_batch = min(settings["warm_start_batch_size"], rows)
-        warm_batches = batch_stream(arrays, batch_size=warm_batch, seed=0)
+        warm_batches = _warm_start_stream(arrays, rows, settings, seed=0)
     if epochs is None:  # the settings' likelihood steps
         epochs = max(1, math.ceil(settings["iterations"] / steps_per_epoch))
     steps = check_int("epochs", epochs, minimum=1) * steps_per_epoch
@@ -461,13 +451,10 @@ def fit_arrays_or_batches(
 HOLD_OUT = 0.1
 
 
-def _hold_out(points, conditions, validation_data, validation_split):
+def _hold_out(points, conditions, validation_split):
     """``((training points, conditions), validation)`` of arrays, or None to train on all
-    rows: with neither ``validation_data`` nor ``validation_split``, a random
-    :data:`HOLD_OUT` of the rows (seeded); with ``validation_split``, Keras's: its last
-    fraction of the rows (0: none)."""
-    if validation_data is not None:
-        return (points, conditions), validation_data
+    rows: without ``validation_split``, a random :data:`HOLD_OUT` of the rows (seeded); with
+    it, Keras's: its last fraction of the rows (0: none)."""
     n = len(points)
     if validation_split is None:
         order = np.random.default_rng(0).permutation(n)

@@ -48,22 +48,36 @@ def convert_points(name, value, *, dtype, event_size):
             f"`{name}` must hold floating-point numbers. Received: a {type(value).__name__} "
             f"that is not numeric ({error})"
         ) from error
-    if not value.dtype.is_floating:
+    shape = None if value.shape.rank is None else value.shape.as_list()
+    check_points(
+        name,
+        floating=value.dtype.is_floating,
+        dtype_name=value.dtype.name,
+        shape=shape,
+        event_size=event_size,
+    )
+    return tf.cast(value, dtype)
+
+
+def check_points(name, *, floating, dtype_name, shape, event_size):
+    """Checks points of shape ``shape`` [..., ``event_size``] (a list, None entries or None
+    for unknown) whose dtype, named ``dtype_name``, is ``floating`` or not, without converting
+    them (:func:`convert_points` checks a tensor with it; a NumPy array checks as well).
+
+    Raises:
+        TypeError: if the points are not floating-point numbers.
+        ValueError: if they are a scalar or their last axis is not ``event_size``.
+    """
+    if not floating:
         raise TypeError(
-            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={value.dtype.name}"
+            f"`{name}` must hold floating-point numbers. Received: {name}.dtype={dtype_name}"
         )
-    value = tf.cast(value, dtype)
-    rank = value.shape.rank
-    if rank == 0:
+    if shape is not None and len(shape) == 0:
         raise ValueError(f"`{name}` must have shape [..., d]. Received: a scalar {name}")
-    if event_size is not None and rank is not None:
-        size = value.shape[-1]
-        if size is not None and size != event_size:
-            raise ValueError(
-                f"`{name}` must have shape [..., {event_size}]. "
-                f"Received: {name}.shape={value.shape.as_list()}"
-            )
-    return value
+    if event_size is not None and shape is not None and shape[-1] not in (None, event_size):
+        raise ValueError(
+            f"`{name}` must have shape [..., {event_size}]. Received: {name}.shape={shape}"
+        )
 
 
 def assert_finite(name, value, *, validate_args):

@@ -55,11 +55,9 @@ from tfotflow.datasets import conditional
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.settings import (
-    adapts,
     build_config,
     check_config,
     recommended_settings,
-    train_settings,
 )
 from tfotflow.training import batch_stream
 from tfotflow.validation import batch_points_and_conditions
@@ -246,9 +244,7 @@ class OTFlowContender:
             source=data.metadata.source,
         )
         check_config(self.config, data.metadata.dim, data.metadata.condition_dim)
-        config = {**self.config, "model": {**self.config["model"]}}
-        config["model"]["condition_dim"] = data.metadata.condition_dim
-        self.model = runs.new_model(config, data.metadata.dim)  # the trained one replaces it
+        self.model = self.new_model()  # the trained one replaces it
         self._log_prob = {}
 
     def run(self, clock):
@@ -265,6 +261,12 @@ class OTFlowContender:
             )
         clock.finish()
         return clock.result()
+
+    def new_model(self):
+        """An untrained model of the run's settings, as :func:`tfotflow.runs.train_run`
+        builds it."""
+        config = runs.recorded_config(self.config, self.data)
+        return runs.new_model(config, self.data.metadata.dim)
 
     @property
     def condition_dim(self):
@@ -542,17 +544,8 @@ class Standardized:
 def shared_affine(ours):
     """The affine map ``ours`` (an :class:`OTFlowContender`) sets from the training rows, as
     an adapted :class:`tfotflow.OTFlowModel`, or None when its run keeps the identity."""
-    if not adapts(ours.config):
-        return None
-    data, config = ours.data, {**ours.config, "model": {**ours.config["model"]}}
-    config["model"]["condition_dim"] = data.metadata.condition_dim
-    model = runs.new_model(config, data.metadata.dim)
-    model.adapt(
-        data.train,
-        data.conditions["train"] if data.conditional else None,
-        spread=train_settings(config)["spread"],
-    )
-    return model
+    model = ours.new_model()
+    return model if runs.adapt_to(model, ours.config, ours.data) else None
 
 
 def faster_compilation(make, train, *, batch, seed, steps=5):
