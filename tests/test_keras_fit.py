@@ -113,3 +113,28 @@ def test_the_shortest_keras_path_reaches_the_posterior():
     nll = -float(np.mean(model.score_samples(theta, x)))
     exact = -float(np.mean(data.metadata.log_prob(theta, x)))
     assert nll - exact < 0.1, (nll, exact)
+
+
+def test_a_model_following_the_settings_loads_in_a_fresh_interpreter(tmp_path):
+    """Its optimizer's schedule (tfotflow.training.Cosine) is found by `import tfotflow`."""
+    import subprocess
+    import sys
+
+    model = OTFlowModel(2, width=4, num_steps=1)
+    model.compile()
+    model.fit(points(64, 2), batch_size=32, epochs=1, warm_start=0, verbose=0)
+    model.save(tmp_path / "model.keras")
+    code = (
+        "import sys, keras, tfotflow\n"
+        "model = keras.models.load_model(sys.argv[1])\n"
+        "schedule = model.optimizer._learning_rate\n"
+        "print(type(schedule).__name__, schedule.decay_steps, schedule.start)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "model.keras")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split()[-3:] == ["Cosine", "2", "0"]  # 58 rows after the hold-out
