@@ -1,25 +1,36 @@
-"""The races' summary: one row per (data set, peer) over the seeds of the named results.
+"""The races' summaries over the seeds of the named results.
 
-Run: python benchmarks/races_summary.py IN.json [IN.json ...]
+Run: python benchmarks/races_summary.py [--generalization] IN.json [IN.json ...]
 
-Reads time_to_quality results (or the list of rows of a .partial.json) and writes
-benchmarks/results/races_summary.json, atomically:
-:func:`tfotflow.bench.time_to_quality.race_summary` of every row, with the files it read.
+Reads time_to_quality results (or the list of rows of a .partial.json) and writes,
+atomically, benchmarks/results/races_summary.json
+(:func:`tfotflow.bench.time_to_quality.race_summary`: one row per data set and peer) or, with
+``--generalization``, benchmarks/results/generalization_summary.json
+(:func:`tfotflow.bench.time_to_quality.generalization_summary`: one row per suite set), with
+the files it read.
 """
 
 import json
 import pathlib
 import sys
 
-from tfotflow.bench.time_to_quality import race_summary
+from tfotflow.bench.time_to_quality import generalization_summary, race_summary
 from tfotflow.checkpoint import atomic_write_bytes
 
 if __name__ == "__main__":
-    rows, sources = [], sys.argv[1:]
+    sources = sys.argv[1:]
+    generalization = "--generalization" in sources
+    sources = [source for source in sources if source != "--generalization"]
+    rows = []
     for path in sources:
         result = json.loads(pathlib.Path(path).read_text())
         rows.extend(result if isinstance(result, list) else result["rows"])
-    summary = {"sources": sources, "rows": race_summary(rows)}
-    out = pathlib.Path(__file__).parent / "results" / "races_summary.json"
+    summarize, stem = (
+        (generalization_summary, "generalization_summary")
+        if generalization
+        else (race_summary, "races_summary")
+    )
+    summary = {"sources": sources, "rows": summarize(rows)}
+    out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     atomic_write_bytes(out, (json.dumps(summary, indent=1) + "\n").encode())
     print(json.dumps(summary, indent=1))

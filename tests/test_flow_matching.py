@@ -86,12 +86,28 @@ def test_warm_start_is_reproducible_from_its_seed(rng):
     assert losses[0] == losses[1] and losses[0][0] != losses[0][1]
 
 
+def test_the_independent_coupling_keeps_each_point_with_its_own_draw(rng):
+    """With coupling="independent" the loss is the regression onto z − x₀ for the step's own
+    draws z (in order); the OT coupling reorders them and its loss is lower."""
+    x = rng.normal(size=(64, 2)).astype("float32") + 3.0
+    model = tfotflow.OTFlowModel(2, width=4)
+    independent = FlowMatching(model, seed=5, coupling="independent")
+    seeds = tf.random.experimental.stateless_split(tf.constant([5, 0], tf.int64), 3)
+    z = tf.random.stateless_normal(x.shape, seed=seeds[0])
+    t = tf.random.stateless_uniform([64, 1], seed=seeds[2])
+    expected = flow_matching_loss(model.potential, tf.constant(x), z, t)
+    np.testing.assert_allclose(float(independent.loss_on(x, 0)), float(expected), rtol=1e-6)
+    paired = FlowMatching(model, seed=5, coupling="ot")
+    assert float(paired.loss_on(x, 0)) < float(independent.loss_on(x, 0))
+
+
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [
         ("relative_epsilon", 0.0, "relative_epsilon"),
         ("sinkhorn_iterations", 0, "sinkhorn_iterations"),
         ("clip", -1.0, "clip"),
+        ("coupling", "sinkhorn", "coupling"),
     ],
 )
 def test_bad_flow_matching_options_are_named(option, value, match):

@@ -22,6 +22,7 @@ from rich.table import Table
 from tfotflow import __version__, rundir
 from tfotflow.about import describe
 from tfotflow.bench import SUITES
+from tfotflow.settings import ARCHITECTURES, COUPLINGS, SCHEDULES, TRACES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -167,7 +168,7 @@ def _split(context, parameter, value):
 @click.option("--validate-every", type=click.IntRange(min=1), help="Steps between validations.")
 @click.option(
     "--schedule",
-    type=click.Choice(["plateau", "cosine"]),
+    type=click.Choice(SCHEDULES),
     help="Learning rate: divided by 10 on plateaus, or cosine-decayed to 0.",
 )
 @click.option(
@@ -185,6 +186,11 @@ def _split(context, parameter, value):
     "--warm-start-sinkhorn-iterations",
     type=click.IntRange(min=1),
     help="Sinkhorn sweeps of each warm-start step's OT coupling.",
+)
+@click.option(
+    "--warm-start-coupling",
+    type=click.Choice(COUPLINGS),
+    help="How each warm-start batch pairs data with normal draws: ot (Sinkhorn) or independent.",
 )
 @click.option(
     "--solver-tolerance",
@@ -212,7 +218,7 @@ def _split(context, parameter, value):
 )
 @click.option(
     "--trace",
-    type=click.Choice(["exact", "hutchinson"]),
+    type=click.Choice(TRACES),
     help="Training steps' trace: closed form, or a one-probe estimate (scores stay exact).",
 )
 @click.option(
@@ -306,7 +312,7 @@ def _split(context, parameter, value):
 )
 @click.option(
     "--autoencoder",
-    type=click.Choice(["dense", "conv"]),
+    type=click.Choice(ARCHITECTURES),
     help="The autoencoder of a latent flow: one dense layer each way, or convolutions (images).",
 )
 @click.option("--autoencoder-epochs", type=click.IntRange(min=1), help="Autoencoder epochs.")

@@ -22,8 +22,9 @@ import tensorflow as tf
 from tfotflow import serialization
 from tfotflow._keras import keras
 from tfotflow.callbacks import ClipWeights
+from tfotflow.checks import check_choice
 from tfotflow.potential import space_time
-from tfotflow.settings import DEFAULTS
+from tfotflow.settings import COUPLINGS, DEFAULTS
 from tfotflow.validation import batch_points_and_conditions, check_int, check_positive_float
 
 
@@ -119,7 +120,10 @@ class FlowMatching(keras.Model):
     The two models share the potential: ``fit`` on this one moves the OT-Flow model's weights.
     Each step draws z ~ N(0, I) and t ~ U[0, 1] from a stateless seed folded with the step
     number (reproducible, and the same under every ``tf.distribute`` strategy), pairs the
-    batch by :func:`ot_pairs` and reports the loss as ``flow_matching``.
+    batch by :func:`ot_pairs` (``coupling="ot"``) or keeps each x₀ with its own z
+    (``"independent"``: no [n, n] cost, no Sinkhorn) and reports the loss as
+    ``flow_matching``. Either coupling's regression has its optimum at the gradient field that
+    moves the interpolation's marginals; the OT coupling makes them straighter.
 
     A conditional model (``condition_dim > 0``) trains on (points, conditions) batches with
     the independent coupling (each x₀ keeps its own z): the target of conditional flow
@@ -132,6 +136,7 @@ class FlowMatching(keras.Model):
             0.01.
         sinkhorn_iterations: Sinkhorn sweeps per step. Defaults to 100.
         seed: the seed of the normal draws, times and pairings. Defaults to 0.
+        coupling: "ot" or "independent". Defaults to "ot".
         clip: after each update, the potential's weights are clipped to [−clip, clip] (as
             :class:`tfotflow.callbacks.ClipWeights` does in maximum-likelihood training, so
             the warm-started weights survive it), or None. Defaults to 1.5.
@@ -156,6 +161,7 @@ class FlowMatching(keras.Model):
         sinkhorn_iterations=DEFAULTS["warm_start_sinkhorn_iterations"],
         seed=0,
         clip=DEFAULTS["weight_clip"],
+        coupling=DEFAULTS["warm_start_coupling"],
         **kwargs,
     ):
         super().__init__(dtype=flow.precision, **kwargs)
@@ -164,6 +170,7 @@ class FlowMatching(keras.Model):
         self.sinkhorn_iterations = check_int("sinkhorn_iterations", sinkhorn_iterations, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
         self.clip = None if clip is None else check_positive_float("clip", clip)
+        self.coupling = check_choice("coupling", coupling, COUPLINGS)
         self.built = True
         self._loss_tracker = keras.metrics.Mean(name="flow_matching")
 
@@ -179,7 +186,7 @@ class FlowMatching(keras.Model):
         )
         n = tf.shape(x0)[0]
         z = tf.random.stateless_normal(tf.shape(x0), seed=seeds[0], dtype=x0.dtype)
-        if condition is None:
+        if condition is None and self.coupling == "ot":
             z = ot_pairs(
                 x0,
                 z,
@@ -220,6 +227,7 @@ class FlowMatching(keras.Model):
             "sinkhorn_iterations": self.sinkhorn_iterations,
             "seed": self.seed,
             "clip": self.clip,
+            "coupling": self.coupling,
             "name": self.name,
         }
 

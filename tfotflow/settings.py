@@ -76,6 +76,7 @@ WEIGHT_CLIP = 1.5
 TRUST_NATS = 0.01
 NORMALIZATIONS = ("diagonal", "whiten")
 TRACES = ("exact", "hutchinson")
+COUPLINGS = ("ot", "independent")  # the flow-matching pairs: optimal transport or none
 SCHEDULES = ("plateau", "cosine")
 ARCHITECTURES = ("dense", "conv")  # a latent flow's autoencoder
 # Above this condition number of the points' correlation matrix the recipe does not whiten.
@@ -111,6 +112,7 @@ TRAIN_KEYS = (
     "warm_start_batch_size",
     "warm_start_learning_rate",
     "warm_start_sinkhorn_iterations",
+    "warm_start_coupling",
     "solver_tolerance",
     "weight_clip",
     "spread",
@@ -149,6 +151,7 @@ DEFAULTS = {
     "warm_start_batch_size": 256,
     "warm_start_learning_rate": 0.02,
     "warm_start_sinkhorn_iterations": 100,
+    "warm_start_coupling": "ot",  # or "independent": each point keeps its own normal draw
     # the points' standardization (tfotflow.OTFlowModel.adapt)
     "spread": 1.0,  # the flow's coordinates' deviation
     "standardize": False,  # a registered set's points as they come (files: always)
@@ -513,6 +516,7 @@ def check_config(config, dim, condition_dim=0, image_shape=None):
     check_normalization(model["normalization"])
     check_trace(model["trace"])
     check_schedule(train["schedule"])
+    check_choice("warm_start_coupling", train_settings(config)["warm_start_coupling"], COUPLINGS)
     width, inputs = model["width"], dim + condition_dim + 1
     parameters = width * inputs + (model["num_layers"] - 1) * width * width
     needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v

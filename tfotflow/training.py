@@ -9,7 +9,8 @@ settings are those of :mod:`tfotflow.settings` (a run's ``config["train"]``).
 
 ```none
 warm start   settings["warm_start"] steps of FlowMatching (Adam at warm_start_learning_rate,
-             batches of warm_start_batch_size, warm_start_sinkhorn_iterations sweeps)
+             batches of warm_start_batch_size, paired by warm_start_coupling: "ot" with
+             warm_start_sinkhorn_iterations sweeps, or "independent")
 likelihood   Adam on J (OTFlowModel's objective), rate constant ("plateau": divided by 10 on
              validation plateaus) or cosine-decayed to 0 over the likelihood steps; before each
              step every weight clipped to ±weight_clip; every 50 steps the solve's error
@@ -100,8 +101,8 @@ def flow_matching_phase(model, batches, settings, *, seed=0, callbacks=(), verbo
     """Fits ``model``'s potential by OT flow matching (:class:`tfotflow.FlowMatching`) for
     ``settings["warm_start"]`` steps on ``batches`` (a stream of point batches, or of
     (points, conditions) pairs), at ``warm_start_learning_rate``, with
-    ``warm_start_sinkhorn_iterations`` sweeps of each batch's coupling, the weights clipped
-    after each step to ±``weight_clip`` (None: never).
+    each batch paired by ``warm_start_coupling`` (``warm_start_sinkhorn_iterations`` sweeps
+    of the OT plan), the weights clipped after each step to ±``weight_clip`` (None: never).
 
     Returns:
         The Keras ``History``: the ``flow_matching`` loss after each call of gcd(steps, 50)
@@ -115,6 +116,7 @@ def flow_matching_phase(model, batches, settings, *, seed=0, callbacks=(), verbo
             seed=seed,
             sinkhorn_iterations=settings["warm_start_sinkhorn_iterations"],
             clip=settings["weight_clip"] or None,
+            coupling=settings["warm_start_coupling"],
         )
         per_call = math.gcd(steps, 50)
         matching.compile(
@@ -145,8 +147,8 @@ def warm_start(model, data, *, seed=0, callbacks=(), verbose=0, **settings):
         verbose: Keras's verbosity. Defaults to 0.
         **settings: the warm start's settings (``warm_start``: its steps,
             ``warm_start_batch_size``, ``warm_start_learning_rate``,
-            ``warm_start_sinkhorn_iterations``, ``weight_clip``), each defaulting to
-            :data:`tfotflow.settings.DEFAULTS`.
+            ``warm_start_sinkhorn_iterations``, ``warm_start_coupling``, ``weight_clip``),
+            each defaulting to :data:`tfotflow.settings.DEFAULTS`.
 
     Returns:
         The Keras ``History`` of :func:`flow_matching_phase`.

@@ -36,9 +36,11 @@ Hutchinson trace in training, and Adam. BayesFlow's ``FlowMatching`` runs with i
 (benchmark-only extra; left out when BayesFlow is not installed).
 """
 
+import dataclasses
 import functools
 import importlib.util
 import math
+import pathlib
 import sys
 import tempfile
 import time
@@ -49,9 +51,11 @@ import tensorflow_probability as tfp
 
 from tfotflow import datasets, runs
 from tfotflow._keras import keras
+from tfotflow.bench import suite
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
 from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
 from tfotflow.datasets import conditional
+from tfotflow.datasets.files import from_file
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
 from tfotflow.settings import (
@@ -249,7 +253,8 @@ class OTFlowContender:
 
     def run(self, clock):
         """Trains by :func:`tfotflow.runs.train_run` until ``clock``'s budget is spent (or
-        the settings' steps are done); returns :meth:`Clock.result`."""
+        the settings' steps are done); returns :meth:`Clock.result` with the training solve's
+        ``num_steps`` at the end and its ``doublings`` (by the solver-error control)."""
         with tempfile.TemporaryDirectory() as run_dir:
             timing = ClockCallback(clock, self)
             self.model, _ = runs.train_run(
@@ -260,7 +265,9 @@ class OTFlowContender:
                 warm_start_callbacks=[timing],
             )
         clock.finish()
-        return clock.result()
+        planned = self.config["model"]["num_steps"]
+        doublings = round(math.log2(self.model.num_steps / planned))
+        return {**clock.result(), "num_steps": self.model.num_steps, "doublings": doublings}
 
     def new_model(self):
         """An untrained model of the run's settings, as :func:`tfotflow.runs.train_run`
@@ -795,6 +802,73 @@ _LINEAR.update(
     matched_accuracy=("otflow", "bayesflow_fm"),
 )
 
+# The generalization suite (tfotflow.bench.suite): a table of 100,000 training rows raced as
+# `tfotflow train FILE` runs it, against BayesFlow's flow matching at its defaults (the network
+# and offline fit `FlowMatching()` gives a user) and FFJORD at OT-Flow's parameter count, with
+# wall budgets sized to two cores. The variants, raced when named, make flow matching of the
+# potential the main phase (budget-bound: the likelihood phase is never reached): width 256,
+# Adam 1e-3, batches of 256 with each point's own normal draw, no weight clip ("otflow_fm");
+# with five layers ("otflow_fm_deep"); with the OT coupling's 20 Sinkhorn sweeps
+# ("otflow_fm_ot").
+SUITE_BUDGETS = {4: 120.0, 16: 300.0, 64: 900.0}
+_FM_MAIN = {
+    "width": 256,
+    "warm_start": 10_000_000,
+    "warm_start_batch_size": 256,
+    "warm_start_learning_rate": 1e-3,
+    "warm_start_coupling": "independent",
+    "weight_clip": None,
+}
+_SUITE_VARIANTS = {
+    "otflow_fm": _FM_MAIN,
+    "otflow_fm_deep": {**_FM_MAIN, "num_layers": 5},
+    "otflow_fm_ot": {
+        **_FM_MAIN,
+        "warm_start_coupling": "ot",
+        "warm_start_sinkhorn_iterations": 20,
+    },
+}
+
+
+def suite_problem(dim):
+    """The race of a generalization-suite set of dimension ``dim``."""
+    budget = SUITE_BUDGETS.get(dim, max(SUITE_BUDGETS.values()))
+    batch = {
+        "otflow": None,
+        **dict.fromkeys(_SUITE_VARIANTS),
+        "bayesflow_fm_defaults": 32,
+        "ffjord": 1000,
+    }
+    return dict(
+        otflow={},
+        **_SUITE_VARIANTS,
+        bayesflow_fm_defaults=dict(defaults=True),
+        ffjord=dict(hidden=None, learning_rate=1e-3),
+        batch=batch,
+        dtype="float32",
+        budgets=dict.fromkeys(batch, budget),
+        variants=tuple(_SUITE_VARIANTS),
+        matched_accuracy=("otflow", "bayesflow_fm_defaults"),
+        test_size=5_000 if dim <= 16 else 2_000,
+    )
+
+
+def load_problem(name, *, quick=False, data_dir=None):
+    """(data, problem) of a registered toy set, or of a generalization-suite set named by
+    :func:`tfotflow.bench.suite.name` (its file written under ``data_dir`` once, split as
+    ``tfotflow train FILE`` splits it, its true density known)."""
+    parsed = suite.parse(name)
+    if parsed is None:
+        size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
+        data = datasets.load(name, num_train=size, num_val=10_000, num_test=10_000)
+        return data, PROBLEMS[name]
+    folder = pathlib.Path(data_dir or datasets.default_data_dir())
+    rows = 2_500 if quick else suite.ROWS
+    data = from_file(suite.write(folder / f"suite_{rows}_rows", *parsed, rows=rows))
+    exact = suite.make(*parsed).log_prob  # the true density: the race reports its test NLL
+    metadata = dataclasses.replace(data.metadata, log_prob=exact)
+    return dataclasses.replace(data, metadata=metadata), suite_problem(parsed[1])
+
 
 def race_splits(data, dtype, test_size):
     """The training split, and the first ``test_size`` validation and test rows of ``data``,
@@ -1068,6 +1142,53 @@ def race_summary(rows):
     return summary
 
 
+def generalization_summary(rows):
+    """One row per generalization-suite set of finished races (rows of :func:`compete`, any
+    seeds): ``dataset``, ``d``, ``character``, ``seeds``; the medians over seeds of each
+    contender's test NLL at its best validation (``otflow_test_nll``, ``bayesflow_test_nll``,
+    ``ffjord_test_nll``; None for a peer not raced), of the peer's time to the worse of the two
+    best validation NLLs over OT-Flow's (``speedup_vs_bayesflow``, ``speedup_vs_ffjord``; None
+    unless every seed reached it), of OT-Flow's training seconds with its compilation
+    (``otflow_wall_s``; scores not counted) and the exact NLL of the test rows; ``doublings``,
+    the most times any seed's training solve doubled; ``weights`` per contender."""
+    groups = {}
+    for row in rows:
+        parsed = suite.parse(pathlib.Path(row["dataset"]).stem)
+        if parsed is not None:
+            groups.setdefault(row["dataset"], (parsed, []))[1].append(row)
+    summary = []
+    for dataset, ((character, dim, _), seeded) in groups.items():
+        peers = {"bayesflow": "bayesflow_fm_defaults", "ffjord": "ffjord"}
+        entry = {
+            "dataset": dataset,
+            "d": dim,
+            "character": character,
+            "seeds": [row["seed"] for row in seeded],
+            "exact_test_nll": float(np.median([row["exact_test_nll"] for row in seeded])),
+            "otflow_test_nll": _median_of(seeded, "otflow", "test_nll_at_best"),
+        }
+        for short, peer in peers.items():
+            raced = all(peer in row["races"] for row in seeded)
+            entry[f"{short}_test_nll"] = (
+                _median_of(seeded, peer, "test_nll_at_best") if raced else None
+            )
+            speedups = [
+                head_to_head(row["races"], "otflow", peer)["time_to_quality_speedup"]
+                for row in seeded
+                if raced
+            ]
+            reached = raced and None not in speedups
+            entry[f"speedup_vs_{short}"] = float(np.median(speedups)) if reached else None
+        ours = [row["races"]["otflow"] for row in seeded]
+        entry["doublings"] = max(race_.get("doublings", 0) for race_ in ours)
+        entry["otflow_wall_s"] = float(
+            np.median([r["curve"][-1][1] + r["first_iteration_seconds"] for r in ours])
+        )
+        entry["weights"] = {name: r["parameters"] for name, r in seeded[0]["races"].items()}
+        summary.append(entry)
+    return summary
+
+
 def _median_of(rows, name, key):
     values = [row["races"][name].get(key) for row in rows]
     return None if None in values else float(np.median(values))
@@ -1113,9 +1234,7 @@ def run(
     seeds run apart from the first)."""
     jobs = []
     for name in names:
-        size = 2000 if quick else PROBLEMS[name].get("num_train", 100_000)
-        data = datasets.load(name, num_train=size, num_val=10_000, num_test=10_000)
-        jobs.append((data, PROBLEMS[name]))
+        jobs.append(load_problem(name, quick=quick))
     if miniboone_dir is not None:
         data = datasets.load("miniboone", data_dir=miniboone_dir, train_split="val")
         jobs.append((data, PROBLEMS["miniboone"]))
