@@ -1,0 +1,114 @@
+"""Flow matching of the potential as the main phase: what a step costs, and what the solve's
+step count does to the score of a potential trained that way.
+
+Run: python benchmarks/flow_matching_study.py [--dataset mixture_d16_draw0] [--seconds 150]
+
+On a generalization-suite set (the tuning draw by default), in the user's coordinates (the
+rule's standardization of the file), for each setting of ``SETTINGS``: the warm start alone
+for ``--seconds`` of training (its first call, compiling, not counted), its seconds per step,
+the validation NLL of the result at 4, 8, 16, 32 and 64 RK4 steps (exact trace) on 2,000
+validation rows, and the flow-matching loss on them (the race, ``time_to_quality``, times
+the likelihood steps and BayesFlow's against them). Writes results/flow_matching_study_NAME.json.
+"""
+
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+
+from tfotflow import runs, training
+from tfotflow._keras import keras
+from tfotflow.bench.time_to_quality import load_problem
+from tfotflow.checkpoint import atomic_write_bytes
+from tfotflow.flow_matching import FlowMatching
+from tfotflow.settings import build_config, recommended_settings
+
+# Each: the run-setting overrides of one flow-matching main phase.
+_BASE = {
+    "width": 256,
+    "warm_start_batch_size": 256,
+    "warm_start_learning_rate": 1e-3,
+    "warm_start_coupling": "independent",
+    "weight_clip": None,
+}
+SETTINGS = {
+    "w256_l2": _BASE,
+    "w256_l2_ot": {**_BASE, "warm_start_coupling": "ot", "warm_start_sinkhorn_iterations": 20},
+    "w256_l2_batch32": {**_BASE, "warm_start_batch_size": 32},
+}
+STEPS = (4, 8, 16, 32, 64)
+VALIDATION_ROWS = 2000
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Stops a fit after ``seconds`` of training, its first call (compiling) not counted."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.start, self.trained, self.steps = seconds, None, 0.0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.start is not None:
+            self.trained += now - self.start
+            self.steps += self.model.steps_per_execution
+        self.start = now
+        if self.trained >= self.seconds:
+            self.model.stop_training = True
+
+
+def study(name, seconds):
+    data, _ = load_problem(name)
+    validation = data.val[:VALIDATION_ROWS].astype("float32")
+    rows = {}
+    for label, overrides in SETTINGS.items():
+        config = build_config(
+            data.metadata.name,
+            recommended=recommended_settings(data),
+            overrides={**overrides, "warm_start": 10_000_000},
+            seed=0,
+            data_dir=None,
+            options={},
+            source=data.metadata.source,
+        )
+        keras.utils.set_random_seed(0)
+        model = runs.new_model(runs.recorded_config(config, data), data.metadata.dim)
+        runs.adapt_to(model, config, data)
+        settings = config["train"]
+        stop = _StopAfter(seconds)
+        history = training.warm_start(model, data, callbacks=[stop], **settings)
+        scores = {
+            steps: -float(np.mean(model.log_prob(validation, num_steps=steps))) for steps in STEPS
+        }
+        loss = float(FlowMatching(model, coupling="independent").loss_on(validation, 0))
+        rows[label] = {
+            "overrides": overrides,
+            "weights": int(sum(np.prod(v.shape) for v in model.potential.weights)),
+            "steps": stop.steps,
+            "seconds": stop.trained,
+            "seconds_per_step": stop.trained / max(stop.steps, 1),
+            "validation_nll_at_rk4_steps": scores,
+            "validation_flow_matching_loss": loss,
+            "last_training_loss": history.history["flow_matching"][-1],
+        }
+        print(label, json.dumps(rows[label]), flush=True)
+    return {
+        "dataset": name,
+        "settings": rows,
+        "validation_rows": VALIDATION_ROWS,
+        "exact_validation_nll": float(
+            -np.mean(data.metadata.log_prob(validation.astype(np.float64)))
+        ),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="mixture_d16_draw0")
+    parser.add_argument("--seconds", type=float, default=150.0)
+    args = parser.parse_args()
+    result = study(args.dataset, args.seconds)
+    out = pathlib.Path(__file__).parent / "results" / f"flow_matching_study_{args.dataset}.json"
+    atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
