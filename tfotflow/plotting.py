@@ -199,9 +199,10 @@ def plot_marginals(
 
 
 def plot_races(result, path):
-    """Test NLL against training time for every contender of every data set of a
-    ``time_to_quality`` result (one panel per data set, log time axis, the true entropy and
-    each peer's target level dashed); returns the path written."""
+    """Validation NLL (test NLL in results scored before validation rows) against training
+    time for every contender of every data set of a ``time_to_quality`` result (one panel per
+    data set, log time axis, the true entropy, or the true density's NLL on the test rows, dotted
+    and each peer's target level dashed); returns the path written."""
     plt = _pyplot()
     rows = result["rows"]
     figure, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4.2), squeeze=False)
@@ -211,6 +212,10 @@ def plot_races(result, path):
             axis.plot(*zip(*curve), marker="o", markersize=3, label=name)
         if row.get("true_entropy") is not None:
             axis.axhline(row["true_entropy"], color="black", lw=0.8, ls=":", label="entropy")
+        elif row.get("exact_test_nll") is not None:
+            axis.axhline(
+                row["exact_test_nll"], color="black", lw=0.8, ls=":", label="true density"
+            )
         for versus in row.get("versus", {}).values():
             axis.axhline(versus["target_nll"], color="grey", lw=0.6, ls="--")
         best = min(race["best_nll"] for race in row["races"].values())
@@ -220,7 +225,8 @@ def plot_races(result, path):
         axis.set_ylim(best - 0.1 * abs(best) - 0.05, worst_first)
         axis.set_xscale("log")
         axis.set_xlabel("training time (s)")
-        axis.set_ylabel("exact test NLL (nats)")
+        validated = all("test_curve" in race for race in row["races"].values())
+        axis.set_ylabel(f"exact {'validation' if validated else 'test'} NLL (nats)")
         seed = f", seed {row['seed']}" if "seed" in row else ""
         axis.set_title(f"{row['dataset']} (d = {row['d']}{seed})")
         axis.legend(fontsize=8)
