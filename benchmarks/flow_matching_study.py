@@ -36,7 +36,7 @@ _BASE = {
 SETTINGS = {
     "w256_l2": _BASE,
     "w256_l2_ot": {**_BASE, "warm_start_coupling": "ot", "warm_start_sinkhorn_iterations": 20},
-    "w256_l2_batch32": {**_BASE, "warm_start_batch_size": 32},
+    "w256_l2_rate_0.02": {**_BASE, "warm_start_learning_rate": 0.02},  # the warm start's rate
 }
 STEPS = (4, 8, 16, 32, 64)
 VALIDATION_ROWS = 2000
