@@ -20,23 +20,17 @@ import numpy as np
 
 from tfotflow import runs, training
 from tfotflow._keras import keras
-from tfotflow.bench.time_to_quality import load_problem
+from tfotflow.bench.time_to_quality import SUITE_VARIANTS, load_problem
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.settings import build_config, recommended_settings
 
-# Each: the run-setting overrides of one flow-matching main phase.
-_BASE = {
-    "width": 256,
-    "warm_start_batch_size": 256,
-    "warm_start_learning_rate": 1e-3,
-    "warm_start_coupling": "independent",
-    "weight_clip": None,
-}
+# Each: the run-setting overrides of one flow-matching main phase, the race's own variants.
 SETTINGS = {
-    "w256_l2": _BASE,
-    "w256_l2_ot": {**_BASE, "warm_start_coupling": "ot", "warm_start_sinkhorn_iterations": 20},
-    "w256_l2_rate_0.02": {**_BASE, "warm_start_learning_rate": 0.02},  # the warm start's rate
+    "w256_l2": SUITE_VARIANTS["otflow_fm"],
+    "w256_l2_ot": SUITE_VARIANTS["otflow_fm_ot"],
+    # the warm start's own rate
+    "w256_l2_rate_0.02": {**SUITE_VARIANTS["otflow_fm"], "warm_start_learning_rate": 0.02},
 }
 STEPS = (4, 8, 16, 32, 64)
 VALIDATION_ROWS = 2000
@@ -67,7 +61,7 @@ def study(name, seconds):
         config = build_config(
             data.metadata.name,
             recommended=recommended_settings(data),
-            overrides={**overrides, "warm_start": 10_000_000},
+            overrides=overrides,
             seed=0,
             data_dir=None,
             options={},

@@ -819,7 +819,7 @@ _FM_MAIN = {
     "warm_start_coupling": "independent",
     "weight_clip": None,
 }
-_SUITE_VARIANTS = {
+SUITE_VARIANTS = {
     "otflow_fm": _FM_MAIN,
     "otflow_fm_deep": {**_FM_MAIN, "num_layers": 5},
     "otflow_fm_ot": {
@@ -835,19 +835,19 @@ def suite_problem(dim):
     budget = SUITE_BUDGETS.get(dim, max(SUITE_BUDGETS.values()))
     batch = {
         "otflow": None,
-        **dict.fromkeys(_SUITE_VARIANTS),
+        **dict.fromkeys(SUITE_VARIANTS),
         "bayesflow_fm_defaults": 32,
         "ffjord": 1000,
     }
     return dict(
         otflow={},
-        **_SUITE_VARIANTS,
+        **SUITE_VARIANTS,
         bayesflow_fm_defaults=dict(defaults=True),
         ffjord=dict(hidden=None, learning_rate=1e-3),
         batch=batch,
         dtype="float32",
         budgets=dict.fromkeys(batch, budget),
-        variants=tuple(_SUITE_VARIANTS),
+        variants=tuple(SUITE_VARIANTS),
         matched_accuracy=("otflow", "bayesflow_fm_defaults"),
         test_size=5_000 if dim <= 16 else 2_000,
     )
