@@ -242,6 +242,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--warm-start-learning-rate", "0"], "--warm-start-learning-rate"),
         (["train", "--warm-start-sinkhorn-iterations", "0"], "--warm-start-sinkhorn-iterations"),
         (["train", "--trace", "both"], "--trace"),
+        (["train", "--warm-start-coupling", "exact"], "--warm-start-coupling"),
+        (["train", "--iterations", "-1"], "--iterations"),
         (["train", "--solver-tolerance", "-0.01"], "--solver-tolerance"),
         (["train", "--solver-tolerance", "nan"], "solver_tolerance"),
         (["train", "--weight-clip", "-1"], "--weight-clip"),
@@ -260,6 +262,13 @@ def test_bad_arguments_exit_2_naming_the_option(arguments, fragment):
     result = CliRunner().invoke(cli.main, arguments)
     assert result.exit_code == 2, result.output
     assert fragment in result.output
+
+
+def test_nothing_to_train_exits_2_and_creates_nothing(tmp_path):
+    arguments = ["train", "--iterations", "0", "--warm-start", "0", "--out", tmp_path / "run"]
+    result = CliRunner().invoke(cli.main, [str(a) for a in arguments])
+    assert result.exit_code == 2 and "`iterations`=0" in result.output, result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_runtime_failures_exit_1_with_one_line(tmp_path):
@@ -460,7 +469,7 @@ def test_train_split_reaches_the_tabular_loader(tmp_path, rng):
     [
         ("width = 0", "`width` must be at least 1"),
         ('batch_size = "many"', "`batch_size` must be an integer"),
-        ("iterations = -3", "`iterations` must be at least 1"),
+        ("iterations = -3", "`iterations` must be at least 0"),
         ("num_steps = 1.5", "`num_steps` must be an integer"),
         ('dtype = "float16"', "float32 or float64"),
         ("learning_rate = -0.1", "`learning_rate` must be finite and positive"),

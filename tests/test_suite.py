@@ -10,8 +10,8 @@ from tfotflow.bench import suite
 @pytest.mark.parametrize("character", ["mixture", "student_t"])
 def test_mixture_log_prob_equals_scipy(character):
     distribution = suite.make(character, 5, draw=3)
-    x = distribution.sample(200, np.random.default_rng(0))
-    covariances = distribution.cholesky @ np.swapaxes(distribution.cholesky, 1, 2)
+    x = distribution.sample(np.random.default_rng(0), 200)
+    covariances = distribution.scales @ np.swapaxes(distribution.scales, 1, 2)
     components = []
     for k, (mean, covariance) in enumerate(zip(distribution.means, covariances)):
         if distribution.nu is None:
@@ -83,7 +83,12 @@ def test_a_suite_name_parses_and_loads_as_a_file_with_its_true_density(tmp_path)
     expected = suite.make("banana", 4, 0).log_prob(data.test[:10].astype(np.float64))
     np.testing.assert_allclose(data.metadata.log_prob(data.test[:10]), expected)
     assert problem["budgets"]["otflow"] == problem["budgets"]["bayesflow_fm_defaults"]
-    assert set(problem["variants"]) == {"otflow_fm", "otflow_fm_deep", "otflow_fm_ot"}
+    assert set(problem["variants"]) == {"otflow_likelihood", "otflow_fm_deep", "otflow_fm_ot"}
+    # 1,600 training rows: the rule's main phase is likelihood; a variant may ask for the other
+    rule = time_to_quality.OTFlowContender(data).config["train"]
+    other = time_to_quality.OTFlowContender(data, overrides={"main_phase": "flow_matching"})
+    assert rule["iterations"] > 0 and other.config["train"]["iterations"] == 0
+    assert other.config["model"]["num_steps"] == 8
 
 
 def test_the_generalization_summary_takes_medians_over_seeds():

@@ -315,3 +315,109 @@ def test_solver_error_control_recompiles_training_with_the_doubled_steps():
     assert history.history["num_steps"] == [8, 8]
     assert history.history["eval_num_steps"] == [16, 16]
     assert all(e > 0 for e in history.history["solver_error"])
+
+
+@pytest.mark.slow
+def test_a_killed_main_phase_of_flow_matching_resumes_where_it_stopped(tmp_path):
+    # Flow matching alone (iterations=0) validates and checkpoints at each of its validations
+    # (4 of 50 steps here); a run killed within it continues it, and the solve's steps come
+    # from its error alone.
+    tf.config.experimental.enable_op_determinism()
+    data = toy_data()
+    settings = dict(
+        iterations=0,
+        batch_size=64,
+        seed=5,
+        warm_start=200,
+        warm_start_batch_size=32,
+        warm_start_coupling="independent",
+        warm_start_schedule="cosine",
+        weight_clip=None,
+    )
+    straight = fresh_model()
+    history = training.train(straight, data, run_dir=tmp_path / "straight", **settings)
+    logged = history.warm_start.history
+    assert len(logged["val_flow_matching"]) == 4  # validated after every 50 steps
+    best = checkpoint.read(tmp_path / "straight" / "warm_start_best.npz")[1]["state"]
+    assert best["best"] == pytest.approx(min(logged["val_flow_matching"]))
+
+    interrupted = fresh_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            interrupted,
+            data,
+            run_dir=tmp_path / "resumed",
+            warm_start_callbacks=[StopAfter(3)],
+            **settings,
+        )
+    assert not (tmp_path / "resumed" / "last.npz").exists()
+    state = checkpoint.read(tmp_path / "resumed" / "warm_start_last.npz")[1]["state"]
+    assert state["epoch"] == 2
+
+    resumed = fresh_model()
+    training.train(resumed, data, run_dir=tmp_path / "resumed", resume=True, **settings)
+    assert resumed.num_steps == straight.num_steps
+    for a, b in zip(weights_of(straight), weights_of(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_a_warm_start_before_likelihood_steps_is_not_validated(tmp_path):
+    # Before likelihood steps the warm start is a start: the likelihood phase validates.
+    data = toy_data()
+    history = training.train(
+        fresh_model(),
+        data,
+        run_dir=tmp_path,
+        iterations=2,
+        validate_every=2,
+        warm_start=20,
+        warm_start_coupling="independent",
+    )
+    assert "val_flow_matching" not in history.warm_start.history
+    assert "val_nll" in history.history
+    assert not (tmp_path / "warm_start_last.npz").exists()
+
+
+def test_the_warm_start_ends_with_the_weights_of_its_best_validation(tmp_path):
+    # A rate far too high makes later validations worse: the phase keeps the best one's
+    # weights, stops after WARM_START_PATIENCE validations without improvement, and a
+    # resume that finds the phase done starts from the same best weights.
+    data = toy_data()
+    model = fresh_model()
+    settings = {
+        **training._with_defaults("test", {}),
+        "warm_start": 1000,
+        "warm_start_learning_rate": 0.5,
+        "warm_start_coupling": "independent",
+        "weight_clip": None,
+    }
+    batches = training._warm_start_stream(data.split("train"), 512, settings, seed=0)
+    validation = tf.data.Dataset.from_tensor_slices(data.val).batch(64)
+    history = training.flow_matching_phase(
+        model, batches, settings, validation_data=validation, run_dir=tmp_path
+    )
+    losses = history.history["val_flow_matching"]
+    best = int(np.argmin(losses))
+    assert len(losses) == min(best + 1 + training.WARM_START_PATIENCE, 20)
+    matching = training.flow_matching_model(model, settings)
+    assert float(matching.evaluate(validation, verbose=0)) == pytest.approx(losses[best])
+    saved = checkpoint.read(tmp_path / "warm_start_best.npz")[0]
+    for i, weight in enumerate(weights_of(model)):
+        np.testing.assert_array_equal(saved[f"weight/{i}"], weight)
+
+
+def test_flow_matching_alone_needs_warm_start_steps():
+    from tfotflow.settings import DEFAULTS, build_config, check_config
+
+    config = build_config(
+        "moons",
+        recommended={"num_steps": 2},
+        overrides={"iterations": 0},
+        seed=0,
+        data_dir=None,
+        options={},
+    )
+    with pytest.raises(ValueError, match=r"`iterations`=0 .* Received: warm_start=0"):
+        check_config(config, 2)
+    config["train"]["warm_start"] = DEFAULTS["warm_start_batch_size"]
+    check_config(config, 2)

@@ -83,7 +83,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Writes ``last.npz`` after every epoch and ``best.npz`` when ``monitor`` improves.
+    """Writes ``last.npz`` after every epoch and ``best.npz`` when ``monitor`` improves (each
+    name after ``prefix``).
 
     Both are atomic (see :mod:`tfotflow.checkpoint`) and hold the optimizer state, so training
     resumes exactly. Nothing is written for an epoch whose logs hold a NaN or Inf, nor by a
@@ -98,13 +99,24 @@ class Checkpoint(keras.callbacks.Callback):
         state: extra JSON state to store (e.g. the data seed). Defaults to none.
         resume_state: the state of the checkpoint training resumes from; the tracked counters
             are put back when training begins (after the callbacks reset themselves).
+        prefix: the start of both file names (e.g. "warm_start_"). Defaults to none.
     """
 
     COUNTERS = ("wait", "best", "cooldown_counter", "best_epoch")
 
-    def __init__(self, directory, *, monitor="val_nll", tracked=(), state=None, resume_state=None):
+    def __init__(
+        self,
+        directory,
+        *,
+        monitor="val_nll",
+        tracked=(),
+        state=None,
+        resume_state=None,
+        prefix="",
+    ):
         super().__init__()
         self.directory = directory
+        self.prefix = prefix
         self.monitor = monitor
         self.tracked = list(tracked)
         self.extra_state = dict(state or {})
@@ -120,11 +132,11 @@ class Checkpoint(keras.callbacks.Callback):
 
     @property
     def last_path(self):
-        return f"{self.directory}/last.npz"
+        return f"{self.directory}/{self.prefix}last.npz"
 
     @property
     def best_path(self):
-        return f"{self.directory}/best.npz"
+        return f"{self.directory}/{self.prefix}best.npz"
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {name: float(value) for name, value in (logs or {}).items()}

@@ -22,7 +22,7 @@ from rich.table import Table
 from tfotflow import __version__, rundir
 from tfotflow.about import describe
 from tfotflow.bench import SUITES
-from tfotflow.settings import ARCHITECTURES, COUPLINGS, SCHEDULES, TRACES
+from tfotflow.settings import ARCHITECTURES, COUPLINGS, SCHEDULES, TRACES, WARM_START_SCHEDULES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -149,7 +149,11 @@ def _split(context, parameter, value):
 
 @main.command(context_settings=CONTEXT)
 @click.argument("dataset", default="8gaussians")
-@click.option("--iterations", type=click.IntRange(min=1), help="Optimizer steps.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=0),
+    help="Maximum-likelihood steps (0: the warm start's flow matching alone).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Points per step.")
 @click.option("--width", type=click.IntRange(min=1), help="Potential width m.")
 @click.option("--num-layers", type=click.IntRange(min=2), help="ResNet layers of Φ.")
@@ -191,6 +195,11 @@ def _split(context, parameter, value):
     "--warm-start-coupling",
     type=click.Choice(COUPLINGS),
     help="How each warm-start batch pairs data with normal draws: ot (Sinkhorn) or independent.",
+)
+@click.option(
+    "--warm-start-schedule",
+    type=click.Choice(WARM_START_SCHEDULES),
+    help="The warm start's rate: constant, or cosine-decayed to 0 over its steps.",
 )
 @click.option(
     "--solver-tolerance",
@@ -387,8 +396,9 @@ def train(
         for shown in bars.values():
             for bar in shown:
                 bar.stop()
-        last = pathlib.Path(run_dir) / "last.npz"
-        hint = f"resume with: tfotflow train --resume {run_dir}" if last.exists() else None
+        written = [pathlib.Path(run_dir) / name for name in ("last.npz", "warm_start_last.npz")]
+        resumable = any(path.exists() for path in written)
+        hint = f"resume with: tfotflow train --resume {run_dir}" if resumable else None
         console.print(
             f"[yellow]interrupted[/]; {hint or 'no checkpoint was written yet; start again'}"
         )
@@ -478,7 +488,8 @@ def _progress_bars(config, data, *, resumed):
     from tfotflow.progress import ProgressBar
 
     train, latent = config["train"], config.get("latent")
-    bars = {"likelihood": [ProgressBar(train["iterations"], console)]}
+    steps = train["iterations"]
+    bars = {"likelihood": [ProgressBar(steps, console)] if steps else []}
     warm = train.get("warm_start", 0) if not resumed else 0
     bars["warm_start"] = [ProgressBar(warm, console, label="warm start")] if warm else []
     bars["autoencoder"] = []

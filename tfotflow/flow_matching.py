@@ -123,7 +123,9 @@ class FlowMatching(keras.Model):
     batch by :func:`ot_pairs` (``coupling="ot"``) or keeps each x₀ with its own z
     (``"independent"``: no [n, n] cost, no Sinkhorn) and reports the loss as
     ``flow_matching``. Either coupling's regression has its optimum at the gradient field that
-    moves the interpolation's marginals; the OT coupling makes them straighter.
+    moves the interpolation's marginals; the OT coupling makes them straighter. Evaluation
+    (``val_flow_matching`` in ``fit``) pairs independently, with the draws of step 0, so a
+    validation loss is a fixed function of the weights.
 
     A conditional model (``condition_dim > 0``) trains on (points, conditions) batches with
     the independent coupling (each x₀ keeps its own z): the target of conditional flow
@@ -174,10 +176,10 @@ class FlowMatching(keras.Model):
         self.built = True
         self._loss_tracker = keras.metrics.Mean(name="flow_matching")
 
-    def loss_on(self, x0, step, condition=None):
+    def loss_on(self, x0, step, condition=None, *, coupling=None):
         """The flow-matching loss on data ``x0`` [n, d] (conditions [n, k]), in the data's units,
-        with the draws of ``step``; the flow's coordinates are matched (:meth:`OTFlowModel.
-        standardize`)."""
+        with the draws of ``step``, paired by ``coupling`` (None: the model's); the flow's
+        coordinates are matched (:meth:`OTFlowModel.standardize`)."""
         x0 = tf.cast(x0, self.flow.precision)
         condition = self.flow.potential.check_condition(condition)
         x0, condition = self.flow.standardize(x0, condition)  # the flow's coordinates
@@ -186,7 +188,7 @@ class FlowMatching(keras.Model):
         )
         n = tf.shape(x0)[0]
         z = tf.random.stateless_normal(tf.shape(x0), seed=seeds[0], dtype=x0.dtype)
-        if condition is None and self.coupling == "ot":
+        if condition is None and (coupling or self.coupling) == "ot":
             z = ot_pairs(
                 x0,
                 z,
@@ -212,8 +214,10 @@ class FlowMatching(keras.Model):
         return {"flow_matching": self._loss_tracker.result()}
 
     def test_step(self, data):
+        # Each validation point keeps its own draw: no [n, n] cost, and the loss has the same
+        # minimizer, the field that moves the interpolation's marginals.
         x0, condition = batch_points_and_conditions(data, self.flow.condition_dim)
-        self._loss_tracker.update_state(self.loss_on(x0, 0, condition))
+        self._loss_tracker.update_state(self.loss_on(x0, 0, condition, coupling="independent"))
         return {"flow_matching": self._loss_tracker.result()}
 
     @property

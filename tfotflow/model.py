@@ -444,10 +444,11 @@ class OTFlowModel(keras.Model):
         After ``compile()`` with no optimizer, ``fit`` runs the one trainer with the settings
         :func:`tfotflow.settings.recipe` gives for the data
         (:func:`tfotflow.training.fit_arrays_or_batches`): the flow-matching warm start on the
-        first ``fit`` (its own History, ``history.warm_start``, and progress at ``verbose``),
-        then maximum likelihood with the cosine over this ``fit``'s steps, the weight clip and
-        the solver-error control. A second ``fit`` continues from the weights and Adam's
-        moments with a new cosine over its own steps (a warm restart).
+        first ``fit`` (its own History, ``history.warm_start``, and progress at ``verbose``;
+        from d = 8 with 10,000 rows the settings' main phase), then maximum likelihood with
+        the cosine over this ``fit``'s steps, the weight clip and the solver-error control. A
+        second ``fit`` continues from the weights and Adam's moments with a new cosine over its
+        own steps (a warm restart).
 
         Args:
             x: points [n, d], or a ``tf.data.Dataset`` of batches (of (points, conditions)
@@ -455,10 +456,10 @@ class OTFlowModel(keras.Model):
             y: conditions [n, k], for a conditional model.
             batch_size: points per step. Defaults to the settings' after ``compile()``, else
                 Keras's.
-            epochs: passes over the data. Defaults to 1.
+            epochs: passes over the data. Defaults to 1, or after ``compile()`` to the
+                settings' likelihood steps (none where flow matching is their main phase).
             warm_start: flow-matching steps before maximum likelihood, after ``compile()``
-                only. Defaults to the settings' 1,000 on the first ``fit``, else none; 0 skips
-                it.
+                only. Defaults to the settings' on the first ``fit``, else none; 0 skips it.
             **kwargs: passed to Keras ``fit`` (a ``tf.data.Dataset`` of unknown size needs
                 ``steps_per_epoch``).
         """

@@ -4,7 +4,10 @@
 RUN_DIR/config.json    every setting (data set and its dimension, seed, model, training), first
 RUN_DIR/autoencoder.keras, autoencoder.csv
                        a latent flow's autoencoder (after every epoch) and its log
-RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps
+RUN_DIR/warm_start.csv the flow-matching warm start's loss (when it ran), every ≤ 50 steps or
+                       at each of its validations (val_flow_matching)
+RUN_DIR/warm_start_last.npz, warm_start_best.npz
+                       the warm start's checkpoints at each validation and at its best
 RUN_DIR/metrics.csv    one row per validation: step, time, loss, nll, …, val_nll, learning_rate
 RUN_DIR/last.npz       checkpoint after every validation (resume from here)
 RUN_DIR/best.npz       checkpoint at the best validation NLL
@@ -34,6 +37,8 @@ RUN_FILES = (
     "autoencoder.keras",
     "autoencoder.csv",
     "warm_start.csv",
+    "warm_start_last.npz",
+    "warm_start_best.npz",
     "metrics.csv",
     "last.npz",
     "best.npz",

@@ -269,8 +269,10 @@ def train_run(
     if resume and (run_dir / "last.npz").exists():
         done = checkpoint.read(run_dir / "last.npz")[1]["state"].get("epoch", 0)
         rows = rows[:done]
-    elif resume:
-        raise RunError(f"{run_dir} has no checkpoint (last.npz) to resume from")
+    elif resume and not (train["warm_start"] and (run_dir / "warm_start_last.npz").exists()):
+        raise RunError(
+            f"{run_dir} has no checkpoint (last.npz, or warm_start_last.npz) to resume from"
+        )
     start = time.perf_counter()
     training.train(
         model,

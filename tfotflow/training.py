@@ -9,8 +9,11 @@ settings are those of :mod:`tfotflow.settings` (a run's ``config["train"]``).
 
 ```none
 warm start   settings["warm_start"] steps of FlowMatching (Adam at warm_start_learning_rate,
-             batches of warm_start_batch_size, paired by warm_start_coupling: "ot" with
-             warm_start_sinkhorn_iterations sweeps, or "independent")
+             constant or cosine-decayed to 0 by warm_start_schedule, batches of
+             warm_start_batch_size, paired by warm_start_coupling: "ot" with
+             warm_start_sinkhorn_iterations sweeps, or "independent"); as the main phase
+             (no likelihood steps), validated on the flow-matching loss, the best weights
+             kept, checkpointed
 likelihood   Adam on J (OTFlowModel's objective), rate constant ("plateau": divided by 10 on
              validation plateaus) or cosine-decayed to 0 over the likelihood steps; before each
              step every weight clipped to ±weight_clip; every 50 steps the solve's error
@@ -28,7 +31,14 @@ import tensorflow as tf
 
 from tfotflow import checkpoint, serialization
 from tfotflow._keras import keras
-from tfotflow.callbacks import ClipWeights, SolverErrorControl, StopOnNonFinite, reference_recipe
+from tfotflow.callbacks import (
+    Checkpoint,
+    ClipWeights,
+    SolverErrorControl,
+    StopOnNonFinite,
+    reference_recipe,
+    refine_solve,
+)
 from tfotflow.distribute import shard_by_data
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import use_xla
@@ -91,25 +101,101 @@ def learning_rate_schedule(learning_rate, schedule, iterations):
 
 def compile_for(model, settings, iterations):
     """Compiles ``model`` with Adam at the settings' rate and schedule over ``iterations``
-    likelihood steps, XLA where it is faster (:func:`tfotflow.hardware.use_xla`)."""
-    rate = learning_rate_schedule(settings["learning_rate"], settings["schedule"], iterations)
+    likelihood steps (at least one), XLA where it is faster (:func:`tfotflow.hardware.use_xla`)."""
+    rate = learning_rate_schedule(
+        settings["learning_rate"], settings["schedule"], max(iterations, 1)
+    )
     with model.distribute_strategy.scope():
         model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=use_xla(model.dim))
 
 
-def flow_matching_phase(model, batches, settings, *, seed=0, callbacks=(), verbose=0):
+# With validation data, the warm start validates at most this many times, evenly spaced, and
+# stops after WARM_START_PATIENCE validations without improvement.
+WARM_START_VALIDATIONS = 20
+WARM_START_PATIENCE = 5
+
+
+def flow_matching_phase(
+    model,
+    batches,
+    settings,
+    *,
+    seed=0,
+    validation_data=None,
+    run_dir=None,
+    resume_state=None,
+    callbacks=(),
+    verbose=0,
+):
     """Fits ``model``'s potential by OT flow matching (:class:`tfotflow.FlowMatching`) for
     ``settings["warm_start"]`` steps on ``batches`` (a stream of point batches, or of
-    (points, conditions) pairs), at ``warm_start_learning_rate``, with
+    (points, conditions) pairs), at ``warm_start_learning_rate`` (constant, or by
+    ``warm_start_schedule="cosine"`` decayed to 0 over the steps), with
     each batch paired by ``warm_start_coupling`` (``warm_start_sinkhorn_iterations`` sweeps
     of the OT plan), the weights clipped after each step to ±``weight_clip`` (None: never).
+
+    With ``validation_data`` (batches like ``batches``), the flow-matching loss of the
+    validation rows (``val_flow_matching``, each row with fixed draws of z and t) is logged
+    at up to :data:`WARM_START_VALIDATIONS` evenly spaced points; the phase stops after
+    :data:`WARM_START_PATIENCE` of them without improvement and ends with the weights of the
+    best. With a ``run_dir`` too, ``warm_start_last.npz`` is written at each validation and
+    ``warm_start_best.npz`` at each improvement (weights, Adam's state, counters);
+    ``resume_state``, the state of ``warm_start_last.npz`` already restored into the model,
+    continues the phase where it stopped (``batches`` must skip the steps done:
+    :func:`warm_start_steps_done`).
 
     Returns:
         The Keras ``History``: the ``flow_matching`` loss after each call of gcd(steps, 50)
         steps (several steps per call: a warm-start step is small and Python's per-step cost
-        is not).
+        is not), or with validation after each validation.
     """
     steps = check_int("warm_start", settings["warm_start"], minimum=1)
+    per_call = math.gcd(steps, 50)
+    epochs = steps // per_call
+    policy = []
+    if validation_data is not None:
+        epochs = _warm_start_epochs(steps)
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_flow_matching",
+            mode="min",
+            patience=WARM_START_PATIENCE,
+            restore_best_weights=True,
+        )
+        policy = [StopOnNonFinite(), stopper]
+        if run_dir is not None:
+            policy.append(
+                Checkpoint(
+                    str(run_dir),
+                    monitor="val_flow_matching",
+                    tracked=[stopper],
+                    state={"seed": seed, "warm_start": steps},
+                    resume_state=resume_state,
+                    prefix="warm_start_",
+                )
+            )
+    matching = flow_matching_model(model, settings, seed=seed, steps_per_execution=per_call)
+    if resume_state:
+        checkpoint.restore(pathlib.Path(run_dir) / "warm_start_last.npz", matching)
+    history = matching.fit(
+        batches,
+        epochs=epochs,
+        initial_epoch=resume_state["epoch"] if resume_state else 0,
+        steps_per_epoch=steps // epochs,
+        validation_data=validation_data,
+        callbacks=[*callbacks, *policy],
+        shuffle=False,
+        verbose=verbose,
+    )
+    best = None if run_dir is None else pathlib.Path(run_dir) / "warm_start_best.npz"
+    if validation_data is not None and best is not None and best.exists():
+        checkpoint.restore(best, matching)  # also when a resume found the phase done
+    return history
+
+
+def flow_matching_model(model, settings, *, seed=0, steps_per_execution=1):
+    """The compiled :class:`tfotflow.FlowMatching` of ``model`` by the warm start's settings
+    (Adam at ``warm_start_learning_rate`` by ``warm_start_schedule``, XLA where it is
+    faster)."""
     with model.distribute_strategy.scope():
         matching = FlowMatching(
             model,
@@ -118,20 +204,28 @@ def flow_matching_phase(model, batches, settings, *, seed=0, callbacks=(), verbo
             clip=settings["weight_clip"] or None,
             coupling=settings["warm_start_coupling"],
         )
-        per_call = math.gcd(steps, 50)
+        rate = settings["warm_start_learning_rate"]
+        if settings["warm_start_schedule"] == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(rate, settings["warm_start"])
         matching.compile(
-            optimizer=keras.optimizers.Adam(settings["warm_start_learning_rate"]),
+            optimizer=keras.optimizers.Adam(rate),
             jit_compile=use_xla(model.dim),
-            steps_per_execution=per_call,
+            steps_per_execution=steps_per_execution,
         )
-    return matching.fit(
-        batches,
-        epochs=steps // per_call,
-        steps_per_epoch=per_call,
-        callbacks=list(callbacks),
-        shuffle=False,
-        verbose=verbose,
-    )
+    return matching
+
+
+def _warm_start_epochs(steps):
+    """The validated warm start's epochs: the most, up to :data:`WARM_START_VALIDATIONS`,
+    that split ``steps`` into equal whole calls of gcd(steps, 50) steps."""
+    calls = steps // math.gcd(steps, 50)
+    return max(e for e in range(1, WARM_START_VALIDATIONS + 1) if calls % e == 0)
+
+
+def warm_start_steps_done(resume_state, steps):
+    """The warm-start steps a checkpoint's ``resume_state`` (None: none) has done, of ``steps``
+    in all."""
+    return resume_state["epoch"] * (steps // _warm_start_epochs(steps)) if resume_state else 0
 
 
 def warm_start(model, data, *, seed=0, callbacks=(), verbose=0, **settings):
@@ -147,7 +241,8 @@ def warm_start(model, data, *, seed=0, callbacks=(), verbose=0, **settings):
         verbose: Keras's verbosity. Defaults to 0.
         **settings: the warm start's settings (``warm_start``: its steps,
             ``warm_start_batch_size``, ``warm_start_learning_rate``,
-            ``warm_start_sinkhorn_iterations``, ``warm_start_coupling``, ``weight_clip``),
+            ``warm_start_sinkhorn_iterations``, ``warm_start_coupling``,
+            ``warm_start_schedule``, ``weight_clip``),
             each defaulting to :data:`tfotflow.settings.DEFAULTS`.
 
     Returns:
@@ -160,11 +255,11 @@ def warm_start(model, data, *, seed=0, callbacks=(), verbose=0, **settings):
     )
 
 
-def _warm_start_stream(arrays, rows, settings, seed):
+def _warm_start_stream(arrays, rows, settings, seed, skip=0):
     """The warm start's stream of ``arrays`` (``rows`` rows): batches of
-    ``warm_start_batch_size`` rows, or all of them when there are fewer."""
+    ``warm_start_batch_size`` rows, or all of them when there are fewer, from batch ``skip``."""
     size = check_int("warm_start_batch_size", settings["warm_start_batch_size"], minimum=1)
-    return batch_stream(arrays, batch_size=min(size, rows), seed=seed)
+    return batch_stream(arrays, batch_size=min(size, rows), seed=seed, skip=skip)
 
 
 def _with_defaults(caller, settings):
@@ -194,6 +289,7 @@ def fit(
     check=None,
     run_dir=None,
     resume_state=None,
+    warm_start_state=None,
     seed=0,
     callbacks=(),
     warm_start_callbacks=(),
@@ -202,7 +298,7 @@ def fit(
 ):
     """The one trainer: the warm start (when ``warm_start_batches`` are given and the
     settings ask for steps), then maximum likelihood on ``batches`` for ``epochs`` Keras
-    epochs of ``steps_per_epoch`` steps.
+    epochs of ``steps_per_epoch`` steps (none when ``epochs`` is 0).
 
     Args:
         model: a compiled :class:`tfotflow.OTFlowModel`.
@@ -212,19 +308,26 @@ def fit(
         steps_per_epoch: likelihood steps in each epoch.
         warm_start_batches: the warm start's stream, or None for no warm start.
         validation_data: validation batches (then ``val_nll`` is logged, the plateau schedule
-            and early stopping watch it, and the best weights are kept), or None.
+            and early stopping watch it, and the best weights are kept; a warm start that
+            is the main phase, ``epochs`` 0, validates on them too, and checkpoints:
+            :func:`flow_matching_phase`), or None.
         check: ``(points, conditions)`` of the solver-error control, or None for none.
         run_dir: where ``last.npz`` and ``best.npz`` go, or None for no checkpoints.
         resume_state: the state of ``run_dir/last.npz`` when resuming (no warm start then).
+        warm_start_state: the state of ``run_dir/warm_start_last.npz`` when resuming within
+            the warm start (restored into the model by :func:`flow_matching_phase`).
         seed: the warm start's draws' seed (the batches carry the data order's).
         callbacks: more Keras callbacks of the likelihood phase.
         warm_start_callbacks: more Keras callbacks of the warm start.
         verbose: Keras's verbosity of both phases.
         **fit_kwargs: passed to Keras ``fit`` (e.g. ``validation_freq``).
 
+    Without likelihood steps (``epochs`` 0) the solve's RK4 steps are doubled until their
+    error on ``check`` is within ``solver_tolerance`` (:func:`tfotflow.callbacks.refine_solve`).
+
     Returns:
-        The likelihood phase's Keras ``History``; its ``warm_start`` attribute is the warm
-        start's (None when there was none).
+        The likelihood phase's Keras ``History`` (empty when ``epochs`` is 0); its
+        ``warm_start`` attribute is the warm start's (None when there was none).
     """
     warm = None
     if warm_start_batches is not None and settings["warm_start"] and not resume_state:
@@ -233,9 +336,20 @@ def fit(
             warm_start_batches,
             settings,
             seed=seed,
+            # the main phase selects its own weights; a start before likelihood steps does not
+            validation_data=None if epochs else validation_data,
+            run_dir=None if epochs else run_dir,
+            resume_state=warm_start_state,
             callbacks=warm_start_callbacks,
             verbose=verbose,
         )
+    if not epochs:  # flow matching alone: the solve's steps from its error
+        if settings["solver_tolerance"] and check is not None:
+            while refine_solve(model, *check, tolerance=settings["solver_tolerance"])[1]:
+                pass
+        history = keras.callbacks.History()
+        history.warm_start = warm
+        return history
     control = []
     if settings["solver_tolerance"] and check is not None:
         control = [SolverErrorControl(*check, tolerance=settings["solver_tolerance"])]
@@ -300,7 +414,9 @@ def train(
         data: a :class:`tfotflow.datasets.Dataset`.
         run_dir: the checkpoint folder.
         seed: the data order's and the warm start's seed. Defaults to 0.
-        resume: continue from ``run_dir/last.npz``. Defaults to False.
+        resume: continue from ``run_dir/last.npz``, or, when the likelihood steps have
+            not written one yet, the warm start from ``run_dir/warm_start_last.npz``.
+            Defaults to False.
         callbacks: more Keras callbacks of the likelihood phase (a progress display, a
             metrics log, a benchmark's clock, …).
         warm_start_callbacks: more Keras callbacks of the warm start.
@@ -315,29 +431,34 @@ def train(
         TypeError: for a keyword that is no training setting, naming it.
     """
     settings = _with_defaults("train", settings)
-    iterations = check_int("iterations", settings["iterations"], minimum=1)
+    iterations = check_int("iterations", settings["iterations"], minimum=0)
     batch_size = min(check_int("batch_size", settings["batch_size"], minimum=1), len(data.train))
     validate_every = min(
-        check_int("validate_every", settings["validate_every"], minimum=1), iterations
+        check_int("validate_every", settings["validate_every"], minimum=1), max(iterations, 1)
     )
     run_dir = pathlib.Path(run_dir)
     if getattr(model, "optimizer", None) is None:
         compile_for(model, settings, iterations)
-    resume_state = None
-    if resume:
+    resume_state = warm_start_state = None
+    if resume and not (run_dir / "last.npz").exists() and settings["warm_start"]:
+        warm_start_state = checkpoint.read(run_dir / "warm_start_last.npz")[1]["state"]
+    elif resume:
         with model.distribute_strategy.scope():
             resume_state = checkpoint.restore(run_dir / "last.npz", model)
         SolverErrorControl.resume(model, resume_state.get("logs", {}))
     skip = resume_state["epoch"] * validate_every if resume_state else 0
     train = data.split("train")
     rows = slice(0, CHECK_ROWS)
+    warm_skip = warm_start_steps_done(warm_start_state, settings["warm_start"])
     return fit(
         model,
         batch_stream(train, batch_size=batch_size, seed=seed, skip=skip),
         {**settings, "batch_size": batch_size},
         epochs=math.ceil(iterations / validate_every),
         steps_per_epoch=validate_every,
-        warm_start_batches=_warm_start_stream(train, len(data.train), settings, seed)
+        warm_start_batches=_warm_start_stream(
+            train, len(data.train), settings, seed, skip=warm_skip
+        )
         if settings["warm_start"]
         else None,
         validation_data=shard_by_data(
@@ -346,6 +467,7 @@ def train(
         check=(data.val[rows], data.conditions["val"][rows] if data.conditional else None),
         run_dir=run_dir,
         resume_state=resume_state,
+        warm_start_state=warm_start_state,
         seed=seed,
         callbacks=callbacks,
         warm_start_callbacks=warm_start_callbacks,
@@ -418,12 +540,14 @@ def fit_arrays_or_batches(
         steps_per_epoch = steps_per_epoch or math.ceil(rows / batch_size)
         batches = batch_stream(arrays, batch_size=batch_size, seed=0)
         warm_batches = _warm_start_stream(arrays, rows, settings, seed=0)
-    if epochs is None:  # the settings' likelihood steps
-        epochs = max(1, math.ceil(settings["iterations"] / steps_per_epoch))
-    steps = check_int("epochs", epochs, minimum=1) * steps_per_epoch
+    if epochs is None:  # the settings' likelihood steps (none: their flow matching alone)
+        epochs = math.ceil(settings["iterations"] / steps_per_epoch)
+    else:
+        check_int("epochs", epochs, minimum=1)
+    steps = epochs * steps_per_epoch
     schedule = model.optimizer._learning_rate
     schedule.initial_learning_rate = settings["learning_rate"]
-    schedule.decay_steps = steps
+    schedule.decay_steps = max(steps, 1)
     schedule.start = int(model.optimizer.iterations.numpy())
     model.train_function = None  # traced again: the schedule's constants changed
     warm_steps = settings["warm_start"] if first and warm_start is None else (warm_start or 0)

@@ -21,6 +21,7 @@ import re
 import numpy as np
 
 from tfotflow.checks import check_choice, check_int
+from tfotflow.datasets.mixture import Mixture
 
 CHARACTERS = ("mixture", "student_t", "banana")
 DIMS = (4, 16, 64)
@@ -39,59 +40,6 @@ def random_covariance(rng, d):
     """Q diag(λ) Qᵀ with λ log-uniform on [0.1, 1], [d, d]."""
     q = random_rotation(rng, d)
     return (q * np.exp(rng.uniform(np.log(0.1), 0.0, d))) @ q.T
-
-
-class Mixture:
-    """A mixture of multivariate normal (``nu`` None) or Student-t components.
-
-    Args:
-        weights: [K], summing to 1.
-        means: [K, d].
-        covariances: the components' scale matrices, [K, d, d].
-        nu: the t components' degrees of freedom [K], or None for normal components.
-    """
-
-    def __init__(self, weights, means, covariances, nu=None):
-        self.weights, self.means = np.asarray(weights), np.asarray(means)
-        self.cholesky = np.linalg.cholesky(covariances)
-        self.nu = None if nu is None else np.asarray(nu, dtype=float)
-
-    @property
-    def dim(self):
-        return self.means.shape[1]
-
-    def sample(self, n, rng):
-        """[n, d] rows."""
-        k = rng.choice(len(self.weights), size=n, p=self.weights)
-        g = rng.standard_normal((n, self.dim))
-        x = np.einsum("nij,nj->ni", self.cholesky[k], g)
-        if self.nu is not None:
-            x /= np.sqrt(rng.chisquare(self.nu[k]) / self.nu[k])[:, None]
-        return self.means[k] + x
-
-    def log_prob(self, x):
-        """log p(x), [n], for rows x [n, d]."""
-        d = self.dim
-        terms = []
-        for k, (mean, chol) in enumerate(zip(self.means, self.cholesky)):
-            white = np.linalg.solve(chol, (x - mean).T)  # [d, n]
-            delta = np.sum(white**2, axis=0)
-            log_det = np.sum(np.log(np.diag(chol)))
-            if self.nu is None:
-                log_p = -0.5 * delta - 0.5 * d * math.log(2 * math.pi) - log_det
-            else:
-                nu = self.nu[k]
-                log_p = (
-                    math.lgamma((nu + d) / 2)
-                    - math.lgamma(nu / 2)
-                    - 0.5 * d * math.log(nu * math.pi)
-                    - log_det
-                    - 0.5 * (nu + d) * np.log1p(delta / nu)
-                )
-            terms.append(math.log(self.weights[k]) + log_p)
-        terms = np.stack(terms)
-        top = terms.max(axis=0)
-        return top + np.log(np.sum(np.exp(terms - top), axis=0))
 
 
 class Banana:
@@ -115,8 +63,8 @@ class Banana:
         first = a[:, 0 : 2 * len(self.bends) : 2]
         return self.bends * (first**2 - self.scales[0 : 2 * len(self.bends) : 2] ** 2)
 
-    def sample(self, n, rng):
-        """[n, d] rows."""
+    def sample(self, rng, n):
+        """``n`` rows [n, d] drawn with the numpy generator ``rng``."""
         y = rng.standard_normal((n, self.dim)) * self.scales
         y[:, 1 : 2 * len(self.bends) : 2] += self._bend(y)
         return y @ self.rotation.T
@@ -133,7 +81,8 @@ class Banana:
 
 def make(character, dim, draw):
     """The set of ``character`` at dimension ``dim`` for ``draw``: an object with
-    ``sample(n, rng)`` and ``log_prob(x)``."""
+    ``sample(rng, n)`` and ``log_prob(x)`` (a :class:`tfotflow.datasets.mixture.Mixture`, or
+    a :class:`Banana`)."""
     check_choice("character", character, CHARACTERS)
     dim = check_int("dim", dim, minimum=2)
     draw = check_int("draw", draw, minimum=0)
@@ -150,7 +99,7 @@ def make(character, dim, draw):
     means = rng.normal(0.0, spread, (components, dim))
     covariances = np.stack([random_covariance(rng, dim) for _ in range(components)])
     nu = rng.uniform(3.0, 6.0, components) if character == "student_t" else None
-    return Mixture(weights, means, covariances, nu)
+    return Mixture(weights, means, np.linalg.cholesky(covariances), nu)
 
 
 def name(character, dim, draw):
@@ -167,7 +116,7 @@ def write(folder, character, dim, draw, rows=ROWS):
         rng = np.random.default_rng([draw, dim, CHARACTERS.index(character), 1])
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp.npy")
-        np.save(temporary, distribution.sample(rows, rng))
+        np.save(temporary, distribution.sample(rng, rows))
         temporary.replace(path)
     return path
 

@@ -62,6 +62,7 @@ from tfotflow.settings import (
     build_config,
     check_config,
     recommended_settings,
+    rule_for,
 )
 from tfotflow.training import batch_stream
 from tfotflow.validation import batch_points_and_conditions
@@ -232,16 +233,22 @@ class OTFlowContender:
     """OT-Flow as a user runs it: ``tfotflow train``'s own path
     (:func:`tfotflow.runs.train_run`, its checkpoints in a temporary run directory) with the
     data set's recommended settings, or those :func:`tfotflow.settings.recipe` gives a data
-    set that recommends none, and ``overrides`` (a variant is only that). The race adds its
+    set that recommends none, and ``overrides`` (a variant is only that; ``"main_phase"``
+    among them asks the rule for that main phase instead of its own). The race adds its
     :class:`ClockCallback` to both phases; the model is scored at 4× the training RK4 steps
     it has when scored, and ends with its best-validation weights."""
 
     def __init__(self, data, *, name="otflow", overrides=None, seed=0):
         self.name, self.data = name, data
+        overrides = dict(overrides or {})
+        main_phase = overrides.pop("main_phase", None)  # the rule's other main phase
+        recommended = recommended_settings(data)
+        if main_phase is not None:
+            recommended = rule_for(data.train, data.metadata.condition_dim, main_phase=main_phase)
         self.config = build_config(
             data.metadata.name,
-            recommended=recommended_settings(data),
-            overrides=dict(overrides or {}),
+            recommended=recommended,
+            overrides=overrides,
             seed=seed,
             data_dir=None,
             options={},
@@ -805,28 +812,15 @@ _LINEAR.update(
 # The generalization suite (tfotflow.bench.suite): a table of 100,000 training rows raced as
 # `tfotflow train FILE` runs it, against BayesFlow's flow matching at its defaults (the network
 # and offline fit `FlowMatching()` gives a user) and FFJORD at OT-Flow's parameter count, with
-# wall budgets sized to two cores. The variants, raced when named, make flow matching of the
-# potential the main phase (budget-bound: the likelihood phase is never reached): width 256,
-# Adam 1e-3, batches of 256 with each point's own normal draw, no weight clip ("otflow_fm");
-# with five layers ("otflow_fm_deep"); with the OT coupling's 20 Sinkhorn sweeps
+# wall budgets sized to two cores. The variants, raced when named: the rule's likelihood main
+# phase ("otflow_likelihood", as it chooses for small tables); its flow-matching main phase
+# with five layers ("otflow_fm_deep") or the OT coupling's 20 Sinkhorn sweeps
 # ("otflow_fm_ot").
 SUITE_BUDGETS = {4: 120.0, 16: 300.0, 64: 900.0}
-_FM_MAIN = {
-    "width": 256,
-    "warm_start": 10_000_000,
-    "warm_start_batch_size": 256,
-    "warm_start_learning_rate": 1e-3,
-    "warm_start_coupling": "independent",
-    "weight_clip": None,
-}
 SUITE_VARIANTS = {
-    "otflow_fm": _FM_MAIN,
-    "otflow_fm_deep": {**_FM_MAIN, "num_layers": 5},
-    "otflow_fm_ot": {
-        **_FM_MAIN,
-        "warm_start_coupling": "ot",
-        "warm_start_sinkhorn_iterations": 20,
-    },
+    "otflow_likelihood": {"main_phase": "likelihood"},
+    "otflow_fm_deep": {"num_layers": 5},
+    "otflow_fm_ot": {"warm_start_coupling": "ot", "warm_start_sinkhorn_iterations": 20},
 }
 
 

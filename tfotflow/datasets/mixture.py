@@ -38,26 +38,39 @@ CITATION = (
 
 
 class Mixture:
-    """A Gaussian mixture with full covariances, in float64.
+    """A mixture of multivariate normal (``nu`` None) or Student-t components with full
+    scale matrices, in float64.
+
+    ```none
+    log p(x) = log Σ_k w_k p_k(x),  δ_k = ‖L_k⁻¹ (x − μ_k)‖²
+    normal:  log p_k = −δ_k / 2 − (d/2) log 2π − log |L_k|
+    t_ν:     log p_k = log Γ((ν + d)/2) − log Γ(ν/2) − (d/2) log νπ − log |L_k|
+                       − ((ν + d)/2) log(1 + δ_k / ν)
+    ```
 
     Args:
         weights: [K], positive, summing to 1.
         means: [K, d].
-        scales: [K, d, d], lower-triangular Cholesky factors L_k of the covariances.
+        scales: [K, d, d], lower-triangular Cholesky factors L_k of the scale matrices (the
+            covariances of normal components).
+        nu: the t components' degrees of freedom ν [K], or None for normal components.
     """
 
-    def __init__(self, weights, means, scales):
+    def __init__(self, weights, means, scales, nu=None):
         self.weights = np.asarray(weights, np.float64)
         self.means = np.asarray(means, np.float64)
         self.scales = np.asarray(scales, np.float64)
+        self.nu = None if nu is None else np.asarray(nu, np.float64)
         self.inverse_scales = np.linalg.inv(self.scales)
         self.dim = self.means.shape[1]
         diagonals = np.diagonal(self.scales, axis1=1, axis2=2)
-        self._constants = (
-            np.log(self.weights)
-            - np.sum(np.log(diagonals), axis=1)
-            - 0.5 * self.dim * math.log(2 * math.pi)
-        )
+        self._constants = np.log(self.weights) - np.sum(np.log(diagonals), axis=1)
+        if self.nu is None:
+            self._constants -= 0.5 * self.dim * math.log(2 * math.pi)
+        else:
+            nu, d = self.nu, self.dim
+            lgamma = np.vectorize(math.lgamma)
+            self._constants += lgamma((nu + d) / 2) - lgamma(nu / 2) - 0.5 * d * np.log(nu * np.pi)
 
     def log_prob(self, x, chunk=20_000):
         """log p(x) [n] of points ``x`` [n, d]."""
@@ -67,16 +80,26 @@ class Mixture:
             rows = x[start : start + chunk]
             centred = rows[None] - self.means[:, None]  # [K, n, d]
             whitened = np.einsum("kij,knj->kni", self.inverse_scales, centred)
-            terms = self._constants[:, None] - 0.5 * np.sum(whitened**2, axis=2)  # [K, n]
+            delta = np.sum(whitened**2, axis=2)  # [K, n]
+            if self.nu is None:
+                terms = self._constants[:, None] - 0.5 * delta
+            else:
+                nu = self.nu[:, None]
+                terms = self._constants[:, None] - 0.5 * (nu + self.dim) * np.log1p(delta / nu)
             top = terms.max(axis=0)
             out[start : start + chunk] = top + np.log(np.exp(terms - top).sum(axis=0))
         return out
 
     def sample(self, rng, n):
-        """``n`` draws [n, d] with the numpy ``RandomState`` ``rng``."""
+        """``n`` draws [n, d] with the numpy generator (or ``RandomState``) ``rng``: the
+        components, the normal draws, then for t components one χ² draw per row."""
         components = rng.choice(len(self.weights), size=n, p=self.weights)
         noise = rng.standard_normal((n, self.dim))
-        return self.means[components] + np.einsum("nij,nj->ni", self.scales[components], noise)
+        x = np.einsum("nij,nj->ni", self.scales[components], noise)
+        if self.nu is not None:
+            nu = self.nu[components]
+            x /= np.sqrt(rng.chisquare(nu) / nu)[:, None]
+        return self.means[components] + x
 
     def entropy(self, rng, n=1_000_000, chunk=100_000):
         """The Monte Carlo estimate of H = −E log p(X) from ``n`` draws, and its standard
