@@ -242,8 +242,9 @@ class OTFlowContender:
         self.name, self.data = name, data
         overrides = dict(overrides or {})
         main_phase = overrides.pop("main_phase", None)  # the rule's other main phase
-        recommended = recommended_settings(data)
-        if main_phase is not None:
+        if main_phase is None:
+            recommended = recommended_settings(data)
+        else:
             recommended = rule_for(data.train, data.metadata.condition_dim, main_phase=main_phase)
         self.config = build_config(
             data.metadata.name,
