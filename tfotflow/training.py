@@ -344,9 +344,9 @@ def fit(
             verbose=verbose,
         )
     if not epochs:  # flow matching alone: the solve's steps from its error
-        if settings["solver_tolerance"] and check is not None:
-            while refine_solve(model, *check, tolerance=settings["solver_tolerance"])[1]:
-                pass
+        doubled = bool(settings["solver_tolerance"]) and check is not None
+        while doubled:
+            doubled = refine_solve(model, *check, tolerance=settings["solver_tolerance"])[1]
         history = keras.callbacks.History()
         history.warm_start = warm
         return history
