@@ -2,13 +2,15 @@
 step count does to the score of a potential trained that way.
 
 Run: python benchmarks/flow_matching_study.py [--dataset mixture_d16_draw0] [--seconds 150]
+         [--setting NAME ...]
 
 On a generalization-suite set (the tuning draw by default), in the user's coordinates (the
 rule's standardization of the file), for each setting of ``SETTINGS``: the warm start alone
 for ``--seconds`` of training (its first call, compiling, not counted), its seconds per step,
 the validation NLL of the result at 4, 8, 16, 32 and 64 RK4 steps (exact trace) on 2,000
 validation rows, and the flow-matching loss on them (the race, ``time_to_quality``, times
-the likelihood steps and BayesFlow's against them). Writes results/flow_matching_study_NAME.json.
+the likelihood steps and BayesFlow's against them). Writes results/flow_matching_study_NAME.json,
+keeping the rows of settings it did not run (``--setting`` runs only those named).
 """
 
 import argparse
@@ -33,6 +35,10 @@ SETTINGS = {
     "w256_l2": _TIMED,
     "w256_l2_ot": {**_TIMED, **SUITE_VARIANTS["otflow_fm_ot"]},
     "w256_l2_rate_0.02": {**_TIMED, "warm_start_learning_rate": 0.02},  # the warm start's rate
+    # What a step of the potential learns: BayesFlow's batch, a deeper potential, a higher rate.
+    "w256_l2_batch32": {**_TIMED, "warm_start_batch_size": 32},
+    "w256_l5": {**_TIMED, **SUITE_VARIANTS["otflow_fm_deep"]},
+    "w256_l2_rate_0.003": {**_TIMED, "warm_start_learning_rate": 0.003},
 }
 STEPS = (4, 8, 16, 32, 64)
 VALIDATION_ROWS = 2000
@@ -55,11 +61,12 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def study(name, seconds):
+def study(name, seconds, labels):
     data, _ = load_problem(name)
     validation = data.val[:VALIDATION_ROWS].astype("float32")
     rows = {}
-    for label, overrides in SETTINGS.items():
+    for label in labels:
+        overrides = SETTINGS[label]
         config = build_config(
             data.metadata.name,
             recommended=recommended_settings(data),
@@ -104,7 +111,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="mixture_d16_draw0")
     parser.add_argument("--seconds", type=float, default=150.0)
+    parser.add_argument("--setting", action="append", choices=sorted(SETTINGS))
     args = parser.parse_args()
-    result = study(args.dataset, args.seconds)
+    result = study(args.dataset, args.seconds, args.setting or list(SETTINGS))
     out = pathlib.Path(__file__).parent / "results" / f"flow_matching_study_{args.dataset}.json"
+    if out.exists():  # the rows of settings not run this time stay
+        result["settings"] = {**json.loads(out.read_text())["settings"], **result["settings"]}
     atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
