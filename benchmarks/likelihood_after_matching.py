@@ -15,31 +15,14 @@ import argparse
 import json
 import pathlib
 import tempfile
-import time
 
 import numpy as np
 
 from tfotflow import runs, training
-from tfotflow._keras import keras
+from tfotflow.bench.timing import TrainingTime
 from tfotflow.checkpoint import atomic_write_bytes
 
 VALIDATION_ROWS = 2000
-
-
-class _Times(keras.callbacks.Callback):
-    """Training seconds (compile excluded: from the end of the first step call) at each
-    epoch's end."""
-
-    def __init__(self):
-        super().__init__()
-        self.start, self.seconds = None, []
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.start is None:
-            self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
 
 
 def continue_by_likelihood(run_dir, steps, rates):
@@ -52,7 +35,7 @@ def continue_by_likelihood(run_dir, steps, rates):
     for rate in rates:
         model, _ = runs.load_model(run_dir)
         training.compile_for(model, {"learning_rate": rate, "schedule": "cosine"}, steps)
-        times = _Times()
+        times = TrainingTime()
         with tempfile.TemporaryDirectory() as scratch:
             history = training.train(
                 model,
@@ -68,7 +51,7 @@ def continue_by_likelihood(run_dir, steps, rates):
                 weight_clip=None,
             )
         rows[str(rate)] = {
-            "seconds": times.seconds,
+            "seconds": times.epoch_seconds,
             "val_nll": [float(v) for v in history.history["val_nll"]],
             "num_steps": model.num_steps,
             "end_validation_nll": -float(np.mean(model.log_prob(validation))),

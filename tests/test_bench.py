@@ -161,6 +161,34 @@ def test_time_to_quality_schedule_and_crossing():
     assert seconds_to_reach(curve, 1.0) is None  # only the untrained score reached it
 
 
+def test_training_time_counts_between_step_calls_and_stops_at_its_budget(monkeypatch):
+    from tfotflow.bench import timing
+
+    ticks = iter(range(1000))  # a clock that advances one second at every reading
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(ticks)))
+    model = keras.Sequential([keras.layers.Dense(1)])
+    model.steps_per_execution, model.stop_training = 5, False
+    timer = timing.TrainingTime(budget_seconds=4.0)
+    timer.set_model(model)
+    timer.on_train_begin()
+    timer.on_train_batch_begin(0)  # 0
+    timer.on_train_batch_end(0)  # 1: the first call, untimed; mark at 2
+    assert (timer.untimed, timer.seconds, timer.steps) == (1.0, 0.0, 0)
+    timer.on_train_batch_begin(1)
+    timer.on_train_batch_end(1)  # 3: one timed second; mark at 4
+    timer.on_epoch_end(0)  # 5: the second since the mark counts at the epoch's end
+    assert (timer.seconds, timer.steps, timer.epoch_seconds) == (1.0, 5, [2.0])
+    assert not model.stop_training
+    timer.on_train_batch_end(2)  # 6: two more; mark at 7
+    timer.on_train_batch_end(3)  # 8: one more, 4 in all: the budget is spent
+    assert (timer.seconds, timer.steps) == (4.0, 15)
+    assert model.stop_training
+    timer.on_train_begin()  # a second fit: its first call is untimed again
+    timer.on_train_batch_begin(0)  # 10
+    timer.on_train_batch_end(0)  # 11
+    assert (timer.untimed, timer.seconds) == (2.0, 4.0)
+
+
 @pytest.mark.slow
 def test_startup_quick_reports_first_and_steady_calls():
     from tfotflow.bench import startup

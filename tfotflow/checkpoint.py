@@ -111,16 +111,17 @@ def read(path):
     return arrays, record
 
 
-def restore(path, model):
+def restore(path, model, *, contents=None):
     """Restores weights and optimizer variables saved by :func:`save`; returns the state.
 
     The optimizer is built first if needed, so a fresh model resumes with identical optimizer
-    state and iteration count.
+    state and iteration count. ``contents``, the ``(arrays, record)`` :func:`read` already
+    returned for ``path``, spares a second read of the file.
 
     Raises:
         CheckpointError: for an unreadable checkpoint or one saved from a different model.
     """
-    arrays, record = read(path)
+    arrays, record = read(path) if contents is None else contents
     weights = [arrays[f"weight/{i}"] for i in range(len(model.weights)) if f"weight/{i}" in arrays]
     shapes = [tuple(v.shape) for v in model.weights]
     if [w.shape for w in weights] != shapes:

@@ -123,7 +123,7 @@ def flow_matching_phase(
     seed=0,
     validation_data=None,
     run_dir=None,
-    resume_state=None,
+    resume_from=None,
     callbacks=(),
     verbose=0,
 ):
@@ -140,9 +140,9 @@ def flow_matching_phase(
     :data:`WARM_START_PATIENCE` of them without improvement and ends with the weights of the
     best. With a ``run_dir`` too, ``warm_start_last.npz`` is written at each validation and
     ``warm_start_best.npz`` at each improvement (weights, Adam's state, counters);
-    ``resume_state``, the state of ``warm_start_last.npz`` already restored into the model,
-    continues the phase where it stopped (``batches`` must skip the steps done:
-    :func:`warm_start_steps_done`).
+    ``resume_from``, the ``(arrays, record)`` of ``warm_start_last.npz``
+    (:func:`tfotflow.checkpoint.read`), is restored and continues the phase where it stopped
+    (``batches`` must skip the steps done: :func:`warm_start_steps_done`).
 
     Returns:
         The Keras ``History``: the ``flow_matching`` loss after each call of gcd(steps, 50)
@@ -150,6 +150,7 @@ def flow_matching_phase(
         is not), or with validation after each validation.
     """
     steps = check_int("warm_start", settings["warm_start"], minimum=1)
+    resume_state = resume_from[1]["state"] if resume_from else None
     per_call = math.gcd(steps, 50)
     epochs = steps // per_call
     policy = []
@@ -174,8 +175,9 @@ def flow_matching_phase(
                 )
             )
     matching = flow_matching_model(model, settings, seed=seed, steps_per_execution=per_call)
-    if resume_state:
-        checkpoint.restore(pathlib.Path(run_dir) / "warm_start_last.npz", matching)
+    if resume_from:
+        path = pathlib.Path(run_dir) / "warm_start_last.npz"
+        checkpoint.restore(path, matching, contents=resume_from)
     history = matching.fit(
         batches,
         epochs=epochs,
@@ -289,7 +291,7 @@ def fit(
     check=None,
     run_dir=None,
     resume_state=None,
-    warm_start_state=None,
+    warm_start_checkpoint=None,
     seed=0,
     callbacks=(),
     warm_start_callbacks=(),
@@ -314,8 +316,8 @@ def fit(
         check: ``(points, conditions)`` of the solver-error control, or None for none.
         run_dir: where ``last.npz`` and ``best.npz`` go, or None for no checkpoints.
         resume_state: the state of ``run_dir/last.npz`` when resuming (no warm start then).
-        warm_start_state: the state of ``run_dir/warm_start_last.npz`` when resuming within
-            the warm start (restored into the model by :func:`flow_matching_phase`).
+        warm_start_checkpoint: the ``(arrays, record)`` of ``run_dir/warm_start_last.npz``
+            when resuming within the warm start (restored by :func:`flow_matching_phase`).
         seed: the warm start's draws' seed (the batches carry the data order's).
         callbacks: more Keras callbacks of the likelihood phase.
         warm_start_callbacks: more Keras callbacks of the warm start.
@@ -339,7 +341,7 @@ def fit(
             # the main phase selects its own weights; a start before likelihood steps does not
             validation_data=None if epochs else validation_data,
             run_dir=None if epochs else run_dir,
-            resume_state=warm_start_state,
+            resume_from=warm_start_checkpoint,
             callbacks=warm_start_callbacks,
             verbose=verbose,
         )
@@ -439,9 +441,9 @@ def train(
     run_dir = pathlib.Path(run_dir)
     if getattr(model, "optimizer", None) is None:
         compile_for(model, settings, iterations)
-    resume_state = warm_start_state = None
+    resume_state = warm_start_checkpoint = None
     if resume and not (run_dir / "last.npz").exists() and settings["warm_start"]:
-        warm_start_state = checkpoint.read(run_dir / "warm_start_last.npz")[1]["state"]
+        warm_start_checkpoint = checkpoint.read(run_dir / "warm_start_last.npz")
     elif resume:
         with model.distribute_strategy.scope():
             resume_state = checkpoint.restore(run_dir / "last.npz", model)
@@ -449,6 +451,7 @@ def train(
     skip = resume_state["epoch"] * validate_every if resume_state else 0
     train = data.split("train")
     rows = slice(0, CHECK_ROWS)
+    warm_start_state = warm_start_checkpoint[1]["state"] if warm_start_checkpoint else None
     warm_skip = warm_start_steps_done(warm_start_state, settings["warm_start"])
     return fit(
         model,
@@ -467,7 +470,7 @@ def train(
         check=(data.val[rows], data.conditions["val"][rows] if data.conditional else None),
         run_dir=run_dir,
         resume_state=resume_state,
-        warm_start_state=warm_start_state,
+        warm_start_checkpoint=warm_start_checkpoint,
         seed=seed,
         callbacks=callbacks,
         warm_start_callbacks=warm_start_callbacks,

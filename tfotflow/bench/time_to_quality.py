@@ -53,7 +53,12 @@ from tfotflow import datasets, runs
 from tfotflow._keras import keras
 from tfotflow.bench import suite
 from tfotflow.bench.peers import CountedField, ffjord_distribution, matched_hidden_width
-from tfotflow.bench.timing import interleaved_medians, peak_memory_gb, training_step
+from tfotflow.bench.timing import (
+    TrainingTime,
+    interleaved_medians,
+    peak_memory_gb,
+    training_step,
+)
 from tfotflow.datasets import conditional
 from tfotflow.datasets.files import from_file
 from tfotflow.flow_matching import FlowMatching
@@ -196,37 +201,33 @@ def crossing_bracket(curve, target):
 # ------------------------------------------------------------------------------- the contenders
 
 
-class ClockCallback(keras.callbacks.Callback):
-    """Keeps a :class:`Clock` during a Keras ``fit``: the wall time between the ends of
-    consecutive step calls is training (the steps, the validations, the checkpoints, the
-    solver-error checks and a recompile when the steps double, all of which a user's run
-    pays); the first call of each phase (tracing and compiling, as the peers' first step)
-    and the scores are not. Stops training when the budget is spent."""
+class ClockCallback(TrainingTime):
+    """Keeps a :class:`Clock` during a Keras ``fit`` by :class:`TrainingTime`'s count: the
+    steps, the validations, the checkpoints, the solver-error checks and a recompile when the
+    steps double are training, all of which a user's run pays; the first call of each phase
+    (tracing and compiling, as the peers' first step) and the scores are not. Stops
+    training when the budget is spent."""
 
     def __init__(self, clock, contender):
         super().__init__()
         self.clock, self.contender = clock, contender
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         warm = isinstance(self.model, FlowMatching)  # the warm start fits its model's potential
         self.contender.model = self.model.flow if warm else self.model
-        self._mark = None
 
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
-        if self._mark is None:  # the phase's first call: compiled then
-            self.clock.untimed_seconds += now - self._start
-            if not self.clock.curve:
-                self.clock.begin()
-        else:
-            self.clock.add(now - self._mark, getattr(self.model, "steps_per_execution", 1))
-        if self.clock.done:
-            self.model.stop_training = True
-        self._mark = time.perf_counter()  # after any score
+    def first_call(self):
+        self.clock.untimed_seconds = self.untimed
+        if not self.clock.curve:
+            self.clock.begin()
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._mark is None:
-            self._start = time.perf_counter()
+    def timed(self, seconds, steps):
+        self.clock.add(seconds, steps)
+
+    @property
+    def done(self):
+        return self.clock.done
 
 
 class OTFlowContender:
