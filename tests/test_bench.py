@@ -101,6 +101,15 @@ def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path)
     fair = row["fair"]  # what each contender got, recorded
     assert set(fair["xla"]) == set(fair["preprocessing"]) == set(row["races"])
     assert set(fair["xla_probe"]) == peers and set(fair["still_improving"]) == set(row["races"])
+    assert set(fair["scoring_xla"]) == set(fair["scoring_xla_probe"]) == set(row["races"])
+    checkpoints = row["inference_checkpoints"]  # matched accuracy at equal quality
+    assert set(checkpoints["at"]) == set(row["inference"])
+    for name, at in checkpoints["at"].items():
+        index = checkpoints["index"][name]
+        assert at["validation_nll"] == row["races"][name]["curve"][index][2]
+        assert at["validation_nll"] <= checkpoints["target_nll"]
+        assert at["test_nll"] == row["races"][name]["test_curve"][index][2]
+        assert row["inference"][name]["reference_nll"] == pytest.approx(at["test_nll"], abs=1e-3)
     bad = [path for path, value in numbers(result) if not math.isfinite(value)]
     assert not bad, bad
     (table,) = summary_tables({"time_to_quality": result})
@@ -159,6 +168,77 @@ def test_time_to_quality_schedule_and_crossing():
     curve = [[0, 0.0, 1.0], [10, 3.0, 2.5], [20, 6.0, 1.5], [30, 9.0, 1.2]]
     assert seconds_to_reach(curve, 1.5) == 6.0
     assert seconds_to_reach(curve, 1.0) is None  # only the untrained score reached it
+
+
+def test_matched_accuracy_takes_each_model_where_it_first_reached_the_common_level():
+    from tfotflow.bench.time_to_quality import equal_quality_checkpoints
+
+    def race(curve, test_nlls):
+        best = min(range(len(curve)), key=lambda i: curve[i][2])
+        test_curve = [[i, s, t] for (i, s, _), t in zip(curve, test_nlls, strict=True)]
+        return {"curve": curve, "test_curve": test_curve, "best_nll": curve[best][2]}
+
+    races = {
+        "ours": race(
+            [[0, 0.0, 9.0], [10, 1.0, 5.0], [20, 2.0, 4.0], [30, 3.0, 3.9]], [9, 5, 4, 3.9]
+        ),
+        "peer": race([[0, 0.0, 9.5], [50, 2.0, 4.5], [90, 4.0, 4.1]], [9.5, 4.6, 4.12]),
+    }
+    checkpoints = equal_quality_checkpoints(races, ["ours", "peer"])
+    assert checkpoints["target_nll"] == 4.1  # the worse of the two bests
+    assert checkpoints["index"] == {"ours": 2, "peer": 2}  # each one's first score at or below
+    assert checkpoints["at"]["ours"] == {
+        "iteration": 20,
+        "seconds": 2.0,
+        "validation_nll": 4.0,
+        "test_nll": 4,
+    }
+    assert checkpoints["test_nll_spread"] == pytest.approx(0.12) and not checkpoints["equal"]
+    races["peer"]["test_curve"][2][2] = 4.03
+    assert equal_quality_checkpoints(races, ["ours", "peer"])["equal"]
+
+
+def test_scores_run_compiled_the_faster_way_and_a_failing_way_loses():
+    import time
+
+    import tensorflow as tf
+
+    from tfotflow.bench.time_to_quality import faster_scoring
+
+    class Contender:
+        name, condition_dim, scoring_xla = "peer", 0, False
+
+        def __init__(self, slow_way, failing_way=None):
+            self.slow_way, self.failing_way, self.calls = slow_way, failing_way, []
+
+        def reference_setting(self):
+            return 8
+
+        def log_prob_fn(self, setting):
+            way = self.scoring_xla
+            if way == self.failing_way:
+                raise tf.errors.InvalidArgumentError(None, None, "XLA cannot compile this")
+
+            def log_prob(x):
+                self.calls.append((setting, way))
+                if way == self.slow_way:
+                    time.sleep(0.05)
+                return tf.reduce_sum(x, axis=1)
+
+            return log_prob
+
+    points = np.ones((5, 2), np.float32)
+    slow_plain = Contender(slow_way=False)
+    seconds = faster_scoring(slow_plain, points)
+    assert slow_plain.scoring_xla and seconds["false"] > seconds["true"]
+    assert {way for _, way in slow_plain.calls} == {False, True}
+    assert {setting for setting, _ in slow_plain.calls} == {8}  # the reference setting
+    slow_xla = Contender(slow_way=True)
+    faster_scoring(slow_xla, points)
+    assert not slow_xla.scoring_xla
+    failing_xla = Contender(slow_way=False, failing_way=True)
+    seconds = faster_scoring(failing_xla, points)
+    assert not failing_xla.scoring_xla and seconds["true"] == "failed: InvalidArgumentError"
 
 
 def test_training_time_counts_between_step_calls_and_stops_at_its_budget(monkeypatch):
@@ -341,3 +421,39 @@ def test_the_race_summary_reads_time_to_quality_on_validation():
     assert summary["otflow_test_nll"] == 2.1 and summary["peer_test_nll"] == 2.4
     assert summary["fair"]["xla"] == {"otflow": True, "bayesflow_fm": False}
     assert summary["fair"]["still_improving"]["bayesflow_fm"] == [False, True, False]
+
+
+def test_each_peer_gets_three_rates_by_two_sizes_to_tune():
+    from tfotflow.bench.tuning import GRIDS, grid_options
+
+    for peer, grid in GRIDS.items():
+        rates = {point["learning_rate"] for point in grid}
+        sizes = {
+            tuple(sorted((k, str(v)) for k, v in p.items() if k != "learning_rate")) for p in grid
+        }
+        assert len(grid) == 6 and len(rates) == 3 and len(sizes) == 2, peer
+    base = {"widths": (64, 64), "learning_rate": 1e-3}
+    point = {"learning_rate": 3e-3, "widths_factor": 2}
+    assert grid_options("bayesflow_fm", base, point) == {
+        "widths": (128, 128),
+        "learning_rate": 3e-3,
+    }
+    assert base == {"widths": (64, 64), "learning_rate": 1e-3}  # the problem's stay
+
+
+@pytest.mark.slow
+def test_tuning_trains_each_point_for_the_budget_and_keeps_the_lowest_validation_nll():
+    from tfotflow.bench.tuning import tune
+
+    grid = [{"learning_rate": 1e-3}, {"learning_rate": 3e-3, "width_factor": 2}]
+    result = tune("8gaussians", "ffjord", quick=True, grid=grid)
+    assert [row["point"] for row in result["grid"]] == grid
+    for row in result["grid"]:
+        assert row["iterations"] > 0 and len(row["curve"]) == 3  # untrained, half, end
+        assert row["best_nll"] == min(nll for _, _, nll in row["curve"])
+    small, wide = result["grid"]
+    assert wide["settings"]["hidden"] > small["settings"]["hidden"]
+    assert wide["settings"]["learning_rate"] == 3e-3
+    assert result["chosen"] == min(result["grid"], key=lambda row: row["best_nll"])["point"]
+    with pytest.raises(ValueError, match="`peer` must be a peer"):
+        tune("8gaussians", "otflow", quick=True)

@@ -96,10 +96,21 @@ class Clock:
             last one, and one at the end.
         on_score: called with each new [iteration, training seconds, test NLL] as it is
             scored (a progress log that survives an interrupted race), or None.
+        snapshot: called at each score for the model's state, kept in ``snapshots`` beside
+            the curve (the checkpoints of matched accuracy), or None.
     """
 
-    def __init__(self, score, *, budget_seconds, first_score=2.0, factor=1.4, on_score=None):
-        self.score, self.on_score = score, on_score
+    def __init__(
+        self,
+        score,
+        *,
+        budget_seconds,
+        first_score=2.0,
+        factor=1.4,
+        on_score=None,
+        snapshot=None,
+    ):
+        self.score, self.on_score, self.snapshot, self.snapshots = score, on_score, snapshot, []
         self.budget_seconds = float(budget_seconds)
         self.schedule = geometric_schedule(first_score, budget_seconds, factor)
         self.due = 0  # the index of the next score's time in the schedule
@@ -137,6 +148,8 @@ class Clock:
         point = [self.iterations, self.trained, float(validation)]
         self.curve.append(point)
         self.test_curve.append([self.iterations, self.trained, float(test)])
+        if self.snapshot is not None:
+            self.snapshots.append(self.snapshot())
         if self.on_score is not None:
             self.on_score([*point, float(test)])
 
@@ -258,7 +271,7 @@ class OTFlowContender:
         )
         check_config(self.config, data.metadata.dim, data.metadata.condition_dim)
         self.model = self.new_model()  # the trained one replaces it
-        self._log_prob = {}
+        self._log_prob, self.scoring_xla = {}, False
 
     def run(self, clock):
         """Trains by :func:`tfotflow.runs.train_run` until ``clock``'s budget is spent (or
@@ -277,6 +290,15 @@ class OTFlowContender:
         planned = self.config["model"]["num_steps"]
         doublings = round(math.log2(self.model.num_steps / planned))
         return {**clock.result(), "num_steps": self.model.num_steps, "doublings": doublings}
+
+    def snapshot(self):
+        """The model's weights and RK4 steps now (its reference setting follows them)."""
+        return weights_of(self.model.weights), (self.model.num_steps, self.model.eval_num_steps)
+
+    def restore(self, snapshot):
+        """Puts a :meth:`snapshot` back into the trained model."""
+        weights, (self.model.num_steps, self.model.eval_num_steps) = snapshot
+        assign(self.model.weights, weights)
 
     def new_model(self):
         """An untrained model of the run's settings, as :func:`tfotflow.runs.train_run`
@@ -306,11 +328,12 @@ class OTFlowContender:
     def log_prob_fn(self, setting):
         """A compiled ``log_prob(x, y=None)`` of the current model with ``setting`` RK4
         steps."""
-        key = (id(self.model), setting)
+        key = (id(self.model), setting, self.scoring_xla)
         if key not in self._log_prob:
             model = self.model
             self._log_prob[key] = tf.function(
-                lambda x, y=None: model.log_prob(x, y, num_steps=setting)
+                lambda x, y=None: model.log_prob(x, y, num_steps=setting),
+                jit_compile=self.scoring_xla,
             )
         return self._log_prob[key]
 
@@ -350,11 +373,19 @@ class FFJORDContender:
             self.optimizer,
             jit_compile=self.xla,
         )
-        self._log_prob = {}
+        self._log_prob, self.scoring_xla = {}, False
 
     @property
     def num_parameters(self):
         return self.field.num_parameters
+
+    def snapshot(self):
+        """The field's weights now."""
+        return weights_of(self.field.network.weights)
+
+    def restore(self, snapshot):
+        """Puts a :meth:`snapshot` back."""
+        assign(self.field.network.weights, snapshot)
 
     def batches(self, train, *, batch, seed):
         """Training batches of ``batch`` rows, shuffled by ``seed``."""
@@ -363,13 +394,14 @@ class FFJORDContender:
     def log_prob_fn(self, setting):
         """A compiled exact ``log_prob`` with DormandPrince at rtol = ``setting``, atol =
         rtol/1000."""
-        if setting not in self._log_prob:
+        key = (setting, self.scoring_xla)
+        if key not in self._log_prob:
             solver = tfp.math.ode.DormandPrince(rtol=setting, atol=setting * 1e-3)
             distribution = ffjord_distribution(
                 self.field, self.d, self.dtype, trace="exact", solver=solver.solve
             )
-            self._log_prob[setting] = tf.function(distribution.log_prob)
-        return self._log_prob[setting]
+            self._log_prob[key] = tf.function(distribution.log_prob, jit_compile=self.scoring_xla)
+        return self._log_prob[key]
 
     def evaluations(self, setting, x):
         """Field evaluations of one ``log_prob`` of ``x`` at tolerance ``setting``, counted."""
@@ -395,7 +427,9 @@ class FlowMatchingContender:
     residual layers, dropout 0.05, layer norm) and the optimizer ``BasicWorkflow`` gives an
     offline fit at its defaults (AdamW, weight decay 5e-3, clipnorm 1.5, rate 5e-4 after a
     linear warm-up over 5 % of the steps from a tenth of it, then a cosine decay to 0) over
-    ``total_steps`` (100 epochs of batch 32 on the training rows).
+    ``total_steps`` (100 epochs of batch 32 on the training rows); with ``widths`` or
+    ``learning_rate`` too, those replace the subnet's widths and the peak rate (a tuning
+    grid's points, everything else at BayesFlow's defaults).
 
     Scored by its exact log-density (``log_prob``: the exact Jacobian trace along a fixed-step
     solve of ``setting`` Dormand–Prince 5th-order steps, six evaluations each — BayesFlow's
@@ -420,11 +454,13 @@ class FlowMatchingContender:
 
         self.name, self.xla = name, bool(jit_compile)
         if defaults:
-            self.network = BayesFlowMatching()
+            subnet = {} if widths is None else {"subnet_kwargs": {"widths": tuple(widths)}}
+            self.network = BayesFlowMatching(**subnet)
+            peak = 5e-4 if learning_rate is None else learning_rate
             warmup = int(0.05 * total_steps)
             schedule = keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=0.1 * 5e-4,
-                warmup_target=5e-4,
+                initial_learning_rate=0.1 * peak,
+                warmup_target=peak,
                 warmup_steps=warmup,
                 decay_steps=total_steps - warmup,
                 alpha=0.0,
@@ -445,11 +481,19 @@ class FlowMatchingContender:
         self.step = training_step(
             loss, self.network.trainable_variables, self.optimizer, jit_compile=self.xla
         )
-        self._log_prob = {}
+        self._log_prob, self.scoring_xla = {}, False
 
     @property
     def num_parameters(self):
         return int(sum(math.prod(v.shape) for v in self.network.trainable_variables))
+
+    def snapshot(self):
+        """The network's weights now."""
+        return weights_of(self.network.weights)
+
+    def restore(self, snapshot):
+        """Puts a :meth:`snapshot` back."""
+        assign(self.network.weights, snapshot)
 
     def batches(self, train, *, batch, seed):
         """Training batches of ``batch`` rows, shuffled by ``seed``."""
@@ -457,13 +501,15 @@ class FlowMatchingContender:
 
     def log_prob_fn(self, setting):
         """A compiled exact ``log_prob(x, y=None)`` with ``setting`` fixed 5th-order steps."""
-        if setting not in self._log_prob:
-            self._log_prob[setting] = tf.function(
+        key = (setting, self.scoring_xla)
+        if key not in self._log_prob:
+            self._log_prob[key] = tf.function(
                 lambda x, y=None: self.network.log_prob(
                     x, conditions=y, method="rk45", steps=setting
-                )
+                ),
+                jit_compile=self.scoring_xla,
             )
-        return self._log_prob[setting]
+        return self._log_prob[key]
 
     def sample(self, n, condition, seed):
         """``n`` samples [n, d] of p(x | y) for one ``condition`` y [k] (reference steps)."""
@@ -498,6 +544,15 @@ class Standardized:
         self.name, self.condition_dim, self.xla = peer.name, peer.condition_dim, peer.xla
         self._log_prob = {}
 
+    @property
+    def scoring_xla(self):
+        """The peer's: whether its ``log_prob`` (and the map's around it) runs under XLA."""
+        return self.peer.scoring_xla
+
+    @scoring_xla.setter
+    def scoring_xla(self, value):
+        self.peer.scoring_xla = value
+
     def transform(self, split):
         """``split`` (points, or (points, conditions)) in the map's coordinates, as NumPy."""
         x, y = batch_points_and_conditions(split, self.condition_dim)
@@ -514,13 +569,22 @@ class Standardized:
     def num_parameters(self):
         return self.peer.num_parameters
 
+    def snapshot(self):
+        """The peer's state now."""
+        return self.peer.snapshot()
+
+    def restore(self, snapshot):
+        """Puts the peer's :meth:`snapshot` back."""
+        self.peer.restore(snapshot)
+
     def batches(self, train, *, batch, seed):
         """The peer's training batches of ``train`` in the map's coordinates."""
         return self.peer.batches(self.transform(train), batch=batch, seed=seed)
 
     def log_prob_fn(self, setting):
         """The peer's compiled ``log_prob`` at ``setting``, of points in the data's units."""
-        if setting not in self._log_prob:
+        key = (setting, self.scoring_xla)
+        if key not in self._log_prob:
             inner, model = self.peer.log_prob_fn(setting), self.model
 
             def log_prob(x, y=None):
@@ -531,8 +595,8 @@ class Standardized:
                 args = [tf.cast(x_tilde, x.dtype)] + ([] if y is None else [y_tilde])
                 return tf.cast(inner(*args), x.dtype) + jacobian
 
-            self._log_prob[setting] = tf.function(log_prob)
-        return self._log_prob[setting]
+            self._log_prob[key] = tf.function(log_prob, jit_compile=self.scoring_xla)
+        return self._log_prob[key]
 
     def sample(self, n, condition, seed):
         """The peer's draws mapped back to the data's units."""
@@ -555,6 +619,17 @@ class Standardized:
     def settings(self):
         """The peer's settings to try, cheapest first."""
         return self.peer.settings()
+
+
+def weights_of(variables):
+    """Copies of ``variables``' values, as NumPy arrays."""
+    return [np.array(variable) for variable in variables]
+
+
+def assign(variables, values):
+    """Assigns ``values`` (from :func:`weights_of`) to ``variables``, in order."""
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
 
 
 def shared_affine(ours):
@@ -585,6 +660,44 @@ def faster_compilation(make, train, *, batch, seed, steps=5):
             seconds[str(jit_compile).lower()] = f"failed: {type(error).__name__}"
     timed = {key: value for key, value in seconds.items() if isinstance(value, float)}
     return min(timed, key=timed.get) == "true", seconds
+
+
+SCORING_PROBE_ROWS = 200  # the rows of the scoring compilation's probe
+
+
+def faster_scoring(contender, points, *, rounds=3):
+    """Whether ``contender``'s exact ``log_prob`` at its reference setting runs faster with
+    XLA on ``points`` (points, or (points, conditions)): the median of up to ``rounds`` calls
+    after a compiling one, each way (a way stops early once a call takes 3× the other's
+    median: it has lost); a way that fails to compile loses. Sets ``contender.scoring_xla``
+    to the faster way (its scores and its log-density timings then run that way) and
+    returns the seconds of each."""
+    x, y = batch_points_and_conditions(points, contender.condition_dim)
+    args = [tf.constant(x)] + ([] if y is None else [tf.constant(y)])
+    seconds = {}
+    for jit_compile in (False, True):
+        contender.scoring_xla = jit_compile
+        other = min(
+            (value for value in seconds.values() if isinstance(value, float)), default=None
+        )
+        try:
+            log_prob = contender.log_prob_fn(contender.reference_setting())
+            log_prob(*args).numpy()  # traced and compiled
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                log_prob(*args).numpy()
+                times.append(time.perf_counter() - start)
+                if other is not None and times[-1] > 3 * other:
+                    break
+            seconds[str(jit_compile).lower()] = float(np.median(times))
+        except Exception as error:  # noqa: BLE001  (XLA may not compile a contender's solve)
+            seconds[str(jit_compile).lower()] = f"failed: {type(error).__name__}"
+    timed = {key: value for key, value in seconds.items() if isinstance(value, float)}
+    if not timed:
+        raise RuntimeError(f"{contender.name}'s log_prob failed with and without XLA: {seconds}")
+    contender.scoring_xla = min(timed, key=timed.get) == "true"
+    return seconds
 
 
 def first_rows(data, n):
@@ -632,6 +745,40 @@ def posterior_moments(contenders, data, *, conditions=5, samples=4000, seed=0):
         "samples": samples,
         "mean_standard_error": sampling_noise,
         "models": rows,
+    }
+
+
+EQUAL_NLL_NATS = 0.05  # models of equal quality: test NLLs within this of each other
+
+
+def equal_quality_checkpoints(races, names):
+    """The checkpoints at which the races ``names`` (in ``races``, a dict of race results)
+    are of equal quality: the level ``target_nll``, the worst of their best validation NLLs
+    (one each of them reached), and for each the ``index`` of its first score at or below it
+    (of its curve and its clock's snapshots), that score's ``iteration``, ``seconds``,
+    ``validation_nll`` and ``test_nll``; ``test_nll_spread`` (the largest minus the smallest
+    of those test NLLs) and ``equal`` (whether it is within :data:`EQUAL_NLL_NATS`)."""
+    target = max(races[name]["best_nll"] for name in names)
+    index, at = {}, {}
+    for name in names:
+        curve = races[name]["curve"]
+        index[name] = next(i for i, point in enumerate(curve) if point[2] <= target)
+        iteration, seconds, validation_nll = curve[index[name]]
+        test_nll = races[name]["test_curve"][index[name]][2]
+        at[name] = {
+            "iteration": iteration,
+            "seconds": seconds,
+            "validation_nll": validation_nll,
+            "test_nll": test_nll,
+        }
+    test_nlls = [point["test_nll"] for point in at.values()]
+    spread = max(test_nlls) - min(test_nlls)
+    return {
+        "target_nll": target,
+        "index": index,
+        "at": at,
+        "test_nll_spread": spread,
+        "equal": spread <= EQUAL_NLL_NATS,
     }
 
 
@@ -882,6 +1029,43 @@ def race_splits(data, dtype, test_size):
     )
 
 
+def build_peer(name, options, problem, train, ours, affine, *, seed):
+    """The peer ``name`` ("ffjord" or "bayesflow_fm…") built from ``options`` (its
+    constructor's arguments; FFJORD's ``hidden`` None is OT-Flow's weight count, and either
+    width is multiplied by ``width_factor`` when given), in the coordinates of ``affine``
+    (None: the data's), with its faster compilation by :func:`faster_compilation` on
+    ``train``. Returns ``(contender, settings as recorded, the compilation probe's
+    seconds)``, or None for a peer that cannot race here (FFJORD on a conditional set,
+    BayesFlow not installed)."""
+    d, k, dtype = ours.data.metadata.dim, ours.condition_dim, problem["dtype"]
+    options = dict(options)
+    if name == "ffjord":
+        if k:  # FFJORD takes no conditions
+            return None
+        hidden = options["hidden"] or matched_hidden_width(d, ours.num_parameters)
+        options["hidden"] = round(options.pop("width_factor", 1) * hidden)
+        make = functools.partial(FFJORDContender, d, dtype=dtype, **options)
+        options["solver"] = "DormandPrince (TFP defaults)"
+    elif name.startswith("bayesflow_fm"):
+        if not bayesflow_available():
+            return None
+        if options.get("defaults"):  # BasicWorkflow's offline fit: 100 epochs of batch 32
+            rows = len(batch_points_and_conditions(train, k)[0])
+            options["total_steps"] = 100 * math.ceil(rows / 32)
+        make = functools.partial(
+            FlowMatchingContender, d, name=name, dtype=dtype, condition_dim=k, **options
+        )
+    else:
+        raise ValueError(f"unknown contender {name!r}")
+
+    def build(jit_compile):
+        peer = make(jit_compile=jit_compile)
+        return peer if affine is None else Standardized(peer, affine)
+
+    jit, probe = faster_compilation(build, train, batch=problem["batch"][name], seed=seed)
+    return build(jit), {**options, "jit_compile": jit}, probe
+
+
 def compete(
     data,
     problem,
@@ -922,53 +1106,35 @@ def compete(
     for name in names:
         if name == ours.name:
             continue
-        options = dict(problem[name])
         if name.startswith("otflow"):
-            contenders.append(OTFlowContender(data, name=name, overrides=options, seed=seed))
-            options = contenders[-1].run_settings
+            contenders.append(OTFlowContender(data, name=name, overrides=problem[name], seed=seed))
             fair["xla"][name] = contenders[-1].xla
             fair["preprocessing"][name] = preprocessing
-            settings[name] = options
+            settings[name] = contenders[-1].run_settings
             continue
-        if name == "ffjord":
-            if k:  # FFJORD takes no conditions
-                continue
-            if options["hidden"] is None:
-                options["hidden"] = matched_hidden_width(d, ours.num_parameters)
-            make = functools.partial(FFJORDContender, d, dtype=dtype, **options)
-            options["solver"] = "DormandPrince (TFP defaults)"
-        elif name.startswith("bayesflow_fm"):
-            if not bayesflow_available():
-                continue
-            if options.get("defaults"):  # BasicWorkflow's offline fit: 100 epochs of batch 32
-                rows = len(batch_points_and_conditions(train, k)[0])
-                options["total_steps"] = 100 * math.ceil(rows / 32)
-            make = functools.partial(
-                FlowMatchingContender, d, name=name, dtype=dtype, condition_dim=k, **options
-            )
-        else:
-            raise ValueError(f"unknown contender {name!r}")
-
-        def build(jit_compile, make=make):
-            peer = make(jit_compile=jit_compile)
-            return peer if affine is None else Standardized(peer, affine)
-
-        jit, probe = faster_compilation(build, train, batch=problem["batch"][name], seed=seed)
-        contenders.append(build(jit))
-        fair["xla"][name], fair["xla_probe"][name] = jit, probe
-        fair["preprocessing"][name] = preprocessing
-        settings[name] = {**options, "jit_compile": jit}
+        built = build_peer(name, problem[name], problem, train, ours, affine, seed=seed)
+        if built is None:
+            continue
+        contender, settings[name], fair["xla_probe"][name] = built
+        contenders.append(contender)
+        fair["xla"][name], fair["preprocessing"][name] = contender.xla, preprocessing
     budgets = {**problem["budgets"], **(budgets or {})}
-    races = {}
+    # Each contender's scores and log-density timings run compiled its faster way, by a probe
+    # on the first validation rows (untimed, as the scores are).
+    probe_rows = first_rows(validation, SCORING_PROBE_ROWS)
+    fair["scoring_xla_probe"] = {c.name: faster_scoring(c, probe_rows) for c in contenders}
+    fair["scoring_xla"] = {c.name: c.scoring_xla for c in contenders}
+    races, clocks = {}, {}
     for contender in contenders:
         batch, budget = problem["batch"][contender.name], budgets[contender.name]
-        clock = Clock(
+        clock = clocks[contender.name] = Clock(
             lambda c=contender: tuple(
                 mean_nll(c, c.reference_setting(), split) for split in (validation, test)
             ),
             budget_seconds=budget,
             factor=problem.get("score_factor", 1.4),
             on_score=None if on_score is None else functools.partial(on_score, contender.name),
+            snapshot=contender.snapshot if inference else None,
         )
         if isinstance(contender, OTFlowContender):
             races[contender.name] = contender.run(clock)
@@ -989,20 +1155,23 @@ def compete(
     exact_nll = None
     if exact is not None:
         exact_nll = -float(np.mean(exact(test_x) if test_y is None else exact(test_x, test_y)))
-    matched = None
-    if inference:  # at matched accuracy: every contender, or the problem's choice of them
-        chosen = problem.get("matched_accuracy", [c.name for c in contenders])
-        matched = matched_accuracy(
-            [c for c in contenders if c.name in chosen or c is ours],
-            test,
-            batch=min(inference_batch, test_points),
-            rounds=rounds,
-        )
-    posterior = (
+    posterior = (  # the models as they ended
         posterior_moments(contenders, data, samples=posterior_samples)
         if data.metadata.name == "linear_gaussian"
         else None
     )
+    matched = checkpoints = None
+    if inference:  # at matched accuracy: every contender, or the problem's choice of them
+        matched_names = problem.get("matched_accuracy", [c.name for c in contenders])
+        chosen = [c for c in contenders if c.name in matched_names or c is ours]
+        checkpoints = equal_quality_checkpoints(races, [c.name for c in chosen])
+        for contender in chosen:  # each model at its first score at the common level
+            contender.restore(
+                clocks[contender.name].snapshots[checkpoints["index"][contender.name]]
+            )
+        matched = matched_accuracy(
+            chosen, test, batch=min(inference_batch, test_points), rounds=rounds
+        )
     return {
         "dataset": data.metadata.name,
         "d": d,
@@ -1014,6 +1183,7 @@ def compete(
         "races": races,
         "versus": versus,
         "inference": matched,
+        "inference_checkpoints": checkpoints,
         "inference_speedups": {
             name: row["log_prob_seconds"] / matched[ours.name]["log_prob_seconds"]
             for name, row in (matched or {}).items()
@@ -1206,6 +1376,19 @@ def log_score(name, point):
     )
 
 
+def quick_problem(problem):
+    """``problem`` made small for a check of the harness: OT-Flow at width 8 with 2 RK4 steps
+    and 20 warm-start steps, every batch 256, 500 test rows, 2 s of training each."""
+    small = dict(width=8, num_steps=2, warm_start=20)
+    return {
+        **problem,
+        **{n: {**problem[n], **small} for n in problem["batch"] if n.startswith("otflow")},
+        "batch": {name: 256 for name in problem["batch"]},
+        "test_size": 500,
+        "budgets": {name: 2.0 for name in problem["budgets"]},
+    }
+
+
 def run(
     quick=False,
     names=("8gaussians",),
@@ -1238,19 +1421,8 @@ def run(
     for data, problem in jobs:
         options = dict(on_score=log_score)
         if quick:
-            small = dict(width=8, num_steps=2, warm_start=20)
-            problem = {
-                **problem,
-                **{n: {**problem[n], **small} for n in problem["batch"] if n.startswith("otflow")},
-                "batch": {name: 256 for name in problem["batch"]},
-                "test_size": 500,
-            }
-            options = dict(
-                budgets={name: 2.0 for name in problem["budgets"]},
-                inference_batch=256,
-                rounds=1,
-                posterior_samples=200,
-            )
+            problem = quick_problem(problem)
+            options = dict(inference_batch=256, rounds=1, posterior_samples=200)
         if contenders is None:  # a problem's variants race only when named
             chosen = [n for n in problem["batch"] if n not in problem.get("variants", ())]
         else:
