@@ -10,11 +10,16 @@ from tfotflow.potential import Potential
 CASES = [(1, 3, 2), (2, 8, 2), (5, 16, 3), (4, 7, 5), (12, 6, 3)]  # (d, width, num_layers)
 
 
-def make_potential(d, width, num_layers, seed=0, rank=10, condition_dim=0):
+def make_potential(d, width, num_layers, seed=0, rank=10, condition_dim=0, time_features=0):
     """A float64 potential with every parameter random (the default init hides bugs in w, b)."""
     tf.keras.utils.set_random_seed(seed)
     potential = Potential(
-        width=width, num_layers=num_layers, rank=rank, condition_dim=condition_dim, dtype="float64"
+        width=width,
+        num_layers=num_layers,
+        rank=rank,
+        condition_dim=condition_dim,
+        time_features=time_features,
+        dtype="float64",
     )
     potential.build((None, d))
     rng = np.random.default_rng(seed)
@@ -51,6 +56,42 @@ def test_gradient_and_trace_match_autodiff(d, width, num_layers, rng):
     gradient_x, dphi_dt = potential.gradient(x, 0.3)
     np.testing.assert_allclose(gradient_x, expected_gradient[:, :d], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dphi_dt, expected_gradient[:, d], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("d, width, num_layers, time_features", [(1, 3, 2, 1), (4, 7, 3, 3)])
+def test_time_features_keep_the_gradient_and_trace_exact(d, width, num_layers, time_features, rng):
+    """With Fourier features of t the closed forms still match autodiff, ∂ₜΦ included (the
+    features' chain rule), and the opening kernel reads 2F more inputs."""
+    potential = make_potential(d, width, num_layers, time_features=time_features)
+    assert potential.kernels[0].shape == (d + 1 + 2 * time_features, width)
+    x = tf.constant(rng.normal(size=(9, d)))
+    for t in (0.0, 0.3, 0.9):
+        expected_gradient, expected_trace = autodiff_gradient_and_trace(potential, x, t)
+        gradient, trace = potential.gradient_and_trace(x, t)
+        assert gradient.shape == (9, d + 1)
+        assert relative_error(gradient.numpy(), expected_gradient.numpy()) < 1e-10
+        assert relative_error(trace.numpy(), expected_trace.numpy()) < 1e-10
+    plain = make_potential(d, width, num_layers)
+    assert np.any(potential(x, t=0.3).numpy() != plain(x, t=0.3).numpy())
+
+
+def test_time_features_of_a_conditional_potential_match_autodiff(rng):
+    d, k = 3, 2
+    potential = make_potential(d, 6, 3, condition_dim=k, time_features=2)
+    x = tf.constant(rng.normal(size=(7, d)))
+    y = tf.constant(rng.normal(size=(7, k)))
+    t = tf.constant(np.full([7, 1], 0.4))
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch([x, t])
+        with tf.GradientTape(persistent=True) as inner:
+            inner.watch([x, t])
+            phi = potential(x, t=t, condition=y)
+        gradient_x, gradient_t = inner.gradient(phi, [x, t])
+    hessian = outer.batch_jacobian(gradient_x, x)
+    gradient, trace = potential.gradient_and_trace(x, 0.4, y)
+    np.testing.assert_allclose(gradient[:, :d], gradient_x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gradient[:, -1], gradient_t[:, 0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(trace, tf.linalg.trace(hessian), rtol=1e-10, atol=1e-12)
 
 
 def test_rank_is_capped_at_d_plus_one():
@@ -129,7 +170,7 @@ def test_initialization_follows_the_paper():
 def test_config_round_trip_and_keras_file(tmp_path, rng):
     from tfotflow._keras import keras
 
-    potential = make_potential(3, 6, 3)
+    potential = make_potential(3, 6, 3, time_features=2)
     x = rng.normal(size=(4, 3))
     testing.check_config_round_trip(potential, x, t=0.5)
     model = keras.Sequential([keras.Input((3,), dtype="float64"), potential])
@@ -149,6 +190,7 @@ def test_config_round_trip_and_keras_file(tmp_path, rng):
         ({"width": 0}, ValueError, "Received: width=0"),
         ({"num_layers": 1}, ValueError, "Received: num_layers=1"),
         ({"rank": 0}, ValueError, "Received: rank=0"),
+        ({"time_features": -1}, ValueError, "Received: time_features=-1"),
         ({"width": 2.5}, TypeError, "Received: width=2.5"),
         ({"num_layers": "2"}, TypeError, "Received: num_layers='2'"),
     ],

@@ -158,6 +158,11 @@ def _split(context, parameter, value):
 @click.option("--width", type=click.IntRange(min=1), help="Potential width m.")
 @click.option("--num-layers", type=click.IntRange(min=2), help="ResNet layers of Φ.")
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of Φ's quadratic term.")
+@click.option(
+    "--time-features",
+    type=click.IntRange(min=0),
+    help="Fourier pairs cos(jπt), sin(jπt) of the time Φ reads besides t (0: none).",
+)
 @click.option("--alpha", callback=_alpha, help="α_L,α_C,α_R (transport, NLL, HJB weights).")
 @click.option(
     "--learning-rate",

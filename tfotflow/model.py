@@ -77,6 +77,8 @@ class OTFlowModel(keras.Model):
         dtype: "float32" or "float64". Defaults to "float32".
         condition_dim: k, the width of the condition y (0: an unconditional model). Defaults
             to 0.
+        time_features: F, the Fourier pairs of t the potential reads besides t
+            (:class:`tfotflow.Potential`; 0: the paper's potential). Defaults to 0.
         trace: the log-determinant's trace in *training* steps: "exact" (closed form) or
             "hutchinson" (one Rademacher probe through the closed-form gradient: unbiased,
             cheaper for large d, noisier). Validation, ``evaluate``, ``log_prob`` and
@@ -115,6 +117,7 @@ class OTFlowModel(keras.Model):
         width=DEFAULTS["width"],
         num_layers=DEFAULTS["num_layers"],
         rank=DEFAULTS["rank"],
+        time_features=DEFAULTS["time_features"],
         alpha=DEFAULTS["alpha"],
         num_steps=DEFAULTS["num_steps"],
         eval_num_steps=DEFAULTS["eval_num_steps"],
@@ -150,6 +153,7 @@ class OTFlowModel(keras.Model):
             num_layers=num_layers,
             rank=rank,
             condition_dim=self.condition_dim,
+            time_features=time_features,
             dtype=self.precision,
         )
         self.potential.build((None, self.dim))
@@ -646,6 +650,7 @@ class OTFlowModel(keras.Model):
             "width": self.potential.width,
             "num_layers": self.potential.num_layers,
             "rank": self.potential.rank,
+            "time_features": self.potential.time_features,
             "alpha": list(self.alpha),
             "num_steps": self.num_steps,
             "eval_num_steps": self.eval_num_steps,

@@ -121,6 +121,14 @@ class Potential(keras.layers.Layer):
     never the Jacobian recurrence), so the trace formulas below are unchanged. With k = 0
     this is the unconditional potential.
 
+    With ``time_features=F`` the network reads the time through F Fourier pairs as well,
+    ŝ = (x, y, t, cos(πt), …, cos(Fπt), sin(πt), …, sin(Fπt)) in place of s (the opening
+    kernel, A and b grow by 2F rows). The features are functions of t alone, so ∇ₓΦ and the
+    trace are those of ŝ's x-block, and ∂ₜΦ gathers the features' parts by the chain rule,
+    ∂ₜΦ = ∂Φ/∂ŝ_t + Σ_j jπ (cos(jπt) ∂Φ/∂ŝ_{sin j} − sin(jπt) ∂Φ/∂ŝ_{cos j}). The lowest
+    frequencies keep the field smooth in t, which the few-step RK4 solve needs. F = 0 is the
+    paper's potential.
+
     The gradient ∇ₛΦ comes from the backward recurrence and tr ∇²ₓΦ from the forward Jacobian
     recurrence of the paper: no automatic differentiation runs in :meth:`gradient` or
     :meth:`gradient_and_trace`, and both cost one pass over the network (the trace
@@ -134,12 +142,14 @@ class Potential(keras.layers.Layer):
         rank: the rank r of the quadratic term, capped at d + k + 1. Defaults to 10.
         condition_dim: k, the width of the condition y every call must pass (0: none).
             Defaults to 0.
+        time_features: F, the Fourier pairs of t the network reads besides t (0: none).
+            Defaults to 0.
         **kwargs: passed to ``keras.layers.Layer`` (``dtype="float64"`` for double precision,
             ``name``).
 
     Raises:
         TypeError, ValueError: for a non-integer or too small ``width``, ``num_layers``,
-            ``rank``, ``condition_dim``.
+            ``rank``, ``condition_dim``, ``time_features``.
 
     Example:
 
@@ -162,6 +172,7 @@ class Potential(keras.layers.Layer):
         num_layers=DEFAULTS["num_layers"],
         rank=DEFAULTS["rank"],
         condition_dim=0,
+        time_features=DEFAULTS["time_features"],
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -169,6 +180,7 @@ class Potential(keras.layers.Layer):
         self.num_layers = check_int("num_layers", num_layers, minimum=self.MINIMA["num_layers"])
         self.rank = check_int("rank", rank, minimum=self.MINIMA["rank"])
         self.condition_dim = check_int("condition_dim", condition_dim, minimum=0)
+        self.time_features = check_int("time_features", time_features, minimum=0)
         self.dim = None
 
     @property
@@ -184,7 +196,7 @@ class Potential(keras.layers.Layer):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self.dim = int(dim)
-        inputs = self.dim + self.condition_dim + 1  # s = (x, y, t)
+        inputs = self.dim + self.condition_dim + 1 + 2 * self.time_features  # ŝ
         m, rank = self.width, min(self.rank, inputs)
         self.A = self.add_weight(shape=(rank, inputs), initializer="glorot_uniform", name="A")
         self.b = self.add_weight(shape=(inputs,), initializer="zeros", name="b")
@@ -207,6 +219,7 @@ class Potential(keras.layers.Layer):
             "num_layers": self.num_layers,
             "rank": self.rank,
             "condition_dim": self.condition_dim,
+            "time_features": self.time_features,
         }
 
     def get_build_config(self):
@@ -222,6 +235,7 @@ class Potential(keras.layers.Layer):
         """Φ(x, y, t) for points ``x`` [..., d], conditions ``y`` [..., k] (None when k = 0)
         and a time ``t`` (a scalar); shape [...]."""
         s, restore = self._space_time(x, t, condition)
+        s = self.featured(s)
         W = self.read_weights()
         u = log_cosh(s @ W.kernels[0] + W.biases[0])
         for K, bias in zip(W.kernels[1:], W.biases[1:]):
@@ -277,8 +291,9 @@ class Potential(keras.layers.Layer):
     def space_time_gradient(self, s, weights=None):
         """∇ₛΦ [n, d+k+1] on space-time points ``s`` [n, d+k+1], without the trace (cheap)."""
         W = self.read_weights() if weights is None else weights
-        grad, _ = self._backward(W, s, [tf.tanh(a) for a in self._pre_activations(W, s)])
-        return grad
+        featured = self.featured(s)
+        tanh = [tf.tanh(a) for a in self._pre_activations(W, featured)]
+        return self._fold(self._backward(W, featured, tanh)[0], s)
 
     def space_time_gradient_and_trace(self, s, weights=None):
         """:meth:`gradient_and_trace` on space-time points ``s = [x, y, t]``, [n, d+k+1].
@@ -290,15 +305,45 @@ class Potential(keras.layers.Layer):
         """
         W = self.read_weights() if weights is None else weights
         d, h = self.dim, self.step_size
-        tanh = [tf.tanh(a) for a in self._pre_activations(W, s)]  # σ'(a_i), each [n, m]
-        grad, z = self._backward(W, s, tanh)
+        featured = self.featured(s)
+        tanh = [tf.tanh(a) for a in self._pre_activations(W, featured)]  # σ'(a_i), each [n, m]
+        grad, z = self._backward(W, featured, tanh)
         # σ''(a_i) ⊙ z_{i+1}: the weight of each unit's squared Jacobian column in t_i.
         curvature = [(1.0 - tf.square(tanh_i)) * z_i for tanh_i, z_i in zip(tanh, z)]
         chunk_elements = hardware.trace_chunk_elements(s.dtype.size)
         trace = tf.linalg.matvec(curvature[0], W.opening_norms) + jacobian_trace_terms(
             h, W.kernels[0][:d], tanh[:-1], curvature[1:], W.kernels[1:], chunk_elements
         )
-        return grad, trace + W.quadratic_trace  # tr(A_xᵀA_x) = ‖A_x‖²_F
+        return self._fold(grad, s), trace + W.quadratic_trace  # tr(A_xᵀA_x) = ‖A_x‖²_F
+
+    def featured(self, s):
+        """ŝ = (s, cos(jπt), sin(jπt) for j = 1..F) [n, d+k+1+2F] of s = (x, y, t); s itself
+        when F = 0."""
+        if not self.time_features:
+            return s
+        t = s[:, -1:]
+        frequencies = self._frequencies(s.dtype)
+        return tf.concat([s, tf.cos(t * frequencies), tf.sin(t * frequencies)], axis=-1)
+
+    def _frequencies(self, dtype):
+        """jπ for j = 1..F, [F]."""
+        return np.pi * tf.range(1, self.time_features + 1, dtype=dtype)
+
+    def _fold(self, grad, s):
+        """∇ₛΦ [n, d+k+1] from ∇_ŝΦ [n, d+k+1+2F]: the features' parts of ∂ₜΦ gathered onto
+        t by the chain rule."""
+        if not self.time_features:
+            return grad
+        inputs, features = self.dim + self.condition_dim + 1, self.time_features
+        t = s[:, -1:]
+        frequencies = self._frequencies(s.dtype)
+        cosine, sine = tf.cos(t * frequencies), tf.sin(t * frequencies)
+        by_cosine = grad[:, inputs : inputs + features] * (-frequencies * sine)
+        by_sine = grad[:, inputs + features :] * (frequencies * cosine)
+        time = grad[:, inputs - 1 : inputs] + tf.reduce_sum(
+            by_cosine + by_sine, axis=-1, keepdims=True
+        )
+        return tf.concat([grad[:, : inputs - 1], time], axis=-1)
 
     # ----------------------------------------------------------------------------- recurrences
 

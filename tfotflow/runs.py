@@ -92,8 +92,13 @@ def load_autoencoder(run_dir, config=None):
 def new_model(config, dim):
     """The run's model for data of dimension ``dim`` (conditional when the run's
     ``model.condition_dim``, recorded from its dataset, is positive)."""
-    # Runs that predate a setting have no normalization, and the default trace.
-    settings = {"normalization": None, "trace": DEFAULTS["trace"], **config["model"]}
+    # Runs that predate a setting have no normalization, the default trace, no time features.
+    settings = {
+        "normalization": None,
+        "trace": DEFAULTS["trace"],
+        "time_features": DEFAULTS["time_features"],
+        **config["model"],
+    }
     return OTFlowModel(dim, **{**settings, "alpha": tuple(settings["alpha"])})
 
 
@@ -175,7 +180,7 @@ def _check_matches_config(model, run_dir):
     found = model.get_config()
     differ = {
         key: (found[key], expected[key])
-        for key in ("width", "num_layers", "rank", "condition_dim")
+        for key in ("width", "num_layers", "rank", "time_features", "condition_dim")
         if key in expected and found.get(key) != expected[key]
     }
     if differ:

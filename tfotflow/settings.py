@@ -131,6 +131,7 @@ MODEL_KEYS = (
     "width",
     "num_layers",
     "rank",
+    "time_features",
     "alpha",
     "num_steps",
     "eval_num_steps",
@@ -169,6 +170,7 @@ DEFAULTS = {
     "width": 32,
     "num_layers": 2,
     "rank": 10,
+    "time_features": 0,  # Fourier pairs of t the potential reads besides t (0: the paper's)
     "alpha": (1.0, 30.0, 1.0),  # (α_L, α_C, α_R)
     "num_steps": None,  # None: the rule's (4 for d ≤ 16, else 6)
     "eval_num_steps": None,  # None: twice the rule's steps, or num_steps when that is given
@@ -206,6 +208,7 @@ MINIMA = {
     "width": 1,
     "num_layers": 2,
     "rank": 1,
+    "time_features": 0,
     "num_steps": 1,
     "eval_num_steps": 1,
     "iterations": 0,  # flow matching alone
@@ -592,7 +595,8 @@ def check_config(config, dim, condition_dim=0, image_shape=None):
     complete = train_settings(config)  # a run from before these settings gets their defaults
     check_choice("warm_start_coupling", complete["warm_start_coupling"], COUPLINGS)
     check_choice("warm_start_schedule", complete["warm_start_schedule"], WARM_START_SCHEDULES)
-    width, inputs = model["width"], dim + condition_dim + 1
+    features = model.get("time_features", DEFAULTS["time_features"])
+    width, inputs = model["width"], dim + condition_dim + 1 + 2 * features
     parameters = width * inputs + (model["num_layers"] - 1) * width * width
     needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
