@@ -47,7 +47,9 @@ SETTINGS = {
     # levers the run settings do not offer (LEVERS): a weight average and the time sampling.
     "w256_l2_cosine_50000": {"warm_start": 50_000, "warm_start_schedule": "cosine"},
     "w256_l2_again": _TIMED,  # the first, re-measured beside them: the machine's speed drifts
-    # How the potential sees the time: t alone, or with 4 or 8 Fourier pairs of it.
+    # How the potential sees the time: t alone (the first again, beside them), or with 4 or 8
+    # Fourier pairs of it.
+    "w256_l2_again_2": _TIMED,
     "w256_l2_time_features_4": {**_TIMED, "time_features": 4},
     "w256_l2_time_features_8": {**_TIMED, "time_features": 8},
     "w256_l2_ema_0.999": _TIMED,

@@ -2,9 +2,10 @@
 start's data set) and ``tfotflow train FILE`` on a fixed table, shortened, write the recorded
 ``config.json`` and reach the recorded test NLL (to 1e-6, same seed, same machine's kernels).
 
-``tests/data/regression.json`` was written by :func:`record` before the trainer was made one;
-a change that alters what a run does must say so and record them again
-(``python -m tests.test_regression``).
+``tests/data/regression.json`` was written by :func:`record` before the trainer was made one
+(its configs later gained the model's ``time_features``, 0, with that setting: a key, not a
+change of what a run does); a change that alters what a run does must say so and record them
+again (``python -m tests.test_regression``).
 """
 
 import json
