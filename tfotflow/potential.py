@@ -293,7 +293,7 @@ class Potential(keras.layers.Layer):
         W = self.read_weights() if weights is None else weights
         featured = self.featured(s)
         tanh = [tf.tanh(a) for a in self._pre_activations(W, featured)]
-        return self._fold(self._backward(W, featured, tanh)[0], s)
+        return self._fold(self._backward(W, featured, tanh)[0], featured)
 
     def space_time_gradient_and_trace(self, s, weights=None):
         """:meth:`gradient_and_trace` on space-time points ``s = [x, y, t]``, [n, d+k+1].
@@ -314,7 +314,7 @@ class Potential(keras.layers.Layer):
         trace = tf.linalg.matvec(curvature[0], W.opening_norms) + jacobian_trace_terms(
             h, W.kernels[0][:d], tanh[:-1], curvature[1:], W.kernels[1:], chunk_elements
         )
-        return self._fold(grad, s), trace + W.quadratic_trace  # tr(A_xᵀA_x) = ‖A_x‖²_F
+        return self._fold(grad, featured), trace + W.quadratic_trace  # tr(A_xᵀA_x) = ‖A_x‖²_F
 
     def featured(self, s):
         """ŝ = (s, cos(jπt), sin(jπt) for j = 1..F) [n, d+k+1+2F] of s = (x, y, t); s itself
@@ -329,15 +329,16 @@ class Potential(keras.layers.Layer):
         """jπ for j = 1..F, [F]."""
         return np.pi * tf.range(1, self.time_features + 1, dtype=dtype)
 
-    def _fold(self, grad, s):
-        """∇ₛΦ [n, d+k+1] from ∇_ŝΦ [n, d+k+1+2F]: the features' parts of ∂ₜΦ gathered onto
-        t by the chain rule."""
+    def _fold(self, grad, featured):
+        """∇ₛΦ [n, d+k+1] from ∇_ŝΦ [n, d+k+1+2F] at ŝ = ``featured``: the features' parts
+        of ∂ₜΦ gathered onto t by the chain rule (the features' cosines and sines read from
+        ŝ, not computed again)."""
         if not self.time_features:
             return grad
         inputs, features = self.dim + self.condition_dim + 1, self.time_features
-        t = s[:, -1:]
-        frequencies = self._frequencies(s.dtype)
-        cosine, sine = tf.cos(t * frequencies), tf.sin(t * frequencies)
+        frequencies = self._frequencies(featured.dtype)
+        cosine = featured[:, inputs : inputs + features]
+        sine = featured[:, inputs + features :]
         by_cosine = grad[:, inputs : inputs + features] * (-frequencies * sine)
         by_sine = grad[:, inputs + features :] * (frequencies * cosine)
         time = grad[:, inputs - 1 : inputs] + tf.reduce_sum(

@@ -293,12 +293,12 @@ class OTFlowContender:
 
     def snapshot(self):
         """The model's weights and RK4 steps now (its reference setting follows them)."""
-        return weights_of(self.model.weights), (self.model.num_steps, self.model.eval_num_steps)
+        return self.model.get_weights(), (self.model.num_steps, self.model.eval_num_steps)
 
     def restore(self, snapshot):
         """Puts a :meth:`snapshot` back into the trained model."""
         weights, (self.model.num_steps, self.model.eval_num_steps) = snapshot
-        assign(self.model.weights, weights)
+        self.model.set_weights(weights)
 
     def new_model(self):
         """An untrained model of the run's settings, as :func:`tfotflow.runs.train_run`
@@ -381,11 +381,11 @@ class FFJORDContender:
 
     def snapshot(self):
         """The field's weights now."""
-        return weights_of(self.field.network.weights)
+        return self.field.network.get_weights()
 
     def restore(self, snapshot):
         """Puts a :meth:`snapshot` back."""
-        assign(self.field.network.weights, snapshot)
+        self.field.network.set_weights(snapshot)
 
     def batches(self, train, *, batch, seed):
         """Training batches of ``batch`` rows, shuffled by ``seed``."""
@@ -489,11 +489,11 @@ class FlowMatchingContender:
 
     def snapshot(self):
         """The network's weights now."""
-        return weights_of(self.network.weights)
+        return self.network.get_weights()
 
     def restore(self, snapshot):
         """Puts a :meth:`snapshot` back."""
-        assign(self.network.weights, snapshot)
+        self.network.set_weights(snapshot)
 
     def batches(self, train, *, batch, seed):
         """Training batches of ``batch`` rows, shuffled by ``seed``."""
@@ -619,17 +619,6 @@ class Standardized:
     def settings(self):
         """The peer's settings to try, cheapest first."""
         return self.peer.settings()
-
-
-def weights_of(variables):
-    """Copies of ``variables``' values, as NumPy arrays."""
-    return [np.array(variable) for variable in variables]
-
-
-def assign(variables, values):
-    """Assigns ``values`` (from :func:`weights_of`) to ``variables``, in order."""
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
 
 
 def shared_affine(ours):
