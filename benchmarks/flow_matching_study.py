@@ -29,6 +29,7 @@ from tfotflow.bench.time_to_quality import SUITE_VARIANTS, load_problem
 from tfotflow.bench.timing import TrainingTime
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.flow_matching import FlowMatching
+from tfotflow.hardware import machine
 from tfotflow.settings import build_config, recommended_settings
 
 # Each: the run-setting overrides of one flow-matching main phase on the rule's own (width 256,
@@ -53,6 +54,7 @@ SETTINGS = {
     "w256_l2_time_features_4": {**_TIMED, "time_features": 4},
     "w256_l2_time_features_8": {**_TIMED, "time_features": 8},
     "w256_l2_ema_0.999": _TIMED,
+    "w256_l2_time_features_2": {**_TIMED, "time_features": 2},
     "w256_l2_logit_normal_t": _TIMED,
 }
 STEPS = (4, 8, 16, 32, 64)
@@ -131,6 +133,7 @@ def study(name, seconds, labels):
             "validation_nll_at_rk4_steps": scores,
             "validation_flow_matching_loss": loss,
             "last_training_loss": history.history["flow_matching"][-1],
+            "machine": machine(),
         }
         print(label, json.dumps(rows[label]), flush=True)
     return {

@@ -118,9 +118,12 @@ def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path)
 
 
 @pytest.mark.slow
-def test_conditional_race_scores_conditional_nll_and_posterior_moments():
+def test_conditional_race_scores_conditional_nll_and_posterior_moments(monkeypatch):
     from tfotflow.bench import time_to_quality
 
+    # The compilation probes are the quick race's (checked there); here, no XLA anywhere.
+    monkeypatch.setattr(time_to_quality, "faster_compilation", lambda *_, **__: (False, {}))
+    monkeypatch.setattr(time_to_quality, "faster_scoring", lambda *_, **__: {})
     result = time_to_quality.run(quick=True, names=("linear_gaussian",))
     row = result["rows"][0]
     assert row["d"] == 10 and row["condition_dim"] == 10

@@ -251,6 +251,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         (["train", "--spread", "0"], "--spread"),
         (["train", "--spread", "nan"], "spread"),
         (["train", "8gaussians", "--spread", "2"], "--standardize"),
+        (["train", "--time-features", "-1"], "--time-features"),
+        (["train", "--time-features", "two"], "--time-features"),
         (["train", "--seed", "-1"], "--seed"),
         (["train", "--seed", str(2**40)], "--seed"),
         (["train", "--train-split", "test"], "--train-split"),

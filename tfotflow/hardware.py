@@ -12,6 +12,7 @@ all.
 import functools
 import os
 import pathlib
+import platform
 
 # When the cache size cannot be read (no sysfs, no sysconf entry): a common per-socket L3.
 FALLBACK_CACHE_BYTES = 8 * 2**20
@@ -52,6 +53,23 @@ def cpu_caches():
         except (OSError, ValueError):
             continue
     return caches
+
+
+def machine():
+    """``{"cpu": model name, "processors": logical CPUs, "machine": architecture}``: what a
+    timing is recorded beside. The model name is read from ``/proc/cpuinfo`` where there is
+    one (Linux), else it is ``platform.processor()`` (empty where the platform says nothing)."""
+    cpu = platform.processor()
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return {
+        "cpu": names[0] if names else cpu,
+        "processors": os.cpu_count(),
+        "machine": platform.machine(),
+    }
 
 
 def _count_cpus(cpu_list):

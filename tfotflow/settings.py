@@ -20,6 +20,7 @@ main phase       flow matching of Φ alone for d ≥ 8 and n ≥ 10,000, with th
                  (stopping after 5 without improvement, the best weights kept)
   iterations     0
   width          256, halved (not below 16) while the weights exceed n · d / 4
+  time_features  4: Φ reads cos(jπt) and sin(jπt), j = 1..4, besides t
   num_steps      8 (and eval_num_steps), doubled at the end while their error exceeds 0.01
                  nats
 width            32 for d + k ≤ 16, 64 for ≤ 32, 128 for ≤ 64, 256 above; halved (not below
@@ -59,6 +60,10 @@ for a user's file", "Flow matching of the potential as the main phase", and the 
   table of 2,923 rows at d = 43 the likelihood path ended 1.8 nats below its 50,000 steps.
   The thresholds (d = 8, 10,000 rows) lie between these measurements; none was measured in
   between.
+- A potential reading t as one input column can only shift each unit's ridge with time;
+  four Fourier pairs of t let the field change shape along the path, as the time embedding
+  of flow-matching networks does. With flow matching as the main phase they ended 0.19 nats
+  lower at d = 16 and 0.37 at d = 64 in the same time, the solve as accurate at 8 RK4 steps.
 - The potential widens with d and trains longer as √d, but never has more weights than a
   quarter of the training rows (above d = 16, of their values): wider potentials overfit
   small tables.
@@ -115,10 +120,11 @@ MULTIMODAL_GAP = 0.05
 MATCHING_MIN_DIM = 8
 MATCHING_MIN_ROWS = 10_000
 MAIN_PHASES = ("likelihood", "flow_matching")
-# The flow-matching main phase: its potential's width, batch rows, first rate, steps, and
-# the RK4 steps of its solve.
+# The flow-matching main phase: its potential's width and Fourier pairs of t, batch rows,
+# first rate, steps, and the RK4 steps of its solve.
 MATCHING = {
     "width": 256,
+    "time_features": 4,
     "batch_size": 256,
     "learning_rate": 0.001,
     "steps": 100_000,
@@ -317,7 +323,8 @@ def gaussian_gap(points, *, rows=4000, seed=0):
 
 def potential_weights(width, inputs, num_layers=DEFAULTS["num_layers"]):
     """The potential's weights: K_0 [inputs, m], the K_i [m, m], the biases, w, and A (rank
-    10): about m · inputs + (num_layers − 1) · m² for inputs = d + k + 1."""
+    10): about m · inputs + (num_layers − 1) · m² for inputs = d + k + 1 + 2F (F Fourier
+    pairs of t)."""
     rank = min(10, inputs)
     return (
         width * inputs
@@ -356,6 +363,8 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     (2000, 3536)
     >>> settings["warm_start_coupling"], settings["warm_start_learning_rate"]
     ('independent', 0.001)
+    >>> settings["time_features"], recipe(4, 100_000)["time_features"]
+    (4, 0)
     >>> recipe(43, 2_923)["width"], recipe(43, 2_923)["iterations"]
     (128, 1001)
     >>> recipe(16, 100_000, main_phase="likelihood")["width"]
@@ -377,8 +386,9 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     matching = check_choice("main_phase", main_phase, MAIN_PHASES) == "flow_matching"
     width = 32 if inputs <= 16 else 64 if inputs <= 32 else 128 if inputs <= 64 else 256
     width = MATCHING["width"] if matching else width
+    time_features = MATCHING["time_features"] if matching else DEFAULTS["time_features"]
     max_weights = num_rows * dim / 4 if matching or not small else num_rows / 4
-    while width > 16 and potential_weights(width, inputs + 1) > max_weights:
+    while width > 16 and potential_weights(width, inputs + 1 + 2 * time_features) > max_weights:
         width //= 2
     num_steps = recipe_num_steps(dim)
     batch_size = max(1, min(1024, num_rows // 4))
@@ -392,6 +402,7 @@ def recipe(dim, num_rows, condition_dim=0, *, whitenable=True, gaussian_gap=None
     settings = {
         "width": width,
         "num_layers": DEFAULTS["num_layers"],
+        "time_features": time_features,
         "alpha": list(DEFAULTS["alpha"]),
         "num_steps": num_steps,
         "eval_num_steps": 2 * num_steps,

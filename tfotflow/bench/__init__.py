@@ -5,10 +5,9 @@ scripts in ``benchmarks/`` and the ``tfotflow bench`` command call them.
 """
 
 import importlib
-import os
-import platform
 
 from tfotflow.about import stack_versions
+from tfotflow.hardware import machine
 
 SUITES = (
     "trace",
@@ -45,8 +44,7 @@ def run(
     results = {
         "quick": quick,
         "versions": stack_versions(),
-        "machine": platform.machine(),
-        "processors": os.cpu_count(),
+        **machine(),
     }
     for suite in suites:
         module = importlib.import_module(f"tfotflow.bench.{suite}")

@@ -62,7 +62,7 @@ from tfotflow.bench.timing import (
 from tfotflow.datasets import conditional
 from tfotflow.datasets.files import from_file
 from tfotflow.flow_matching import FlowMatching
-from tfotflow.hardware import use_xla
+from tfotflow.hardware import machine, use_xla
 from tfotflow.settings import (
     build_config,
     check_config,
@@ -628,27 +628,50 @@ def shared_affine(ours):
     return model if runs.adapt_to(model, ours.config, ours.data) else None
 
 
+def _time_both_ways(call_for, *, rounds, give_up=None):
+    """``{"false": seconds, "true": seconds}``: for ``jit_compile`` False then True,
+    ``call_for(jit_compile)`` gives a call without arguments, timed as the median of ``rounds``
+    calls after a compiling one (a way stops early once a call takes ``give_up`` × the other
+    way's median: it has lost). A way that fails to build or compile gets
+    ``"failed: ErrorName"`` in place of its seconds."""
+    seconds = {}
+    for jit_compile in (False, True):
+        timed = [value for value in seconds.values() if isinstance(value, float)]
+        limit = give_up * min(timed) if give_up and timed else math.inf
+        try:
+            call = call_for(jit_compile)
+            call()  # traced and compiled
+            times = []
+            while len(times) < rounds and (not times or times[-1] <= limit):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+            seconds[str(jit_compile).lower()] = float(np.median(times))
+        except Exception as error:  # noqa: BLE001  (XLA may not compile a contender's work)
+            seconds[str(jit_compile).lower()] = f"failed: {type(error).__name__}"
+    return seconds
+
+
+def _faster_way(seconds):
+    """Whether XLA (``"true"``) won among the ways of :func:`_time_both_ways` that ran, or
+    None when neither did."""
+    timed = {key: value for key, value in seconds.items() if isinstance(value, float)}
+    return min(timed, key=timed.get) == "true" if timed else None
+
+
 def faster_compilation(make, train, *, batch, seed, steps=5):
     """Whether a peer trains faster with XLA: ``make(jit_compile)`` builds a throwaway
     contender each way, whose median step over ``steps`` steps (after a compiling one) is
     timed; a setting that fails to compile loses. Returns ``(jit_compile, seconds)``."""
-    seconds = {}
-    for jit_compile in (False, True):
-        try:
-            contender = make(jit_compile)
-            batches = contender.batches(train, batch=batch, seed=seed)
-            contender.step(next(batches)).numpy()
-            times = []
-            for _ in range(steps):
-                batch_ = next(batches)
-                start = time.perf_counter()
-                contender.step(batch_).numpy()
-                times.append(time.perf_counter() - start)
-            seconds[str(jit_compile).lower()] = float(np.median(times))
-        except Exception as error:  # noqa: BLE001  (XLA may not compile a peer's step)
-            seconds[str(jit_compile).lower()] = f"failed: {type(error).__name__}"
-    timed = {key: value for key, value in seconds.items() if isinstance(value, float)}
-    return min(timed, key=timed.get) == "true", seconds
+
+    def call_for(jit_compile):
+        contender = make(jit_compile)
+        stream = contender.batches(train, batch=batch, seed=seed)
+        batches = iter([next(stream) for _ in range(steps + 1)])  # drawn outside the clock
+        return lambda: contender.step(next(batches)).numpy()
+
+    seconds = _time_both_ways(call_for, rounds=steps)
+    return bool(_faster_way(seconds)), seconds
 
 
 SCORING_PROBE_ROWS = 200  # the rows of the scoring compilation's probe
@@ -663,29 +686,17 @@ def faster_scoring(contender, points, *, rounds=3):
     returns the seconds of each."""
     x, y = batch_points_and_conditions(points, contender.condition_dim)
     args = [tf.constant(x)] + ([] if y is None else [tf.constant(y)])
-    seconds = {}
-    for jit_compile in (False, True):
+
+    def call_for(jit_compile):
         contender.scoring_xla = jit_compile
-        other = min(
-            (value for value in seconds.values() if isinstance(value, float)), default=None
-        )
-        try:
-            log_prob = contender.log_prob_fn(contender.reference_setting())
-            log_prob(*args).numpy()  # traced and compiled
-            times = []
-            for _ in range(rounds):
-                start = time.perf_counter()
-                log_prob(*args).numpy()
-                times.append(time.perf_counter() - start)
-                if other is not None and times[-1] > 3 * other:
-                    break
-            seconds[str(jit_compile).lower()] = float(np.median(times))
-        except Exception as error:  # noqa: BLE001  (XLA may not compile a contender's solve)
-            seconds[str(jit_compile).lower()] = f"failed: {type(error).__name__}"
-    timed = {key: value for key, value in seconds.items() if isinstance(value, float)}
-    if not timed:
+        log_prob = contender.log_prob_fn(contender.reference_setting())
+        return lambda: log_prob(*args).numpy()
+
+    seconds = _time_both_ways(call_for, rounds=rounds, give_up=3)
+    faster = _faster_way(seconds)
+    if faster is None:
         raise RuntimeError(f"{contender.name}'s log_prob failed with and without XLA: {seconds}")
-    contender.scoring_xla = min(timed, key=timed.get) == "true"
+    contender.scoring_xla = faster
     return seconds
 
 
@@ -1183,6 +1194,7 @@ def compete(
         "fair": fair,
         "seed": seed,
         "peak_memory_gb": peak_memory_gb(),
+        "machine": machine(),
     }
 
 
