@@ -54,7 +54,6 @@ SETTINGS = {
     "w256_l2_time_features_4": {**_TIMED, "time_features": 4},
     "w256_l2_time_features_8": {**_TIMED, "time_features": 8},
     "w256_l2_ema_0.999": _TIMED,
-    "w256_l2_time_features_2": {**_TIMED, "time_features": 2},
     "w256_l2_logit_normal_t": _TIMED,
 }
 STEPS = (4, 8, 16, 32, 64)

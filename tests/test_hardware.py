@@ -40,3 +40,22 @@ def test_even_sizes():
 def test_xla_below_sixteen_dimensions():
     assert hardware.use_xla(2) and hardware.use_xla(15)
     assert not hardware.use_xla(16) and not hardware.use_xla(43)
+
+
+def test_machine_names_the_cpu_model_from_cpuinfo(monkeypatch, tmp_path):
+    import os
+    import pathlib
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\nflags\t: avx\n")
+    real_path = pathlib.Path
+    monkeypatch.setattr(
+        hardware.pathlib,
+        "Path",
+        lambda path: cpuinfo if path == "/proc/cpuinfo" else real_path(path),
+    )
+    facts = hardware.machine()
+    assert facts["cpu"] == "Example CPU @ 2.0GHz"
+    assert facts["processors"] == os.cpu_count() and facts["machine"]
+    cpuinfo.unlink()  # no /proc/cpuinfo: the platform's word, a string
+    assert isinstance(hardware.machine()["cpu"], str)
