@@ -139,7 +139,7 @@ class Potential(keras.layers.Layer):
         width: the network width m. Defaults to 32.
         num_layers: the number of ResNet layers, opening layer included (the reference's
             ``nTh``); at least 2. Defaults to 2.
-        rank: the rank r of the quadratic term, capped at d + k + 1. Defaults to 10.
+        rank: the rank r of the quadratic term, capped at d + k + 1 + 2F. Defaults to 10.
         condition_dim: k, the width of the condition y every call must pass (0: none).
             Defaults to 0.
         time_features: F, the Fourier pairs of t the network reads besides t (0: none).

@@ -608,7 +608,7 @@ def check_config(config, dim, condition_dim=0, image_shape=None):
     check_choice("warm_start_schedule", complete["warm_start_schedule"], WARM_START_SCHEDULES)
     features = model.get("time_features", DEFAULTS["time_features"])
     width, inputs = model["width"], dim + condition_dim + 1 + 2 * features
-    parameters = width * inputs + (model["num_layers"] - 1) * width * width
+    parameters = potential_weights(width, inputs, model["num_layers"])
     needed = 3 * parameters * np.dtype(model["dtype"]).itemsize  # weights, Adam's m and v
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available / 2:
