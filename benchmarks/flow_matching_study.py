@@ -8,9 +8,11 @@ On a generalization-suite set (the tuning draw by default), in the user's coordi
 rule's standardization of the file), for each setting of ``SETTINGS``: the warm start alone
 for ``--seconds`` of training (its first call, compiling, not counted), its seconds per step,
 the validation NLL of the result at 4, 8, 16, 32 and 64 RK4 steps (exact trace) on 2,000
-validation rows, and the flow-matching loss on them (the race, ``time_to_quality``, times
-the likelihood steps and BayesFlow's against them). Writes results/flow_matching_study_NAME.json,
-keeping the rows of settings it did not run (``--setting`` runs only those named).
+validation rows, the solve's error there as the closing check measures it (mean and largest
+|log p with n steps − with 2n|, n = 4, 8, 16), and the flow-matching loss on them (the race,
+``time_to_quality``, times the likelihood steps and BayesFlow's against them). Writes
+results/flow_matching_study_NAME.json, keeping the rows of settings it did not run
+(``--setting`` runs only those named).
 """
 
 import argparse
@@ -30,6 +32,7 @@ from tfotflow.bench.timing import TrainingTime
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.flow_matching import FlowMatching
 from tfotflow.hardware import machine
+from tfotflow.scoring import discretization_error
 from tfotflow.settings import build_config, recommended_settings
 
 # Each: the run-setting overrides of one flow-matching main phase on the rule's own (width 256,
@@ -55,6 +58,11 @@ SETTINGS = {
     "w256_l2_time_features_8": {**_TIMED, "time_features": 8},
     "w256_l2_ema_0.999": _TIMED,
     "w256_l2_logit_normal_t": _TIMED,
+    # Why the closing check doubles the solve after the rule's own phase (its cosine, four
+    # Fourier pairs up to 4π): the same phase with the pairs up to 2π, and with t alone.
+    "rule": {},
+    "rule_time_features_2": {"time_features": 2},
+    "rule_time_features_0": {"time_features": 0},
 }
 STEPS = (4, 8, 16, 32, 64)
 VALIDATION_ROWS = 2000
@@ -121,6 +129,10 @@ def study(name, seconds, labels):
         scores = {
             steps: -float(np.mean(model.log_prob(validation, num_steps=steps))) for steps in STEPS
         }
+        errors = {
+            steps: discretization_error(model, validation, num_steps=steps, sample=VALIDATION_ROWS)
+            for steps in STEPS[:3]
+        }
         loss = float(FlowMatching(model, coupling="independent").loss_on(validation, 0))
         rows[label] = {
             "overrides": overrides,
@@ -130,6 +142,7 @@ def study(name, seconds, labels):
             "seconds": timer.seconds,
             "seconds_per_step": timer.seconds / max(timer.steps, 1),
             "validation_nll_at_rk4_steps": scores,
+            "discretization_error_at_rk4_steps": errors,
             "validation_flow_matching_loss": loss,
             "last_training_loss": history.history["flow_matching"][-1],
             "machine": machine(),

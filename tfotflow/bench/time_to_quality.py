@@ -243,7 +243,35 @@ class ClockCallback(TrainingTime):
         return self.clock.done
 
 
-class OTFlowContender:
+class CompiledScores:
+    """A contender's compiled log-densities, one per (setting, ``scoring_xla``): a race
+    scores at a few settings many times, and a probe may switch XLA in between."""
+
+    scoring_xla = False
+
+    def compiled(self, key, log_prob):
+        """The ``tf.function`` of ``log_prob()`` for ``key`` under the current
+        ``scoring_xla``, built (``log_prob`` called) only the first time."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        key = (key, self.scoring_xla)
+        if key not in cache:
+            cache[key] = tf.function(log_prob(), jit_compile=self.scoring_xla)
+        return cache[key]
+
+
+class NetworkSnapshots:
+    """A peer whose whole state is the weights of its Keras ``network``."""
+
+    def snapshot(self):
+        """The network's weights now."""
+        return self.network.get_weights()
+
+    def restore(self, snapshot):
+        """Puts a :meth:`snapshot` back."""
+        self.network.set_weights(snapshot)
+
+
+class OTFlowContender(CompiledScores):
     """OT-Flow as a user runs it: ``tfotflow train``'s own path
     (:func:`tfotflow.runs.train_run`, its checkpoints in a temporary run directory) with the
     data set's recommended settings, or those :func:`tfotflow.settings.recipe` gives a data
@@ -271,7 +299,6 @@ class OTFlowContender:
         )
         check_config(self.config, data.metadata.dim, data.metadata.condition_dim)
         self.model = self.new_model()  # the trained one replaces it
-        self._log_prob, self.scoring_xla = {}, False
 
     def run(self, clock):
         """Trains by :func:`tfotflow.runs.train_run` until ``clock``'s budget is spent (or
@@ -328,14 +355,10 @@ class OTFlowContender:
     def log_prob_fn(self, setting):
         """A compiled ``log_prob(x, y=None)`` of the current model with ``setting`` RK4
         steps."""
-        key = (id(self.model), setting, self.scoring_xla)
-        if key not in self._log_prob:
-            model = self.model
-            self._log_prob[key] = tf.function(
-                lambda x, y=None: model.log_prob(x, y, num_steps=setting),
-                jit_compile=self.scoring_xla,
-            )
-        return self._log_prob[key]
+        model = self.model
+        return self.compiled(
+            (id(model), setting), lambda: lambda x, y=None: model.log_prob(x, y, num_steps=setting)
+        )
 
     def sample(self, n, condition, seed):
         """``n`` samples [n, d] of p(x | y) for one ``condition`` y [k]."""
@@ -354,7 +377,7 @@ class OTFlowContender:
         return [s for s in (1, 2, 3, 4, 6, 8, 12, 16, 24) if s < self.reference_setting()]
 
 
-class FFJORDContender:
+class FFJORDContender(CompiledScores, NetworkSnapshots):
     """TFP's FFJORD: an MLP field (tanh), default DormandPrince, Hutchinson training, Adam;
     scored by its exact log-density (the autodiff trace) at every d."""
 
@@ -365,27 +388,19 @@ class FFJORDContender:
     def __init__(self, d, *, hidden, learning_rate, dtype, jit_compile=False):
         self.d, self.dtype, self.xla = d, dtype, bool(jit_compile)
         self.field = CountedField(d, hidden, dtype)
+        self.network = self.field.network
         self.optimizer = keras.optimizers.Adam(learning_rate)
         distribution = ffjord_distribution(self.field, d, dtype, trace="hutchinson")
         self.step = training_step(
             lambda x: -tf.reduce_mean(distribution.log_prob(x)),
-            self.field.network.trainable_variables,
+            self.network.trainable_variables,
             self.optimizer,
             jit_compile=self.xla,
         )
-        self._log_prob, self.scoring_xla = {}, False
 
     @property
     def num_parameters(self):
         return self.field.num_parameters
-
-    def snapshot(self):
-        """The field's weights now."""
-        return self.field.network.get_weights()
-
-    def restore(self, snapshot):
-        """Puts a :meth:`snapshot` back."""
-        self.field.network.set_weights(snapshot)
 
     def batches(self, train, *, batch, seed):
         """Training batches of ``batch`` rows, shuffled by ``seed``."""
@@ -394,14 +409,14 @@ class FFJORDContender:
     def log_prob_fn(self, setting):
         """A compiled exact ``log_prob`` with DormandPrince at rtol = ``setting``, atol =
         rtol/1000."""
-        key = (setting, self.scoring_xla)
-        if key not in self._log_prob:
+
+        def log_prob():
             solver = tfp.math.ode.DormandPrince(rtol=setting, atol=setting * 1e-3)
-            distribution = ffjord_distribution(
+            return ffjord_distribution(
                 self.field, self.d, self.dtype, trace="exact", solver=solver.solve
-            )
-            self._log_prob[key] = tf.function(distribution.log_prob, jit_compile=self.scoring_xla)
-        return self._log_prob[key]
+            ).log_prob
+
+        return self.compiled(setting, log_prob)
 
     def evaluations(self, setting, x):
         """Field evaluations of one ``log_prob`` of ``x`` at tolerance ``setting``, counted."""
@@ -418,7 +433,7 @@ class FFJORDContender:
         return [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
 
 
-class FlowMatchingContender:
+class FlowMatchingContender(CompiledScores, NetworkSnapshots):
     """BayesFlow 2's ``FlowMatching`` (Keras 3): its residual time-MLP field, trained by
     conditional flow matching (independent coupling, uniform t).
 
@@ -481,19 +496,10 @@ class FlowMatchingContender:
         self.step = training_step(
             loss, self.network.trainable_variables, self.optimizer, jit_compile=self.xla
         )
-        self._log_prob, self.scoring_xla = {}, False
 
     @property
     def num_parameters(self):
         return int(sum(math.prod(v.shape) for v in self.network.trainable_variables))
-
-    def snapshot(self):
-        """The network's weights now."""
-        return self.network.get_weights()
-
-    def restore(self, snapshot):
-        """Puts a :meth:`snapshot` back."""
-        self.network.set_weights(snapshot)
 
     def batches(self, train, *, batch, seed):
         """Training batches of ``batch`` rows, shuffled by ``seed``."""
@@ -501,15 +507,13 @@ class FlowMatchingContender:
 
     def log_prob_fn(self, setting):
         """A compiled exact ``log_prob(x, y=None)`` with ``setting`` fixed 5th-order steps."""
-        key = (setting, self.scoring_xla)
-        if key not in self._log_prob:
-            self._log_prob[key] = tf.function(
-                lambda x, y=None: self.network.log_prob(
-                    x, conditions=y, method="rk45", steps=setting
-                ),
-                jit_compile=self.scoring_xla,
-            )
-        return self._log_prob[key]
+        network = self.network
+        return self.compiled(
+            setting,
+            lambda: (
+                lambda x, y=None: network.log_prob(x, conditions=y, method="rk45", steps=setting)
+            ),
+        )
 
     def sample(self, n, condition, seed):
         """``n`` samples [n, d] of p(x | y) for one ``condition`` y [k] (reference steps)."""
@@ -531,7 +535,7 @@ class FlowMatchingContender:
         return [1, 2, 4, 8, 16]
 
 
-class Standardized:
+class Standardized(CompiledScores):
     """A peer given OT-Flow's preprocessing: it trains on, and is scored in, the coordinates
     of the affine map that ``tfotflow train`` sets from the training rows
     (:meth:`tfotflow.OTFlowModel.adapt`: standardized or whitened points, a conditional
@@ -542,7 +546,6 @@ class Standardized:
     def __init__(self, peer, model):
         self.peer, self.model = peer, model
         self.name, self.condition_dim, self.xla = peer.name, peer.condition_dim, peer.xla
-        self._log_prob = {}
 
     @property
     def scoring_xla(self):
@@ -583,20 +586,17 @@ class Standardized:
 
     def log_prob_fn(self, setting):
         """The peer's compiled ``log_prob`` at ``setting``, of points in the data's units."""
-        key = (setting, self.scoring_xla)
-        if key not in self._log_prob:
-            inner, model = self.peer.log_prob_fn(setting), self.model
+        inner, model = self.peer.log_prob_fn(setting), self.model
 
-            def log_prob(x, y=None):
-                x = tf.cast(x, model.precision)
-                x_tilde, y_tilde = model.standardize(x, y)
-                kwargs = model.affine_kwargs(y_tilde)
-                jacobian = model.affine.inverse_log_det_jacobian(x, event_ndims=1, **kwargs)
-                args = [tf.cast(x_tilde, x.dtype)] + ([] if y is None else [y_tilde])
-                return tf.cast(inner(*args), x.dtype) + jacobian
+        def log_prob(x, y=None):
+            x = tf.cast(x, model.precision)
+            x_tilde, y_tilde = model.standardize(x, y)
+            kwargs = model.affine_kwargs(y_tilde)
+            jacobian = model.affine.inverse_log_det_jacobian(x, event_ndims=1, **kwargs)
+            args = [tf.cast(x_tilde, x.dtype)] + ([] if y is None else [y_tilde])
+            return tf.cast(inner(*args), x.dtype) + jacobian
 
-            self._log_prob[key] = tf.function(log_prob, jit_compile=self.scoring_xla)
-        return self._log_prob[key]
+        return self.compiled(setting, lambda: log_prob)
 
     def sample(self, n, condition, seed):
         """The peer's draws mapped back to the data's units."""
