@@ -464,5 +464,6 @@ def test_tuning_trains_each_point_for_the_budget_and_keeps_the_lowest_validation
     assert wide["settings"]["hidden"] > small["settings"]["hidden"]
     assert wide["settings"]["learning_rate"] == 3e-3
     assert result["chosen"] == min(result["grid"], key=lambda row: row["best_nll"])["point"]
+    assert result["machine"]["processors"] >= 1
     with pytest.raises(ValueError, match="`peer` must be a peer"):
         tune("8gaussians", "otflow", quick=True)

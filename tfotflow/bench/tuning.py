@@ -25,6 +25,7 @@ from tfotflow.bench.time_to_quality import (
     race_splits,
     shared_affine,
 )
+from tfotflow.hardware import machine
 
 _RATES = {"bayesflow_fm_defaults": (2.5e-4, 5e-4, 1e-3)}
 _SIZES = {
@@ -59,7 +60,8 @@ def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
 
     ``on_point`` sees each point's row as it ends. Returns ``{"dataset", "peer", "seed",
     "budget_seconds", "grid": [{"point", "settings", "parameters", "iterations",
-    "best_nll", "best_seconds", "curve"}, ...], "chosen": point}``.
+    "best_nll", "best_seconds", "curve"}, ...], "chosen": point, "machine"}`` (the
+    machine's facts: :func:`tfotflow.hardware.machine`).
     """
     data, problem = load_problem(name, quick=quick)
     problem = quick_problem(problem) if quick else problem
@@ -107,4 +109,5 @@ def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
         "budget_seconds": budget,
         "grid": rows,
         "chosen": chosen["point"],
+        "machine": machine(),
     }
