@@ -388,7 +388,6 @@ class FFJORDContender(CompiledScores, NetworkSnapshots):
     def __init__(self, d, *, hidden, learning_rate, dtype, jit_compile=False):
         self.d, self.dtype, self.xla = d, dtype, bool(jit_compile)
         self.field = CountedField(d, hidden, dtype)
-        self.network = self.field.network
         self.optimizer = keras.optimizers.Adam(learning_rate)
         distribution = ffjord_distribution(self.field, d, dtype, trace="hutchinson")
         self.step = training_step(
@@ -397,6 +396,11 @@ class FFJORDContender(CompiledScores, NetworkSnapshots):
             self.optimizer,
             jit_compile=self.xla,
         )
+
+    @property
+    def network(self):
+        """The field's Keras network: the weights it trains."""
+        return self.field.network
 
     @property
     def num_parameters(self):
