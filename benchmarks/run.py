@@ -1,7 +1,7 @@
 """Runs one benchmark suite and writes its JSON to benchmarks/results/.
 
 Run: python benchmarks/run.py SUITE [--quick] [--dataset NAME ...] [--miniboone DIR]
-     [--seeds 0,1,2] [--contender NAME ...] [--way WAY ...]
+     [--seeds 0,1,2] [--contender NAME ...] [--way WAY ...] [--tuned FILE ...]
 SUITE is one of trace, peers, training_speed, startup, quality, scaling_out, time_to_quality,
 recipe… (see README.md here). The training suites train on the sets named with --dataset
 (default: the suite's own) and on MINIBOONE when DIR holds miniboone/val.npy and test.npy
@@ -10,8 +10,10 @@ recipe… (see README.md here). The training suites train on the sets named with
 time_to_quality races once per seed of --seeds, only each --contender when given (and
 OT-Flow's recipe, unless an OT-Flow setting is among them), scores every --score-factor of
 training time (default 1.4), skips the comparison at matched accuracy with
---no-matched-accuracy, saves each finished race's row to the .partial.json beside it as it
-goes, and writes its curves as a PNG beside the JSON.
+--no-matched-accuracy, sets each peer of a --tuned FILE (a result of
+benchmarks/tune_peers.py) at the point its grid chose (the file's name then ends in _tuned),
+saves each finished race's row to the .partial.json beside it as it goes, and writes its
+curves as a PNG beside the JSON.
 recipe trains each set once per seed of --seeds, only each --way (tuned, file, keras) when
 given.
 """
@@ -42,6 +44,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-matched-accuracy", action="store_true", help="time_to_quality: races only"
     )
+    parser.add_argument(
+        "--tuned", action="append", default=[], help="time_to_quality: a tuning result"
+    )
     args = parser.parse_args()
     names = args.names
     if names is None and args.miniboone is not None:
@@ -49,6 +54,8 @@ if __name__ == "__main__":
     parts = [*(names or []), *(["miniboone"] if args.miniboone else [])]
     if args.seeds is not None:
         parts.append("seeds" + args.seeds.replace(",", "-"))
+    if args.tuned:
+        parts.append("tuned")
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     options = {}
@@ -69,6 +76,7 @@ if __name__ == "__main__":
             contenders=args.contender,
             score_factor=args.score_factor,
             inference=not args.no_matched_accuracy,
+            tuned=[json.loads(pathlib.Path(file).read_text()) for file in args.tuned],
         )
     result = bench.run(
         [args.suite],

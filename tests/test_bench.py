@@ -73,9 +73,15 @@ def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path)
     from tfotflow.bench import time_to_quality
     from tfotflow.plotting import plot_races
 
-    result = time_to_quality.run(quick=True)
+    point = {"learning_rate": 3e-3, "width_factor": 2}  # FFJORD as if a grid chose it
+    tuned = {"peer": "ffjord", "d": 2, "chosen": point, "grid": [{}] * 6}
+    tuned.update(dataset="checkerboard", budget_seconds=60.0)
+    result = time_to_quality.run(quick=True, tuned=[tuned])
     row = result["rows"][0]
     peers = {"ffjord", "bayesflow_fm"} if time_to_quality.bayesflow_available() else {"ffjord"}
+    assert row["settings"]["ffjord"]["learning_rate"] == 3e-3
+    assert row["fair"]["tuning"]["ffjord"]["chosen"] == point
+    assert row["fair"]["tuning"]["otflow"].startswith(time_to_quality.OTFLOW_TUNING)
     assert set(row["races"]) == {"otflow", *peers}
     for name in row["races"]:
         race = row["races"][name]
@@ -444,6 +450,32 @@ def test_each_peer_gets_three_rates_by_two_sizes_to_tune():
     assert base == {"widths": (64, 64), "learning_rate": 1e-3}  # the problem's stay
 
 
+def test_a_tuned_peer_races_at_the_point_its_grid_chose():
+    from tfotflow.bench.time_to_quality import suite_problem, tuned_options
+
+    problem = suite_problem(4)
+    chosen = {"learning_rate": 2.5e-4, "widths": [128] * 5}
+    result = {"peer": "bayesflow_fm_defaults", "d": 4, "chosen": chosen, "grid": [{}] * 6}
+    result.update(dataset="mixture_d4_draw0", budget_seconds=120.0)
+    tuning, options = tuned_options([result], problem, 4)
+    assert options["bayesflow_fm_defaults"] == {"defaults": True, **chosen}
+    assert options["ffjord"] == problem["ffjord"] and problem["bayesflow_fm_defaults"] == {
+        "defaults": True
+    }
+    assert tuning == {
+        "bayesflow_fm_defaults": {
+            "grid_points": 6,
+            "tuning_set": "mixture_d4_draw0",
+            "budget_s": 120.0,
+            "chosen": chosen,
+        }
+    }
+    with pytest.raises(ValueError, match="tuned at d = 4 for a race at d = 16"):
+        tuned_options([result], suite_problem(16), 16)
+    with pytest.raises(ValueError, match="which this race does not run"):
+        tuned_options([{**result, "peer": "bayesflow_fm"}], problem, 4)
+
+
 @pytest.mark.slow
 def test_tuning_trains_each_point_for_the_budget_and_keeps_the_lowest_validation_nll(
     monkeypatch,
@@ -464,6 +496,6 @@ def test_tuning_trains_each_point_for_the_budget_and_keeps_the_lowest_validation
     assert wide["settings"]["hidden"] > small["settings"]["hidden"]
     assert wide["settings"]["learning_rate"] == 3e-3
     assert result["chosen"] == min(result["grid"], key=lambda row: row["best_nll"])["point"]
-    assert result["machine"]["processors"] >= 1
+    assert result["machine"]["processors"] >= 1 and result["d"] == 2
     with pytest.raises(ValueError, match="`peer` must be a peer"):
         tune("8gaussians", "otflow", quick=True)

@@ -57,5 +57,6 @@ def test_machine_names_the_cpu_model_from_cpuinfo(monkeypatch, tmp_path):
     facts = hardware.machine()
     assert facts["cpu"] == "Example CPU @ 2.0GHz"
     assert facts["processors"] == os.cpu_count() and facts["machine"]
+    assert facts["caches"] == hardware.cpu_caches()  # the sizes beside the model name
     cpuinfo.unlink()  # no /proc/cpuinfo: the platform's word, a string
     assert isinstance(hardware.machine()["cpu"], str)

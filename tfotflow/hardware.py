@@ -56,9 +56,10 @@ def cpu_caches():
 
 
 def machine():
-    """``{"cpu": model name, "processors": logical CPUs, "machine": architecture}``: what a
-    timing is recorded beside. The model name is read from ``/proc/cpuinfo`` where there is
-    one (Linux), else it is ``platform.processor()`` (empty where the platform says nothing)."""
+    """``{"cpu": model name, "processors": logical CPUs, "machine": architecture, "caches":
+    :func:`cpu_caches`}``: what a timing is recorded beside. The model name is read from
+    ``/proc/cpuinfo`` where there is one (Linux), else it is ``platform.processor()`` (empty
+    where the platform says nothing); the caches are empty where sysfs is absent."""
     cpu = platform.processor()
     try:
         lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
@@ -69,6 +70,7 @@ def machine():
         "cpu": names[0] if names else cpu,
         "processors": os.cpu_count(),
         "machine": platform.machine(),
+        "caches": [dict(cache) for cache in cpu_caches()],
     }
 
 

@@ -1033,6 +1033,16 @@ def race_splits(data, dtype, test_size):
     )
 
 
+def grid_options(peer, base, point):
+    """The constructor's options of ``peer`` at a grid ``point`` over the problem's ``base``
+    options (``widths_factor`` scales BayesFlow's widths)."""
+    options = {**base, **point}
+    factor = options.pop("widths_factor", None)
+    if factor is not None:
+        options["widths"] = tuple(factor * width for width in options["widths"])
+    return options
+
+
 def build_peer(name, options, problem, train, ours, affine, *, seed):
     """The peer ``name`` ("ffjord" or "bayesflow_fm…") built from ``options`` (its
     constructor's arguments; FFJORD's ``hidden`` None is OT-Flow's weight count, and either
@@ -1070,6 +1080,40 @@ def build_peer(name, options, problem, train, ours, affine, *, seed):
     return build(jit), {**options, "jit_compile": jit}, probe
 
 
+# How OT-Flow's settings were chosen, recorded beside each race (benchmarks/README.md says on
+# which sets each was tuned, and when it was frozen).
+OTFLOW_TUNING = "frozen: the set's recommended settings, else tfotflow.settings.recipe's"
+
+
+def _overridden(overrides):
+    return f"; overridden: {overrides}" if overrides else ""
+
+
+def tuned_options(tuned, problem, d):
+    """``(tuning, options)``: each contender's options in ``problem``, a peer of ``tuned``
+    (results of :func:`tfotflow.bench.tuning.tune`) at the point its grid chose, and for each
+    such peer how it was tuned. Raises ValueError for a result of another dimension than
+    ``d`` or for a peer the problem does not race."""
+    options = {name: problem[name] for name in problem["batch"]}
+    tuning = {}
+    for result in tuned:
+        peer = result["peer"]
+        if peer not in options:
+            raise ValueError(f"`tuned` names {peer!r}, which this race does not run")
+        if result["d"] != d:
+            raise ValueError(
+                f"`tuned` holds {peer!r} tuned at d = {result['d']} for a race at d = {d}"
+            )
+        options[peer] = grid_options(peer, problem[peer], result["chosen"])
+        tuning[peer] = {
+            "grid_points": len(result["grid"]),
+            "tuning_set": result["dataset"],
+            "budget_s": result["budget_seconds"],
+            "chosen": result["chosen"],
+        }
+    return tuning, options
+
+
 def compete(
     data,
     problem,
@@ -1082,6 +1126,7 @@ def compete(
     posterior_samples=4000,
     only=None,
     inference=True,
+    tuned=(),
 ):
     """Races OT-Flow against each peer on ``data`` and compares them at matched accuracy.
 
@@ -1106,6 +1151,8 @@ def compete(
     preprocessing = "none" if affine is None else f"{ours.config['model']['normalization']}"
     contenders, settings = [ours], {ours.name: ours.run_settings}
     fair = {"xla": {ours.name: ours.xla}, "xla_probe": {}, "preprocessing": {}}
+    fair["tuning"], options = tuned_options(tuned, problem, d)
+    fair["tuning"][ours.name] = OTFLOW_TUNING + _overridden(problem[ours.name])
     fair["preprocessing"][ours.name] = preprocessing
     for name in names:
         if name == ours.name:
@@ -1113,10 +1160,11 @@ def compete(
         if name.startswith("otflow"):
             contenders.append(OTFlowContender(data, name=name, overrides=problem[name], seed=seed))
             fair["xla"][name] = contenders[-1].xla
+            fair["tuning"][name] = OTFLOW_TUNING + _overridden(problem[name])
             fair["preprocessing"][name] = preprocessing
             settings[name] = contenders[-1].run_settings
             continue
-        built = build_peer(name, problem[name], problem, train, ours, affine, seed=seed)
+        built = build_peer(name, options[name], problem, train, ours, affine, seed=seed)
         if built is None:
             continue
         contender, settings[name], fair["xla_probe"][name] = built
@@ -1151,7 +1199,8 @@ def compete(
         )
     fair["budget_s"] = {name: race_["budget_seconds"] for name, race_ in races.items()}
     fair["still_improving"] = {name: race_["still_improving"] for name, race_ in races.items()}
-    fair["tuning"] = dict.fromkeys(races, "none: the problem's settings")
+    untuned = "none: the problem's settings"
+    fair["tuning"] = {name: fair["tuning"].get(name, untuned) for name in races}
     versus = {peer: head_to_head(races, ours.name, peer) for peer in races if peer != ours.name}
     test_x, test_y = batch_points_and_conditions(test, k)
     test_points = len(test_x)
@@ -1403,6 +1452,7 @@ def run(
     contenders=None,
     score_factor=None,
     inference=True,
+    tuned=(),
 ):
     """Races on each named toy set, and on MINIBOONE when ``miniboone_dir`` holds its splits,
     once per seed; the curves are printed to stderr as they are scored.
@@ -1415,7 +1465,8 @@ def run(
     the problem's ``variants``); ``score_factor`` spaces the scores further apart (each after
     that factor more training time; default 1.4), which saves the peers' slow exact scores at
     high dimension; ``inference=False`` skips the comparison at matched accuracy (e.g. for
-    seeds run apart from the first)."""
+    seeds run apart from the first); ``tuned`` sets peers at the points their tuning grids
+    chose (:func:`compete`)."""
     jobs = []
     for name in names:
         jobs.append(load_problem(name, quick=quick))
@@ -1442,6 +1493,7 @@ def run(
                 seed=seed,
                 only=chosen if i == 0 else later,
                 inference=inference and i == 0,
+                tuned=tuned,
                 **options,
             )
             seeded.append(row)

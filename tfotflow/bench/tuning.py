@@ -18,6 +18,7 @@ from tfotflow.bench.time_to_quality import (
     Clock,
     OTFlowContender,
     build_peer,
+    grid_options,
     load_problem,
     mean_nll,
     quick_problem,
@@ -43,16 +44,6 @@ GRIDS = {
 }
 
 
-def grid_options(peer, base, point):
-    """The constructor's options of ``peer`` at a grid ``point`` over the problem's ``base``
-    options (``widths_factor`` scales BayesFlow's widths)."""
-    options = {**base, **point}
-    factor = options.pop("widths_factor", None)
-    if factor is not None:
-        options["widths"] = tuple(factor * width for width in options["widths"])
-    return options
-
-
 def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
     """Trains ``peer`` (a contender of the set's race problem: "bayesflow_fm_defaults",
     "bayesflow_fm" or "ffjord") at each point of ``grid`` (default :data:`GRIDS`) on the
@@ -60,8 +51,9 @@ def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
 
     ``on_point`` sees each point's row as it ends. Returns ``{"dataset", "peer", "seed",
     "budget_seconds", "grid": [{"point", "settings", "parameters", "iterations",
-    "best_nll", "best_seconds", "curve"}, ...], "chosen": point, "machine"}`` (the
-    machine's facts: :func:`tfotflow.hardware.machine`).
+    "best_nll", "best_seconds", "curve"}, ...], "chosen": point, "d", "machine"}`` (the
+    machine's facts: :func:`tfotflow.hardware.machine`): a race of dimension ``d`` takes
+    the chosen point with ``run(tuned=[result])``.
     """
     data, problem = load_problem(name, quick=quick)
     problem = quick_problem(problem) if quick else problem
@@ -109,5 +101,6 @@ def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
         "budget_seconds": budget,
         "grid": rows,
         "chosen": chosen["point"],
+        "d": data.metadata.dim,
         "machine": machine(),
     }
