@@ -451,7 +451,12 @@ def test_each_peer_gets_three_rates_by_two_sizes_to_tune():
 
 
 def test_a_tuned_peer_races_at_the_point_its_grid_chose():
-    from tfotflow.bench.time_to_quality import suite_problem, tuned_options
+    from tfotflow.bench.time_to_quality import (
+        OTFLOW_TUNING,
+        UNTUNED,
+        suite_problem,
+        tuned_options,
+    )
 
     problem = suite_problem(4)
     chosen = {"learning_rate": 2.5e-4, "widths": [128] * 5}
@@ -462,14 +467,14 @@ def test_a_tuned_peer_races_at_the_point_its_grid_chose():
     assert options["ffjord"] == problem["ffjord"] and problem["bayesflow_fm_defaults"] == {
         "defaults": True
     }
-    assert tuning == {
-        "bayesflow_fm_defaults": {
-            "grid_points": 6,
-            "tuning_set": "mixture_d4_draw0",
-            "budget_s": 120.0,
-            "chosen": chosen,
-        }
+    assert tuning["bayesflow_fm_defaults"] == {
+        "grid_points": 6,
+        "tuning_set": "mixture_d4_draw0",
+        "budget_s": 120.0,
+        "chosen": chosen,
     }
+    assert tuning["ffjord"] == UNTUNED and tuning["otflow"] == OTFLOW_TUNING
+    assert tuning["otflow_likelihood"].endswith("{'main_phase': 'likelihood'}")
     with pytest.raises(ValueError, match="tuned at d = 4 for a race at d = 16"):
         tuned_options([result], suite_problem(16), 16)
     with pytest.raises(ValueError, match="which this race does not run"):

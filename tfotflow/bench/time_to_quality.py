@@ -1083,19 +1083,22 @@ def build_peer(name, options, problem, train, ours, affine, *, seed):
 # How OT-Flow's settings were chosen, recorded beside each race (benchmarks/README.md says on
 # which sets each was tuned, and when it was frozen).
 OTFLOW_TUNING = "frozen: the set's recommended settings, else tfotflow.settings.recipe's"
-
-
-def _overridden(overrides):
-    return f"; overridden: {overrides}" if overrides else ""
+UNTUNED = "none: the problem's settings"
 
 
 def tuned_options(tuned, problem, d):
     """``(tuning, options)``: each contender's options in ``problem``, a peer of ``tuned``
     (results of :func:`tfotflow.bench.tuning.tune`) at the point its grid chose, and for each
-    such peer how it was tuned. Raises ValueError for a result of another dimension than
-    ``d`` or for a peer the problem does not race."""
+    contender how its settings were chosen (OT-Flow's: :data:`OTFLOW_TUNING` and the
+    problem's overrides; a tuned peer's: its grid). Raises ValueError for a result of another
+    dimension than ``d`` or for a peer the problem does not race."""
     options = {name: problem[name] for name in problem["batch"]}
-    tuning = {}
+    tuning = {
+        name: OTFLOW_TUNING + (f"; overridden: {problem[name]}" if problem[name] else "")
+        if name.startswith("otflow")
+        else UNTUNED
+        for name in options
+    }
     for result in tuned:
         peer = result["peer"]
         if peer not in options:
@@ -1151,8 +1154,7 @@ def compete(
     preprocessing = "none" if affine is None else f"{ours.config['model']['normalization']}"
     contenders, settings = [ours], {ours.name: ours.run_settings}
     fair = {"xla": {ours.name: ours.xla}, "xla_probe": {}, "preprocessing": {}}
-    fair["tuning"], options = tuned_options(tuned, problem, d)
-    fair["tuning"][ours.name] = OTFLOW_TUNING + _overridden(problem[ours.name])
+    tuning, options = tuned_options(tuned, problem, d)
     fair["preprocessing"][ours.name] = preprocessing
     for name in names:
         if name == ours.name:
@@ -1160,7 +1162,6 @@ def compete(
         if name.startswith("otflow"):
             contenders.append(OTFlowContender(data, name=name, overrides=problem[name], seed=seed))
             fair["xla"][name] = contenders[-1].xla
-            fair["tuning"][name] = OTFLOW_TUNING + _overridden(problem[name])
             fair["preprocessing"][name] = preprocessing
             settings[name] = contenders[-1].run_settings
             continue
@@ -1199,8 +1200,7 @@ def compete(
         )
     fair["budget_s"] = {name: race_["budget_seconds"] for name, race_ in races.items()}
     fair["still_improving"] = {name: race_["still_improving"] for name, race_ in races.items()}
-    untuned = "none: the problem's settings"
-    fair["tuning"] = {name: fair["tuning"].get(name, untuned) for name in races}
+    fair["tuning"] = {name: tuning[name] for name in races}
     versus = {peer: head_to_head(races, ours.name, peer) for peer in races if peer != ours.name}
     test_x, test_y = batch_points_and_conditions(test, k)
     test_points = len(test_x)
