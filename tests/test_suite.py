@@ -83,7 +83,14 @@ def test_a_suite_name_parses_and_loads_as_a_file_with_its_true_density(tmp_path)
     expected = suite.make("banana", 4, 0).log_prob(data.test[:10].astype(np.float64))
     np.testing.assert_allclose(data.metadata.log_prob(data.test[:10]), expected)
     assert problem["budgets"]["otflow"] == problem["budgets"]["bayesflow_fm_defaults"]
-    assert set(problem["variants"]) == {"otflow_likelihood", "otflow_fm_deep", "otflow_fm_ot"}
+    assert set(problem["variants"]) == {
+        "otflow_likelihood",
+        "otflow_fm_deep",
+        "otflow_fm_ot",
+        "otflow_steps3000",
+        "otflow_steps4000",
+        "otflow_wide",
+    }
     # 1,600 training rows: the rule's main phase is likelihood; a variant may ask for the other
     rule = time_to_quality.OTFlowContender(data).config["train"]
     other = time_to_quality.OTFlowContender(data, overrides={"main_phase": "flow_matching"})

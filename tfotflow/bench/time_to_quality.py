@@ -968,12 +968,16 @@ _LINEAR.update(
 # wall budgets sized to two cores. The variants, raced when named: the rule's likelihood main
 # phase ("otflow_likelihood", as it chooses for small tables); its flow-matching main phase
 # with five layers ("otflow_fm_deep") or the OT coupling's 20 Sinkhorn sweeps
-# ("otflow_fm_ot").
+# ("otflow_fm_ot"); the likelihood path with a cosine over 3,000 or 4,000 likelihood steps
+# ("otflow_steps3000", "otflow_steps4000") or twice the width ("otflow_wide").
 SUITE_BUDGETS = {4: 120.0, 16: 300.0, 64: 900.0}
 SUITE_VARIANTS = {
     "otflow_likelihood": {"main_phase": "likelihood"},
     "otflow_fm_deep": {"num_layers": 5},
     "otflow_fm_ot": {"warm_start_coupling": "ot", "warm_start_sinkhorn_iterations": 20},
+    "otflow_steps3000": {"main_phase": "likelihood", "iterations": 3000},
+    "otflow_steps4000": {"main_phase": "likelihood", "iterations": 4000},
+    "otflow_wide": {"main_phase": "likelihood", "width": 64},
 }
 
 
