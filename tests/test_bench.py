@@ -407,13 +407,17 @@ def test_the_race_summary_reads_time_to_quality_on_validation():
             "still_improving": curve[best][1] >= 0.8 * budget,
         }
 
-    def row(seed, peer_seconds):
+    def row(seed, peer_seconds, tuning="none: the problem's settings"):
         ours = race([[0, 0.0, 5.0], [10, 1.0, 3.0], [20, 2.0, 2.0]], [5.1, 3.1, 2.1])
         theirs = race(
             [[0, 0.0, 5.0], [5, peer_seconds / 2, 3.0], [9, peer_seconds, 2.5], [12, 10.0, 2.6]],
             [5.2, 3.2, 2.4, 2.7],
         )
-        fair = {"xla": {"otflow": True, "bayesflow_fm": False}, "preprocessing": {}}
+        fair = {
+            "xla": {"otflow": True, "bayesflow_fm": False},
+            "preprocessing": {},
+            "tuning": {"bayesflow_fm": tuning},
+        }
         return {
             "dataset": "toy",
             "d": 2,
@@ -422,7 +426,15 @@ def test_the_race_summary_reads_time_to_quality_on_validation():
             "races": {"otflow": ours, "bayesflow_fm": theirs},
         }
 
-    (summary,) = race_summary([row(0, 4.0), row(1, 8.0), row(2, 6.0)])
+    tuned = {"grid_points": 6, "chosen": {"learning_rate": 3e-3}}
+    rows = [row(0, 4.0), row(1, 8.0), row(0, 3.0, tuned), row(2, 6.0)]
+    summary, against_tuned = race_summary(rows)  # the tuned peer's race is summarized apart
+    assert not summary["peer_tuned"] and summary["seeds"] == [0, 1, 2]
+    assert against_tuned["peer_tuned"] and against_tuned["seeds"] == [0]
+    assert (
+        against_tuned["speedups"] == [1.5]
+        and against_tuned["fair"]["tuning"]["bayesflow_fm"] == tuned
+    )
     # target 2.5 (the worse best validation NLL): OT-Flow at 2 s, the peer at 4, 8, 6 s
     assert summary["speedups"] == [2.0, 4.0, 3.0] and summary["median_speedup"] == 3.0
     assert summary["speedup_range"] == [2.0, 4.0]

@@ -1313,56 +1313,56 @@ def race_summary(rows):
     crossing: its resolution); ``otflow_test_nll`` and ``peer_test_nll`` (medians of each
     contender's test NLL at its best validation); and ``fair``: what each contender got
     (``xla``, ``preprocessing``, ``tuning``, ``budget_s``, and ``still_improving`` per seed).
-    OT-Flow is the "otflow" race (the settings users get)."""
+    OT-Flow is the "otflow" race (the settings users get). Races against a peer at its
+    defaults and at a tuned point (``fair["tuning"]``, :func:`tuned_options`) are summarized
+    apart: ``peer_tuned`` says which the row is."""
     groups = {}
-    for row in rows:
-        groups.setdefault(row["dataset"], []).append(row)
+    for row in (row for row in rows if "otflow" in row["races"]):
+        for peer in (name for name in row["races"] if not name.startswith("otflow")):
+            tuned = isinstance(row.get("fair", {}).get("tuning", {}).get(peer), dict)
+            groups.setdefault((row["dataset"], peer, tuned), []).append(row)
     summary = []
-    for dataset, seeded in groups.items():
-        peers = sorted(
-            set.intersection(*(set(row["races"]) for row in seeded)) - {"otflow"},
-            key=lambda name: (name.startswith("otflow"), name),
-        )
-        for peer in (name for name in peers if not name.startswith("otflow")):
-            duels = [head_to_head(row["races"], "otflow", peer) for row in seeded]
-            speedups = [duel["time_to_quality_speedup"] for duel in duels]
-            bounds = []
-            for row, duel in zip(seeded, duels):
-                ours = crossing_bracket(row["races"]["otflow"]["curve"], duel["target_nll"])
-                theirs = crossing_bracket(row["races"][peer]["curve"], duel["target_nll"])
-                bounds.append(
-                    None
-                    if ours is None or theirs is None or not ours[0] or not ours[1]
-                    else [theirs[0] / ours[1], theirs[1] / ours[0]]
-                )
-            reached = [x for x in speedups if x is not None]
-            fair = {key: {} for key in ("xla", "preprocessing", "tuning", "budget_s")}
-            fair["still_improving"] = {}
-            for name in ("otflow", peer):
-                record = seeded[0].get("fair", {})
-                for key in ("xla", "preprocessing", "tuning"):
-                    fair[key][name] = record.get(key, {}).get(name, "not recorded")
-                fair["budget_s"][name] = seeded[0]["races"][name]["budget_seconds"]
-                fair["still_improving"][name] = [
-                    row["races"][name].get("still_improving") for row in seeded
-                ]
-            summary.append(
-                {
-                    "dataset": dataset,
-                    "d": seeded[0]["d"],
-                    "peer": peer,
-                    "seeds": [row["seed"] for row in seeded],
-                    "median_speedup": (
-                        float(np.median(reached)) if len(reached) == len(seeded) else None
-                    ),
-                    "speedup_range": [min(reached), max(reached)] if reached else None,
-                    "speedups": speedups,
-                    "speedup_bounds": bounds,
-                    "otflow_test_nll": _median_of(seeded, "otflow", "test_nll_at_best"),
-                    "peer_test_nll": _median_of(seeded, peer, "test_nll_at_best"),
-                    "fair": fair,
-                }
+    for (dataset, peer, tuned), seeded in groups.items():
+        duels = [head_to_head(row["races"], "otflow", peer) for row in seeded]
+        speedups = [duel["time_to_quality_speedup"] for duel in duels]
+        bounds = []
+        for row, duel in zip(seeded, duels):
+            ours = crossing_bracket(row["races"]["otflow"]["curve"], duel["target_nll"])
+            theirs = crossing_bracket(row["races"][peer]["curve"], duel["target_nll"])
+            bounds.append(
+                None
+                if ours is None or theirs is None or not ours[0] or not ours[1]
+                else [theirs[0] / ours[1], theirs[1] / ours[0]]
             )
+        reached = [x for x in speedups if x is not None]
+        fair = {key: {} for key in ("xla", "preprocessing", "tuning", "budget_s")}
+        fair["still_improving"] = {}
+        for name in ("otflow", peer):
+            record = seeded[0].get("fair", {})
+            for key in ("xla", "preprocessing", "tuning"):
+                fair[key][name] = record.get(key, {}).get(name, "not recorded")
+            fair["budget_s"][name] = seeded[0]["races"][name]["budget_seconds"]
+            fair["still_improving"][name] = [
+                row["races"][name].get("still_improving") for row in seeded
+            ]
+        summary.append(
+            {
+                "dataset": dataset,
+                "d": seeded[0]["d"],
+                "peer": peer,
+                "peer_tuned": tuned,
+                "seeds": [row["seed"] for row in seeded],
+                "median_speedup": (
+                    float(np.median(reached)) if len(reached) == len(seeded) else None
+                ),
+                "speedup_range": [min(reached), max(reached)] if reached else None,
+                "speedups": speedups,
+                "speedup_bounds": bounds,
+                "otflow_test_nll": _median_of(seeded, "otflow", "test_nll_at_best"),
+                "peer_test_nll": _median_of(seeded, peer, "test_nll_at_best"),
+                "fair": fair,
+            }
+        )
     return summary
 
 
