@@ -11,7 +11,7 @@ time_to_quality races once per seed of --seeds, only each --contender when given
 OT-Flow's recipe, unless an OT-Flow setting is among them), scores every --score-factor of
 training time (default 1.4), skips the comparison at matched accuracy with
 --no-matched-accuracy, sets each peer of a --tuned FILE (a result of
-benchmarks/tune_peers.py) at the point its grid chose (the file's name then ends in _tuned),
+benchmarks/tune_peers.py) at the point its grid chose (the file's name then ends in _tuned_PEER…),
 saves each finished race's row to the .partial.json beside it as it goes, and writes its
 curves as a PNG beside the JSON.
 recipe trains each set once per seed of --seeds, only each --way (tuned, file, keras) when
@@ -54,8 +54,9 @@ if __name__ == "__main__":
     parts = [*(names or []), *(["miniboone"] if args.miniboone else [])]
     if args.seeds is not None:
         parts.append("seeds" + args.seeds.replace(",", "-"))
-    if args.tuned:
-        parts.append("tuned")
+    tuned = [json.loads(pathlib.Path(file).read_text()) for file in args.tuned]
+    if tuned:
+        parts.append("_".join(["tuned", *sorted(result["peer"] for result in tuned)]))
     stem = "_".join([args.suite, *parts])
     out = pathlib.Path(__file__).parent / "results" / f"{stem}.json"
     options = {}
@@ -76,7 +77,7 @@ if __name__ == "__main__":
             contenders=args.contender,
             score_factor=args.score_factor,
             inference=not args.no_matched_accuracy,
-            tuned=[json.loads(pathlib.Path(file).read_text()) for file in args.tuned],
+            tuned=tuned,
         )
     result = bench.run(
         [args.suite],
