@@ -969,7 +969,8 @@ _LINEAR.update(
 # phase ("otflow_likelihood", as it chooses for small tables); its flow-matching main phase
 # with five layers ("otflow_fm_deep") or the OT coupling's 20 Sinkhorn sweeps
 # ("otflow_fm_ot"); the likelihood path with a cosine over 3,000 or 4,000 likelihood steps
-# ("otflow_steps3000", "otflow_steps4000") or twice the width ("otflow_wide").
+# ("otflow_steps3000", "otflow_steps4000"), twice the width ("otflow_wide") or 2 RK4 steps
+# ("otflow_rk2", doubled by the solver-error control when their error exceeds its tolerance).
 SUITE_BUDGETS = {4: 120.0, 16: 300.0, 64: 900.0}
 SUITE_VARIANTS = {
     "otflow_likelihood": {"main_phase": "likelihood"},
@@ -978,6 +979,7 @@ SUITE_VARIANTS = {
     "otflow_steps3000": {"main_phase": "likelihood", "iterations": 3000},
     "otflow_steps4000": {"main_phase": "likelihood", "iterations": 4000},
     "otflow_wide": {"main_phase": "likelihood", "width": 64},
+    "otflow_rk2": {"main_phase": "likelihood", "num_steps": 2, "eval_num_steps": 4},
 }
 
 
