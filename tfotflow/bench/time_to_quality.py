@@ -1339,8 +1339,8 @@ def race_summary(rows):
         reached = [x for x in speedups if x is not None]
         fair = {key: {} for key in ("xla", "preprocessing", "tuning", "budget_s")}
         fair["still_improving"] = {}
+        record = seeded[0].get("fair", {})
         for name in ("otflow", peer):
-            record = seeded[0].get("fair", {})
             for key in ("xla", "preprocessing", "tuning"):
                 fair[key][name] = record.get(key, {}).get(name, "not recorded")
             fair["budget_s"][name] = seeded[0]["races"][name]["budget_seconds"]
