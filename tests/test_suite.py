@@ -91,6 +91,8 @@ def test_a_suite_name_parses_and_loads_as_a_file_with_its_true_density(tmp_path)
         "otflow_steps4000",
         "otflow_wide",
         "otflow_rk2",
+        "otflow_batch256",
+        "otflow_batch256_rate01",
     }
     # 1,600 training rows: the rule's main phase is likelihood; a variant may ask for the other
     rule = time_to_quality.OTFlowContender(data).config["train"]

@@ -970,7 +970,10 @@ _LINEAR.update(
 # with five layers ("otflow_fm_deep") or the OT coupling's 20 Sinkhorn sweeps
 # ("otflow_fm_ot"); the likelihood path with a cosine over 3,000 or 4,000 likelihood steps
 # ("otflow_steps3000", "otflow_steps4000"), twice the width ("otflow_wide") or 2 RK4 steps
-# ("otflow_rk2", doubled by the solver-error control when their error exceeds its tolerance).
+# ("otflow_rk2", doubled by the solver-error control when their error exceeds its tolerance);
+# batches of 256 over a cosine of 6,000 steps from the rule's rate or from 0.01
+# ("otflow_batch256", "otflow_batch256_rate01": about the rule's training time, a step of a
+# quarter of the rows costing about a third).
 SUITE_BUDGETS = {4: 120.0, 16: 300.0, 64: 900.0}
 SUITE_VARIANTS = {
     "otflow_likelihood": {"main_phase": "likelihood"},
@@ -980,6 +983,13 @@ SUITE_VARIANTS = {
     "otflow_steps4000": {"main_phase": "likelihood", "iterations": 4000},
     "otflow_wide": {"main_phase": "likelihood", "width": 64},
     "otflow_rk2": {"main_phase": "likelihood", "num_steps": 2, "eval_num_steps": 4},
+    "otflow_batch256": {"main_phase": "likelihood", "batch_size": 256, "iterations": 6000},
+    "otflow_batch256_rate01": {
+        "main_phase": "likelihood",
+        "batch_size": 256,
+        "iterations": 6000,
+        "learning_rate": 0.01,
+    },
 }
 
 
