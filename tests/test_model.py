@@ -185,3 +185,17 @@ def test_fit_on_data_with_a_nan_stops_with_finite_weights(rng):
     with pytest.raises(NonFiniteLossError, match="non-finite .*nll=nan"):
         model.fit(points, batch_size=32, epochs=1, shuffle=False, verbose=0)
     assert all(np.all(np.isfinite(variable.numpy())) for variable in model.weights)
+
+
+def test_score_samples_follow_the_weights_and_the_map_after_a_first_call(rng):
+    # score_samples runs a compiled log_prob kept between calls: it must read the weights and
+    # the affine map as they are at each call, and take each step count.
+    model = small_model(normalization="diagonal")
+    x = rng.normal(size=(40, 2))
+    model.score_samples(x)
+    model.adapt(3.0 * x + 1.0)
+    model.set_weights([w + 0.1 * rng.normal(size=w.shape) for w in model.get_weights()])
+    for steps in (None, 3):
+        np.testing.assert_allclose(
+            model.score_samples(x, num_steps=steps), model.log_prob(x, num_steps=steps), rtol=1e-12
+        )

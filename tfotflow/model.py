@@ -581,10 +581,24 @@ class OTFlowModel(keras.Model):
             )
         else:
             batches = (batch_points_and_conditions(batch, self.condition_dim) for batch in data)
+        num_steps = num_steps or self.eval_num_steps
         for x, y in batches:
             x = np.asarray(x, self.precision)
             y = None if y is None else np.asarray(y, self.precision)
-            yield np.asarray(self.log_prob(x, y, num_steps=num_steps), np.float64)
+            yield np.asarray(self._scorer(num_steps, y is not None)(x, y), np.float64)
+
+    def _scorer(self, num_steps, conditional):
+        """:meth:`log_prob` with ``num_steps`` as one compiled function (of ``(x, y)``, y
+        None for an unconditional call), traced once per step count and call kind: called
+        eagerly, the probability machinery around the solve costs more than a solve of a
+        thousand rows. The weights and the affine map are variables, read at every call."""
+        cache = self.__dict__.setdefault("_scorers", {})  # not an attribute Keras tracks
+        key = (num_steps, conditional)
+        if key not in cache:
+            cache[key] = tf.function(
+                lambda x, y: self.log_prob(x, y, num_steps=num_steps), reduce_retracing=True
+            )
+        return cache[key]
 
     def bijector_kwargs(self, condition=None, num_steps=None):
         """The keyword arguments of :attr:`bijector`'s calls for a ``condition`` y [..., k] (in
