@@ -972,8 +972,7 @@ _LINEAR.update(
 # ("otflow_steps3000", "otflow_steps4000"), twice the width ("otflow_wide") or 2 RK4 steps
 # ("otflow_rk2", doubled by the solver-error control when their error exceeds its tolerance);
 # batches of 256 over a cosine of 6,000 steps from the rule's rate or from 0.01
-# ("otflow_batch256", "otflow_batch256_rate01": about the rule's training time, a step of a
-# quarter of the rows costing about a third).
+# ("otflow_batch256", "otflow_batch256_rate01").
 SUITE_BUDGETS = {4: 120.0, 16: 300.0, 64: 900.0}
 SUITE_VARIANTS = {
     "otflow_likelihood": {"main_phase": "likelihood"},
