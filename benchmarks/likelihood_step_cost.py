@@ -29,10 +29,9 @@ import time
 import tensorflow as tf
 
 from tfotflow import runs
-from tfotflow.bench.time_to_quality import load_problem
+from tfotflow.bench.time_to_quality import OTFlowContender, load_problem
 from tfotflow.bench.timing import TrainingTime
 from tfotflow.checkpoint import atomic_write_bytes
-from tfotflow.settings import build_config, recommended_settings
 
 WAYS = {
     "rule": {},
@@ -63,21 +62,13 @@ def main():
     args = parser.parse_args()
     data, _ = load_problem(args.dataset)
 
-    def config(**overrides):
-        return build_config(
-            data.metadata.name,
-            recommended=recommended_settings(data),
-            overrides={"iterations": args.steps, "warm_start": 0, **overrides},
-            seed=0,
-            data_dir=None,
-            options={},
-            source=data.metadata.source,
-        )
-
     def train(**overrides):
+        # the race's OT-Flow settings (the rule's, checked), no warm start, --steps steps
+        overrides = {"iterations": args.steps, "warm_start": 0, **overrides}
+        config = OTFlowContender(data, overrides=overrides).config
         timing = TrainingTime()
         with tempfile.TemporaryDirectory() as run_dir:
-            model, _ = runs.train_run(run_dir, config(**overrides), data=data, callbacks=[timing])
+            model, _ = runs.train_run(run_dir, config, data=data, callbacks=[timing])
         return model, 1e3 * timing.seconds / timing.steps
 
     trainer = {}
