@@ -225,7 +225,7 @@ def plot_races(result, path):
         axis.set_ylim(best - 0.1 * abs(best) - 0.05, worst_first)
         axis.set_xscale("log")
         axis.set_xlabel("training time (s)")
-        validated = all("test_curve" in race for race in row["races"].values())
+        validated = all("test_nll_at_best" in race for race in row["races"].values())
         axis.set_ylabel(f"exact {'validation' if validated else 'test'} NLL (nats)")
         seed = f", seed {row['seed']}" if "seed" in row else ""
         axis.set_title(f"{row['dataset']} (d = {row['d']}{seed})")

@@ -85,19 +85,22 @@ def geometric_schedule(first, last, factor):
 
 
 class Clock:
-    """Training seconds, and the scores taken on a geometric schedule of them.
+    """Training seconds, the validation scores taken on a geometric schedule of them, and the
+    model's checkpoints in between.
 
     Args:
-        score: returns the current NLL (a float), or ``(validation NLL, test NLL)``; its time
-            is not counted.
+        score: returns the current validation NLL (a float); its time is not counted.
         budget_seconds: training seconds to spend.
         first_score: training seconds before the first score.
         factor: then a score whenever the training time has grown by this factor since the
             last one, and one at the end.
-        on_score: called with each new [iteration, training seconds, test NLL] as it is
-            scored (a progress log that survives an interrupted race), or None.
-        snapshot: called at each score for the model's state, kept in ``snapshots`` beside
-            the curve (the checkpoints of matched accuracy), or None.
+        on_score: called with each new [iteration, training seconds, validation NLL] as it
+            is scored (a progress log that survives an interrupted race), or None.
+        snapshot: called for the model's state at each score and at ``between`` more times
+            between two scores (their gap cut into ``between + 1`` equal ratios), or None: the checkpoints :meth:`refine` scores where a crossing needs them, and
+            :meth:`restore_score` puts back.
+        restore: puts a ``snapshot()`` back (needed with ``snapshot``).
+        between: unscored checkpoints between two scores.
     """
 
     def __init__(
@@ -109,27 +112,42 @@ class Clock:
         factor=1.4,
         on_score=None,
         snapshot=None,
+        restore=None,
+        between=3,
     ):
-        self.score, self.on_score, self.snapshot, self.snapshots = score, on_score, snapshot, []
+        self.score, self.on_score = score, on_score
+        self.snapshot, self._restore = snapshot, restore
         self.budget_seconds = float(budget_seconds)
-        self.schedule = geometric_schedule(first_score, budget_seconds, factor)
-        self.due = 0  # the index of the next score's time in the schedule
-        self.trained, self.iterations, self.curve, self.test_curve = 0.0, 0, [], []
+        scores = geometric_schedule(first_score, budget_seconds, factor)
+        between = 0 if snapshot is None else between
+        self.schedule = scores[:1]  # the scores' times, each gap cut geometrically
+        for start, end in zip(scores, scores[1:]):
+            ratio = end / start
+            self.schedule += [start * ratio ** (j / (between + 1)) for j in range(1, between + 1)]
+            self.schedule.append(end)
+        self.scored_times = set(range(0, len(self.schedule), between + 1))  # their indices
+        self.due = 0  # the index of the next time in the schedule
+        self.trained, self.iterations, self.curve = 0.0, 0, []
+        self.checkpoints = []  # [iteration, training seconds, state]: every time kept
+        self.scored = []  # the index in ``checkpoints`` of each point of ``curve``
         self.untimed_seconds = 0.0  # each phase's first step: tracing and compiling
 
     def begin(self):
         """Scores the untrained model."""
-        self._record()
+        self._keep(scored=True)
 
     def add(self, seconds, iterations=1):
-        """Counts ``seconds`` of training over ``iterations`` steps; scores when one is due
-        (once, however many scheduled times one stretch of training passed)."""
+        """Counts ``seconds`` of training over ``iterations`` steps; keeps a checkpoint when
+        one is due and scores it when a score is (once, however many scheduled times one
+        stretch of training passed)."""
         self.trained += seconds
         self.iterations += iterations
         if not self.done and self.trained >= self.schedule[self.due]:
+            scored = False
             while not self.done and self.trained >= self.schedule[self.due]:
+                scored |= self.due in self.scored_times
                 self.due += 1
-            self._record()
+            self._keep(scored)
 
     @property
     def done(self):
@@ -140,35 +158,58 @@ class Clock:
         """Takes the last score now when training ended before the budget was spent."""
         if not self.done:
             self.due = len(self.schedule)
-            self._record()
+            self._keep(scored=True)
 
-    def _record(self):
-        scores = self.score()
-        validation, test = scores if isinstance(scores, tuple) else (scores, scores)
-        point = [self.iterations, self.trained, float(validation)]
-        self.curve.append(point)
-        self.test_curve.append([self.iterations, self.trained, float(test)])
-        if self.snapshot is not None:
-            self.snapshots.append(self.snapshot())
+    def _keep(self, scored):
+        state = None if self.snapshot is None else self.snapshot()
+        self.checkpoints.append([self.iterations, self.trained, state])
+        if scored:
+            self._record(len(self.checkpoints) - 1)
+
+    def _record(self, checkpoint):
+        """Scores the model (in the state of ``checkpoint``) into the curve, in time order."""
+        iteration, seconds, _ = self.checkpoints[checkpoint]
+        point = [iteration, seconds, float(self.score())]
+        at = sum(1 for index in self.scored if index < checkpoint)
+        self.curve.insert(at, point)
+        self.scored.insert(at, checkpoint)
         if self.on_score is not None:
-            self.on_score([*point, float(test)])
+            self.on_score(point)
+
+    def restore_score(self, index):
+        """Puts back the model's state at the ``index``-th point of ``curve``."""
+        self._restore(self.checkpoints[self.scored[index]][2])
+
+    def refine(self, target):
+        """Scores one more checkpoint where the curve first reaches ``target``: the middle
+        one of those kept between the last score above it and the first at or below it.
+        Returns whether there was one (the crossing's bracket is then narrower; without,
+        it is as narrow as the checkpoints allow)."""
+        curve = self.curve
+        at = next((i for i in range(1, len(curve)) if curve[i][0] and curve[i][2] <= target), 0)
+        if not at:
+            return False
+        inside = range(self.scored[at - 1] + 1, self.scored[at])
+        if not inside:
+            return False
+        self._restore(self.checkpoints[inside[len(inside) // 2]][2])
+        self._record(inside[len(inside) // 2])
+        return True
 
     def result(self):
         """The race: ``curve`` (a list of [iteration, training seconds, validation NLL]),
-        ``test_curve`` (the same with the test NLL), the ``iterations`` run, the
-        ``first_iteration_seconds`` (tracing included; not counted in the training time),
-        ``best_nll`` (the best validation NLL), ``test_nll_at_best`` (the test NLL where the
-        validation NLL was best: the model a user would keep), ``best_seconds`` (when), and
+        the ``iterations`` run, the ``first_iteration_seconds`` (tracing included; not
+        counted in the training time), ``best_nll`` (the best validation NLL),
+        ``best_index`` (its point in the curve), ``best_seconds`` (when), and
         ``still_improving``: whether that best came in the last fifth of the budget (the
         curve had not flattened)."""
         best = min(range(len(self.curve)), key=lambda i: self.curve[i][2])
         return {
             "curve": self.curve,
-            "test_curve": self.test_curve,
             "iterations": self.iterations,
             "first_iteration_seconds": self.untimed_seconds,
             "best_nll": self.curve[best][2],
-            "test_nll_at_best": self.test_curve[best][2],
+            "best_index": best,
             "best_seconds": self.curve[best][1],
             "still_improving": self.curve[best][1] >= 0.8 * self.budget_seconds,
         }
@@ -192,6 +233,21 @@ def race(step, batches, clock):
                 f"training loss became {loss} at iteration {clock.iterations}"
             )
     return clock.result()
+
+
+def refine_crossings(clocks, ours):
+    """Narrows, by the checkpoints each :class:`Clock` kept, the bracket of every crossing a
+    duel reads: OT-Flow's (the clock ``ours``) and each peer's first score at or below the
+    duel's target (the worse of the two best validation NLLs), scoring a checkpoint within a
+    bracket until none is left in any (a new score may move a best, so a target)."""
+    refined = True
+    while refined:
+        refined = False
+        for peer in (name for name in clocks if name != ours):
+            duel = (clocks[ours], clocks[peer])
+            target = max(min(point[2] for point in clock.curve) for clock in duel)
+            for clock in duel:
+                refined |= clock.refine(target)
 
 
 def seconds_to_reach(curve, target):
@@ -755,25 +811,25 @@ def posterior_moments(contenders, data, *, conditions=5, samples=4000, seed=0):
 EQUAL_NLL_NATS = 0.05  # models of equal quality: test NLLs within this of each other
 
 
-def equal_quality_checkpoints(races, names):
+def equal_quality_checkpoints(races, names, test_nll_at):
     """The checkpoints at which the races ``names`` (in ``races``, a dict of race results)
     are of equal quality: the level ``target_nll``, the worst of their best validation NLLs
     (one each of them reached), and for each the ``index`` of its first score at or below it
-    (of its curve and its clock's snapshots), that score's ``iteration``, ``seconds``,
-    ``validation_nll`` and ``test_nll``; ``test_nll_spread`` (the largest minus the smallest
-    of those test NLLs) and ``equal`` (whether it is within :data:`EQUAL_NLL_NATS`)."""
+    (of its curve), that score's ``iteration``, ``seconds``, ``validation_nll`` and
+    ``test_nll`` (``test_nll_at(name, index)``); ``test_nll_spread`` (the largest minus the
+    smallest of those test NLLs) and ``equal`` (whether it is within
+    :data:`EQUAL_NLL_NATS`)."""
     target = max(races[name]["best_nll"] for name in names)
     index, at = {}, {}
     for name in names:
         curve = races[name]["curve"]
         index[name] = next(i for i, point in enumerate(curve) if point[2] <= target)
         iteration, seconds, validation_nll = curve[index[name]]
-        test_nll = races[name]["test_curve"][index[name]][2]
         at[name] = {
             "iteration": iteration,
             "seconds": seconds,
             "validation_nll": validation_nll,
-            "test_nll": test_nll,
+            "test_nll": test_nll_at(name, index[name]),
         }
     test_nlls = [point["test_nll"] for point in at.values()]
     spread = max(test_nlls) - min(test_nlls)
@@ -1192,17 +1248,16 @@ def compete(
     probe_rows = first_rows(validation, SCORING_PROBE_ROWS)
     fair["scoring_xla_probe"] = {c.name: faster_scoring(c, probe_rows) for c in contenders}
     fair["scoring_xla"] = {c.name: c.scoring_xla for c in contenders}
-    races, clocks = {}, {}
+    races, clocks, ended = {}, {}, {}
     for contender in contenders:
         batch, budget = problem["batch"][contender.name], budgets[contender.name]
         clock = clocks[contender.name] = Clock(
-            lambda c=contender: tuple(
-                mean_nll(c, c.reference_setting(), split) for split in (validation, test)
-            ),
+            lambda c=contender: mean_nll(c, c.reference_setting(), validation),
             budget_seconds=budget,
             factor=problem.get("score_factor", 1.4),
             on_score=None if on_score is None else functools.partial(on_score, contender.name),
-            snapshot=contender.snapshot if inference else None,
+            snapshot=contender.snapshot,
+            restore=contender.restore,
         )
         if isinstance(contender, OTFlowContender):
             races[contender.name] = contender.run(clock)
@@ -1210,9 +1265,27 @@ def compete(
         else:
             batches = iter(contender.batches(train, batch=batch, seed=seed))
             races[contender.name] = race(contender.step, batches, clock)
+        ended[contender.name] = contender.snapshot()
         races[contender.name].update(
             budget_seconds=budget, batch_size=batch, parameters=contender.num_parameters
         )
+    refine_crossings(clocks, ours.name)
+    by_name = {contender.name: contender for contender in contenders}
+
+    def test_nll_at(name, index):  # the test NLL of the model at its curve's index-th score
+        clocks[name].restore_score(index)
+        return mean_nll(by_name[name], by_name[name].reference_setting(), test)
+
+    for name, clock in clocks.items():
+        races[name].update(clock.result())
+        races[name]["test_nll_at_best"] = test_nll_at(name, races[name]["best_index"])
+    checkpoints = None
+    if inference:  # at matched accuracy: every contender, or the problem's choice of them
+        matched_names = problem.get("matched_accuracy", [c.name for c in contenders])
+        chosen = [c for c in contenders if c.name in matched_names or c is ours]
+        checkpoints = equal_quality_checkpoints(races, [c.name for c in chosen], test_nll_at)
+    for contender in contenders:  # the models as they ended
+        contender.restore(ended[contender.name])
     fair["budget_s"] = {name: race_["budget_seconds"] for name, race_ in races.items()}
     fair["still_improving"] = {name: race_["still_improving"] for name, race_ in races.items()}
     fair["tuning"] = {name: tuning[name] for name in races}
@@ -1223,20 +1296,15 @@ def compete(
     exact_nll = None
     if exact is not None:
         exact_nll = -float(np.mean(exact(test_x) if test_y is None else exact(test_x, test_y)))
-    posterior = (  # the models as they ended
+    posterior = (
         posterior_moments(contenders, data, samples=posterior_samples)
         if data.metadata.name == "linear_gaussian"
         else None
     )
-    matched = checkpoints = None
-    if inference:  # at matched accuracy: every contender, or the problem's choice of them
-        matched_names = problem.get("matched_accuracy", [c.name for c in contenders])
-        chosen = [c for c in contenders if c.name in matched_names or c is ours]
-        checkpoints = equal_quality_checkpoints(races, [c.name for c in chosen])
+    matched = None
+    if inference:
         for contender in chosen:  # each model at its first score at the common level
-            contender.restore(
-                clocks[contender.name].snapshots[checkpoints["index"][contender.name]]
-            )
+            clocks[contender.name].restore_score(checkpoints["index"][contender.name])
         matched = matched_accuracy(
             chosen, test, batch=min(inference_batch, test_points), rounds=rounds
         )
@@ -1435,12 +1503,11 @@ def bayesflow_available():
 
 
 def log_score(name, point):
-    """Prints a race's curve point (iteration, training seconds, validation NLL, test NLL)
-    to stderr as it is scored."""
-    iteration, seconds, validation, test = point
+    """Prints a race's curve point (iteration, training seconds, validation NLL) to stderr as
+    it is scored."""
+    iteration, seconds, validation = point
     print(
-        f"{name}: iteration {iteration}, {seconds:.1f} s, validation NLL {validation:.4f}, "
-        f"test NLL {test:.4f}",
+        f"{name}: iteration {iteration}, {seconds:.1f} s, validation NLL {validation:.4f}",
         file=sys.stderr,
     )
 
