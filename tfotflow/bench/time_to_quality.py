@@ -97,7 +97,8 @@ class Clock:
         on_score: called with each new [iteration, training seconds, validation NLL] as it
             is scored (a progress log that survives an interrupted race), or None.
         snapshot: called for the model's state at each score and at ``between`` more times
-            between two scores (their gap cut into ``between + 1`` equal ratios), or None: the checkpoints :meth:`refine` scores where a crossing needs them, and
+            between two scores (their gap cut into ``between + 1`` equal ratios), or None:
+            the checkpoints :meth:`refine` scores where a crossing needs them, and
             :meth:`restore_score` puts back.
         restore: puts a ``snapshot()`` back (needed with ``snapshot``).
         between: unscored checkpoints between two scores.
