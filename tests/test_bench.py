@@ -208,6 +208,34 @@ def test_matched_accuracy_takes_each_model_where_it_first_reached_the_common_lev
     assert equal_quality_checkpoints(races, ["ours", "peer"], test_nll_at)["equal"]
 
 
+def test_a_fixed_step_peer_is_scored_where_doubling_its_steps_moves_log_p_by_under_001():
+    """BayesFlow's reference solve doubles its steps until log p moves by less than 0.01
+    nats (mean over rows) when they double again, so it agrees with a solve of four times as
+    many steps; a stiff field (its weights scaled up) needs more than the first 8."""
+    from tfotflow.bench import time_to_quality
+
+    if not time_to_quality.bayesflow_available():
+        pytest.skip("BayesFlow is not installed: pip install 'tfotflow[bench]'")
+    keras.utils.set_random_seed(0)
+    peer = time_to_quality.FlowMatchingContender(
+        2, widths=(32, 32), learning_rate=1e-3, dtype="float32"
+    )
+    peer.network.set_weights([3.0 * weights for weights in peer.network.get_weights()])
+    points = np.random.default_rng(0).normal(size=(200, 2)).astype("float32")
+    assert peer.reference_setting() == 8
+    peer.tighten(points)
+    steps = peer.reference_setting()
+    assert steps > 8 and steps not in peer.settings()
+
+    def log_p(n):
+        return np.asarray(peer.log_prob_fn(n)(points), np.float64)
+
+    assert np.mean(np.abs(log_p(steps) - log_p(4 * steps))) < 1.1 * time_to_quality.TOLERANCE_NATS
+    assert np.mean(np.abs(log_p(steps // 2) - log_p(steps))) >= time_to_quality.TOLERANCE_NATS
+    peer.tighten(points)  # already tight: the steps stay
+    assert peer.reference_setting() == steps
+
+
 def test_scores_run_compiled_the_faster_way_and_a_failing_way_loses():
     import time
 

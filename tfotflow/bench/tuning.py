@@ -15,15 +15,17 @@ Run: ``python benchmarks/tune_peers.py --dataset mixture_d4_draw0 --peer bayesfl
 
 from tfotflow._keras import keras
 from tfotflow.bench.time_to_quality import (
+    TIGHTENING_ROWS,
     Clock,
     OTFlowContender,
     build_peer,
+    first_rows,
     grid_options,
     load_problem,
-    mean_nll,
     quick_problem,
     race,
     race_splits,
+    reference_nll,
     shared_affine,
 )
 from tfotflow.hardware import machine
@@ -60,6 +62,7 @@ def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
     if peer not in problem["batch"] or peer.startswith("otflow"):
         raise ValueError(f"`peer` must be a peer of the {name!r} race; received {peer!r}")
     train, validation, _ = race_splits(data, problem["dtype"], problem["test_size"])
+    tightening_rows = first_rows(validation, TIGHTENING_ROWS)
     keras.utils.set_random_seed(seed)
     ours = OTFlowContender(data, overrides=problem["otflow"], seed=seed)
     affine = shared_affine(ours)  # the race's coordinates, its map set from the training rows
@@ -73,7 +76,7 @@ def tune(name, peer, *, seed=0, quick=False, grid=None, on_point=None):
             raise ValueError(f"{peer!r} cannot race on {name!r} here")
         contender, settings, _ = built
         clock = Clock(
-            lambda c=contender: mean_nll(c, c.reference_setting(), validation),
+            lambda c=contender: reference_nll(c, validation, tightening_rows),
             budget_seconds=budget,
             first_score=budget / 2,
             factor=2.0,
