@@ -1312,8 +1312,9 @@ def compete(
         return reference_nll(by_name[name], test, tightening_rows)
 
     for name, clock in clocks.items():
-        races[name].update(clock.result(), reference_setting=by_name[name].reference_setting())
+        races[name].update(clock.result())
         races[name]["test_nll_at_best"] = test_nll_at(name, races[name]["best_index"])
+        races[name]["reference_setting"] = by_name[name].reference_setting()
     checkpoints = None
     if inference:  # at matched accuracy: every contender, or the problem's choice of them
         matched_names = problem.get("matched_accuracy", [c.name for c in contenders])
