@@ -37,6 +37,7 @@ Hutchinson trace in training, and Adam. BayesFlow's ``FlowMatching`` runs with i
 (benchmark-only extra; left out when BayesFlow is not installed).
 """
 
+import bisect
 import dataclasses
 import functools
 import importlib.util
@@ -174,7 +175,7 @@ class Clock:
         """Scores the model (in the state of ``checkpoint``) into the curve, in time order."""
         iteration, seconds, _ = self.checkpoints[checkpoint]
         point = [iteration, seconds, float(self.score())]
-        at = sum(1 for index in self.scored if index < checkpoint)
+        at = bisect.bisect(self.scored, checkpoint)
         self.curve.insert(at, point)
         self.scored.insert(at, checkpoint)
         if self.on_score is not None:
@@ -189,8 +190,7 @@ class Clock:
         one of those kept between the last score above it and the first at or below it.
         Returns whether there was one (the crossing's bracket is then narrower; without,
         it is as narrow as the checkpoints allow)."""
-        curve = self.curve
-        at = next((i for i in range(1, len(curve)) if curve[i][0] and curve[i][2] <= target), 0)
+        at = crossing_index(self.curve, target)
         if not at:
             return False
         inside = range(self.scored[at - 1] + 1, self.scored[at])
@@ -254,21 +254,26 @@ def refine_crossings(clocks, ours):
                 refined |= clock.refine(target)
 
 
+def crossing_index(curve, target):
+    """The index in ``curve`` of its first score after training began that is ≤ ``target``,
+    or None when training never reached it."""
+    return next((i for i, (step, _, nll) in enumerate(curve) if step and nll <= target), None)
+
+
 def seconds_to_reach(curve, target):
     """Training seconds at the first score after training began that is ≤ ``target``.
 
     None when training never reached it.
     """
-    return next((seconds for step, seconds, nll in curve if step and nll <= target), None)
+    at = crossing_index(curve, target)
+    return None if at is None else curve[at][1]
 
 
 def crossing_bracket(curve, target):
     """``(before, at)``: the training seconds of the last score above ``target`` and of the
     first at or below it after training began (the crossing lies between), or None."""
-    for (_, before, _above), (step, at, nll) in zip(curve, curve[1:]):
-        if step and nll <= target:
-            return before, at
-    return None
+    at = crossing_index(curve, target)
+    return (curve[at - 1][1], curve[at][1]) if at else None  # the first score opens none
 
 
 # ------------------------------------------------------------------------------- the contenders
