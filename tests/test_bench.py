@@ -68,10 +68,29 @@ def test_bench_quick_writes_complete_finite_json(tmp_path):
     assert not bad, bad
 
 
+def spy_on_test_scores(monkeypatch, module):
+    """Maps each contender's name to {NLL: validation NLL} for every score of ``module``'s
+    races off the validation rows (the rows a contender is first scored on), with the
+    validation rows scored again in the state that score saw."""
+    original, validation, seen = module.reference_nll, {}, {}
+
+    def spy(contender, split, probe):
+        nll = original(contender, split, probe)
+        if validation.setdefault(contender.name, split) is not split:
+            on_validation = original(contender, validation[contender.name], probe)
+            seen.setdefault(contender.name, {})[nll] = on_validation
+        return nll
+
+    monkeypatch.setattr(module, "reference_nll", spy)
+    return seen
+
+
 @pytest.mark.slow
-def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path):
+def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path, monkeypatch):
     from tfotflow.bench import time_to_quality
     from tfotflow.plotting import plot_races
+
+    scored_off_validation = spy_on_test_scores(monkeypatch, time_to_quality)
 
     point = {"learning_rate": 3e-3, "width_factor": 2}  # FFJORD as if a grid chose it
     tuned = {"peer": "ffjord", "d": 2, "chosen": point, "grid": [{}] * 6}
@@ -104,6 +123,9 @@ def test_time_to_quality_quick_reports_every_race_and_matched_accuracy(tmp_path)
         best = min(range(len(race["curve"])), key=lambda i: race["curve"][i][2])
         assert race["best_index"] == best and race["best_nll"] == race["curve"][best][2]
         assert math.isfinite(race["test_nll_at_best"])
+    for name, race in row["races"].items():  # scored on the test rows in the best's state
+        on_validation = scored_off_validation[name][race["test_nll_at_best"]]
+        assert on_validation == pytest.approx(race["best_nll"], abs=time_to_quality.TOLERANCE_NATS)
     fair = row["fair"]  # what each contender got, recorded
     assert set(fair["xla"]) == set(fair["preprocessing"]) == set(row["races"])
     assert set(fair["xla_probe"]) == peers and set(fair["still_improving"]) == set(row["races"])
