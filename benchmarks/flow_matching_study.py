@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfotflow import flow_matching, runs, training
 from tfotflow._keras import keras
-from tfotflow.bench.time_to_quality import SUITE_VARIANTS, load_problem
+from tfotflow.bench.problems import SUITE_VARIANTS, load_problem
 from tfotflow.bench.timing import TrainingTime
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.flow_matching import FlowMatching

@@ -29,7 +29,8 @@ import time
 import tensorflow as tf
 
 from tfotflow import runs
-from tfotflow.bench.time_to_quality import OTFlowContender, load_problem
+from tfotflow.bench.contenders import OTFlowContender
+from tfotflow.bench.problems import load_problem
 from tfotflow.bench.timing import TrainingTime
 from tfotflow.checkpoint import atomic_write_bytes
 

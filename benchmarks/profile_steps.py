@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tfotflow import datasets
 from tfotflow._keras import keras
-from tfotflow.bench.time_to_quality import FlowMatchingContender
+from tfotflow.bench.contenders import FlowMatchingContender
 from tfotflow.bench.timing import interleaved_medians, training_step
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.flow_matching import FlowMatching, flow_matching_loss, ot_pairs

@@ -4,9 +4,9 @@ Run: python benchmarks/races_summary.py [--generalization] IN.json [IN.json ...]
 
 Reads time_to_quality results (or the list of rows of a .partial.json) and writes,
 atomically, benchmarks/results/races_summary.json
-(:func:`tfotflow.bench.time_to_quality.race_summary`: one row per data set and peer) or, with
+(:func:`tfotflow.bench.race_summaries.race_summary`: one row per data set and peer) or, with
 ``--generalization``, benchmarks/results/generalization_summary.json
-(:func:`tfotflow.bench.time_to_quality.generalization_summary`: one row per suite set), with
+(:func:`tfotflow.bench.race_summaries.generalization_summary`: one row per suite set), with
 the files it read.
 """
 
@@ -14,7 +14,7 @@ import json
 import pathlib
 import sys
 
-from tfotflow.bench.time_to_quality import generalization_summary, race_summary
+from tfotflow.bench.race_summaries import generalization_summary, race_summary
 from tfotflow.checkpoint import atomic_write_bytes
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Run: python benchmarks/summarize_races.py OUT.json IN.json [IN.json ...]
 
 Takes the rows of every input (a result, or the list of rows of a .partial.json), groups them
 by data set, and writes OUT.json with the rows as recorded and each group's
-:func:`tfotflow.bench.time_to_quality.across_seeds` (every OT-Flow setting against every
+:func:`tfotflow.bench.race_summaries.across_seeds` (every OT-Flow setting against every
 other contender, per seed and median), atomically, and its curves as OUT.png.
 
 ``--log`` adds a race whose row was never written (stopped before its end) from the curve
@@ -22,7 +22,7 @@ import pathlib
 import re
 
 from tfotflow import datasets
-from tfotflow.bench.time_to_quality import across_seeds
+from tfotflow.bench.race_summaries import across_seeds
 from tfotflow.checkpoint import atomic_write_bytes
 from tfotflow.plotting import plot_races
 

@@ -171,7 +171,8 @@ def test_the_raced_otflow_is_tfotflow_train_file(tmp_path):
     and settings it ends with the weights ``tfotflow train FILE`` saves, to the bit."""
     from tests.test_regression import fixed_table
     from tfotflow import datasets
-    from tfotflow.bench.time_to_quality import Clock, OTFlowContender
+    from tfotflow.bench.clock import Clock
+    from tfotflow.bench.contenders import OTFlowContender
     from tfotflow.cli import main
 
     table = fixed_table(tmp_path / "table.csv")
@@ -192,7 +193,7 @@ def test_the_raced_otflow_is_tfotflow_train_file(tmp_path):
 
 
 def test_time_to_quality_schedule_and_crossing():
-    from tfotflow.bench.time_to_quality import geometric_schedule, seconds_to_reach
+    from tfotflow.bench.clock import geometric_schedule, seconds_to_reach
 
     assert geometric_schedule(2.0, 10.0, 2.0) == [2.0, 4.0, 8.0, 10.0]
     curve = [[0, 0.0, 1.0], [10, 3.0, 2.5], [20, 6.0, 1.5], [30, 9.0, 1.2]]
@@ -234,12 +235,12 @@ def test_a_fixed_step_peer_is_scored_where_doubling_its_steps_moves_log_p_by_und
     """BayesFlow's reference solve doubles its steps until log p moves by less than 0.01
     nats (mean over rows) when they double again, so it agrees with a solve of four times as
     many steps; a stiff field (its weights scaled up) needs more than the first 8."""
-    from tfotflow.bench import time_to_quality
+    from tfotflow.bench import contenders, time_to_quality
 
     if not time_to_quality.bayesflow_available():
         pytest.skip("BayesFlow is not installed: pip install 'tfotflow[bench]'")
     keras.utils.set_random_seed(0)
-    peer = time_to_quality.FlowMatchingContender(
+    peer = contenders.FlowMatchingContender(
         2, widths=(32, 32), learning_rate=1e-3, dtype="float32"
     )
     peer.network.set_weights([3.0 * weights for weights in peer.network.get_weights()])
@@ -252,8 +253,8 @@ def test_a_fixed_step_peer_is_scored_where_doubling_its_steps_moves_log_p_by_und
     def log_p(n):
         return np.asarray(peer.log_prob_fn(n)(points), np.float64)
 
-    assert np.mean(np.abs(log_p(steps) - log_p(4 * steps))) < 1.1 * time_to_quality.TOLERANCE_NATS
-    assert np.mean(np.abs(log_p(steps // 2) - log_p(steps))) >= time_to_quality.TOLERANCE_NATS
+    assert np.mean(np.abs(log_p(steps) - log_p(4 * steps))) < 1.1 * contenders.TOLERANCE_NATS
+    assert np.mean(np.abs(log_p(steps // 2) - log_p(steps))) >= contenders.TOLERANCE_NATS
     peer.tighten(points)  # already tight: the steps stay
     assert peer.reference_setting() == steps
 
@@ -263,7 +264,7 @@ def test_scores_run_compiled_the_faster_way_and_a_failing_way_loses():
 
     import tensorflow as tf
 
-    from tfotflow.bench.time_to_quality import faster_scoring
+    from tfotflow.bench.contenders import faster_scoring
 
     class Contender:
         name, condition_dim, scoring_xla = "peer", 0, False
@@ -355,7 +356,7 @@ def test_recipe_suite_quick():
 
 
 def test_across_seeds_takes_medians_and_keeps_unreached_targets_visible():
-    from tfotflow.bench.time_to_quality import across_seeds, head_to_head
+    from tfotflow.bench.race_summaries import across_seeds, head_to_head
 
     def curve(*points):  # (seconds, nll) after a first score at 0 s
         return {
@@ -428,7 +429,7 @@ def test_a_first_seed_only_contender_races_every_seed_when_named(monkeypatch):
 
 
 def test_a_race_prints_each_score_as_it_is_taken(capsys):
-    from tfotflow.bench.time_to_quality import Clock, log_score
+    from tfotflow.bench.clock import Clock, log_score
 
     on_score = functools.partial(log_score, "bayesflow_fm")
     clock = Clock(lambda: 1.5, budget_seconds=4.0, first_score=2.0, on_score=on_score)
@@ -445,7 +446,7 @@ def test_a_crossing_is_narrowed_by_scoring_the_checkpoints_kept_between_scores()
     """Checkpoints are kept on a schedule ``between + 1`` times finer than the scores; a
     crossing's bracket is then bisected over them, each scored in its own state, until no
     checkpoint is left inside; the model's state is put back for the test at any score."""
-    from tfotflow.bench.time_to_quality import Clock, refine_crossings
+    from tfotflow.bench.clock import Clock, refine_crossings
 
     state = {"seconds": 0.0}
 
@@ -490,7 +491,7 @@ def test_the_race_summary_reads_time_to_quality_on_validation():
     """Per (set, peer): the median over seeds of the peer's time to the worse best validation
     NLL over OT-Flow's, each ratio's bracket from the scores around the crossings, the test
     NLLs at the best validation, and what each contender got."""
-    from tfotflow.bench.time_to_quality import race_summary
+    from tfotflow.bench.race_summaries import race_summary
 
     def race(curve, test, budget=10.0):
         best = min(range(len(curve)), key=lambda i: curve[i][2])
@@ -559,12 +560,8 @@ def test_each_peer_gets_three_rates_by_two_sizes_to_tune():
 
 
 def test_a_tuned_peer_races_at_the_point_its_grid_chose():
-    from tfotflow.bench.time_to_quality import (
-        OTFLOW_TUNING,
-        UNTUNED,
-        suite_problem,
-        tuned_options,
-    )
+    from tfotflow.bench.problems import suite_problem
+    from tfotflow.bench.time_to_quality import OTFLOW_TUNING, UNTUNED, tuned_options
 
     problem = suite_problem(4)
     chosen = {"learning_rate": 2.5e-4, "widths": [128] * 5}

@@ -74,11 +74,12 @@ def test_bad_character_is_named():
 
 
 def test_a_suite_name_parses_and_loads_as_a_file_with_its_true_density(tmp_path):
-    from tfotflow.bench import time_to_quality
+    from tfotflow.bench.contenders import OTFlowContender
+    from tfotflow.bench.problems import load_problem
 
     assert suite.parse("student_t_d16_draw3") == ("student_t", 16, 3)
     assert suite.parse("8gaussians") is None and suite.parse("spiral_d4_draw0") is None
-    data, problem = time_to_quality.load_problem("banana_d4_draw0", quick=True, data_dir=tmp_path)
+    data, problem = load_problem("banana_d4_draw0", quick=True, data_dir=tmp_path)
     assert data.train.shape == (2000, 4) and data.metadata.source["sha256"]
     expected = suite.make("banana", 4, 0).log_prob(data.test[:10].astype(np.float64))
     np.testing.assert_allclose(data.metadata.log_prob(data.test[:10]), expected)
@@ -95,14 +96,14 @@ def test_a_suite_name_parses_and_loads_as_a_file_with_its_true_density(tmp_path)
         "otflow_batch256_rate01",
     }
     # 1,600 training rows: the rule's main phase is likelihood; a variant may ask for the other
-    rule = time_to_quality.OTFlowContender(data).config["train"]
-    other = time_to_quality.OTFlowContender(data, overrides={"main_phase": "flow_matching"})
+    rule = OTFlowContender(data).config["train"]
+    other = OTFlowContender(data, overrides={"main_phase": "flow_matching"})
     assert rule["iterations"] > 0 and other.config["train"]["iterations"] == 0
     assert other.config["model"]["num_steps"] == 8
 
 
 def test_the_generalization_summary_takes_medians_over_seeds():
-    from tfotflow.bench.time_to_quality import generalization_summary
+    from tfotflow.bench.race_summaries import generalization_summary
 
     def race(seconds, best, test, doublings=None):
         curve = [[0, 0.0, 9.0], [10, seconds, best]]

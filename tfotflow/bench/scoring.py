@@ -21,16 +21,10 @@ import numpy as np
 
 from tfotflow import datasets, scoring
 from tfotflow._keras import keras
+from tfotflow.bench.clock import Clock, race
+from tfotflow.bench.contenders import FFJORDContender, FlowMatchingContender, OTFlowContender
 from tfotflow.bench.peers import matched_hidden_width
-from tfotflow.bench.time_to_quality import (
-    Clock,
-    FFJORDContender,
-    FlowMatchingContender,
-    OTFlowContender,
-    bayesflow_available,
-    matched_accuracy,
-    race,
-)
+from tfotflow.bench.time_to_quality import bayesflow_available, matched_accuracy
 
 D = 43
 

@@ -14,20 +14,16 @@ Run: ``python benchmarks/tune_peers.py --dataset mixture_d4_draw0 --peer bayesfl
 """
 
 from tfotflow._keras import keras
-from tfotflow.bench.time_to_quality import (
+from tfotflow.bench.clock import Clock, race
+from tfotflow.bench.contenders import (
     TIGHTENING_ROWS,
-    Clock,
     OTFlowContender,
-    build_peer,
     first_rows,
-    grid_options,
-    load_problem,
-    quick_problem,
-    race,
-    race_splits,
     reference_nll,
     shared_affine,
 )
+from tfotflow.bench.problems import load_problem, quick_problem
+from tfotflow.bench.time_to_quality import build_peer, grid_options, race_splits
 from tfotflow.hardware import machine
 
 _RATES = {"bayesflow_fm_defaults": (2.5e-4, 5e-4, 1e-3)}
