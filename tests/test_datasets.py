@@ -425,6 +425,44 @@ def test_unpacking_keeps_the_users_own_files(tmp_path, rng):
     assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("filters", [True, False], ids=["data filter", "no filters"])
+def test_unpacking_refuses_members_that_leave_the_folder_on_any_python(
+    tmp_path, monkeypatch, filters
+):
+    """With tarfile's ``data`` filter, or on a Python without extraction filters (before
+    3.10.12 and 3.11.4), files unpack, and a member written or linked outside the folder is
+    refused with nothing written outside."""
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    elif not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no extraction filters")
+
+    def archive(name, *members):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for member in members:
+                info = tarfile.TarInfo(member["name"])
+                if "link" in member:
+                    info.type, info.linkname = tarfile.SYMTYPE, member["link"]
+                    tar.addfile(info)
+                else:
+                    info.size = 3
+                    tar.addfile(info, io.BytesIO(b"abc"))
+        (tmp_path / name).write_bytes(buffer.getvalue())
+        return tmp_path / name
+
+    target = tmp_path / "target"
+    good = archive("good.tar.gz", {"name": "data/a/x.txt"})
+    assert extract_tar(good, target, members_under="data") == ["a"]
+    assert (target / "a" / "x.txt").read_bytes() == b"abc"
+    for bad in ({"name": "data/../../escaped.txt"}, {"name": "data/out", "link": "/etc/passwd"}):
+        with pytest.raises(tarfile.TarError):
+            extract_tar(archive("bad.tar.gz", bad), target, members_under="data")
+    assert not (target / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+    assert not (target / "out").exists()
+    assert not any(path.name.startswith(".") for path in target.iterdir())
+
+
 def test_a_silent_server_times_out_and_is_retried(tmp_path):
     """A connection that never answers fails after the attempts, with the reason named."""
     calls = []

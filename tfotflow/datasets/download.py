@@ -145,7 +145,7 @@ def extract_tar(archive, target, *, members_under=""):
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".extract-") as scratch:
         with tarfile.open(archive) as tar:
-            tar.extractall(scratch, filter="data")
+            _extract_data(tar, scratch)
         root = pathlib.Path(scratch) / members_under
         for source in sorted(root.rglob("*")):
             if source.is_file():
@@ -153,3 +153,26 @@ def extract_tar(archive, target, *, members_under=""):
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, final)
         return [entry.name for entry in sorted(root.iterdir())]
+
+
+def _extract_data(tar, folder):
+    """Extracts the open ``tar`` into ``folder`` with tarfile's ``data`` filter: no absolute
+    paths, nothing written or linked outside ``folder``, no devices. On a Python without
+    extraction filters (before 3.10.12 and 3.11.4) the members are checked here first, more
+    strictly: regular files and folders only, each inside ``folder``; anything else raises
+    :class:`tarfile.TarError` naming the member."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(folder, filter="data")
+        return
+    root = os.path.realpath(folder)
+    for member in tar.getmembers():
+        path = os.path.realpath(os.path.join(root, member.name))
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(
+                f"the archive's member {member.name!r} is neither a file nor a folder"
+            )
+        if os.path.commonpath([root, path]) != root:
+            raise tarfile.TarError(
+                f"the archive's member {member.name!r} would be written outside {folder}"
+            )
+    tar.extractall(folder)
