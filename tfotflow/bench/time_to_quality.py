@@ -1,11 +1,12 @@
-"""Time to a given test NLL, and inference at matched accuracy: OT-Flow against its peers.
+"""Time to a given validation NLL, and inference at matched accuracy: OT-Flow against its peers.
 
 The paper's speed claims are about accuracy per second, not per-iteration cost: FFJORD's
 one-probe Hutchinson step is cheap, but its adaptive solver needs more and more evaluations
 as its paths bend during training, while OT-Flow's straight paths keep a few RK4 steps
 accurate. So each model trains on the same data for a budget of *training* seconds (the clock
 stops while it is scored; tracing of the first step is not counted, of later phases it is),
-its test NLL is recorded on a geometric schedule of training time, and then:
+its validation NLL is scored on a geometric schedule of training time
+(:mod:`tfotflow.bench.clock`), and then:
 
 * **time to quality**: every score is an exact log-density from each model's reference solve
   (OT-Flow: 4× the training steps it has when scored; FFJORD: exact autodiff trace,
@@ -35,6 +36,11 @@ also compared with the exact posterior's (:func:`posterior_moments`).
 FFJORD runs as TFP ships it: ``tfb.FFJORD`` with the default DormandPrince solver, one-probe
 Hutchinson trace in training, and Adam. BayesFlow's ``FlowMatching`` runs with its defaults
 (benchmark-only extra; left out when BayesFlow is not installed).
+
+This module runs the race (:func:`compete`, :func:`run`) and the comparison at matched
+accuracy; the contenders are in :mod:`tfotflow.bench.contenders`, each set's settings and
+budgets in :mod:`tfotflow.bench.problems`, and the readings across seeds in
+:mod:`tfotflow.bench.race_summaries`. The evidence is in ``benchmarks/README.md``.
 """
 
 import functools
